@@ -1,0 +1,44 @@
+"""pytest plugin loaded for the Odoo suite (`-p harness.pytest_mlm`).
+
+* Marks every HttpCase test as a browser test (a junit property) so the summary
+  can count them.
+* A browser test that Odoo skips (no Chromium, no websocket-client) is a
+  failure here, not a pass: a green run must mean the browser really ran.
+"""
+
+import logging
+
+import pytest
+
+
+class _ImportWarningFilter(logging.Filter):
+    """pytest-odoo imports odoo.tests before it switches test mode on (it must:
+    test_enable at registry load would run every module's at_install tests), so
+    Odoo logs a misleading "Importing test framework" ERROR. Drop that one."""
+
+    def filter(self, record):
+        return not str(record.msg).startswith("Importing test framework")
+
+
+logging.getLogger("odoo.tests.common").addFilter(_ImportWarningFilter())
+
+
+def _is_browser_test(item):
+    from odoo.tests.common import HttpCase  # noqa: PLC0415 (odoo loaded by pytest-odoo)
+
+    cls = getattr(item, "cls", None)
+    return bool(cls) and issubclass(cls, HttpCase)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if not _is_browser_test(item):
+        return
+    if ("browser", "1") not in item.user_properties:
+        item.user_properties.append(("browser", "1"))
+    if report.skipped and call.when in ("setup", "call"):
+        reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else ""
+        report.outcome = "failed"
+        report.longrepr = f"browser test was skipped ({reason}): counted as a failure"

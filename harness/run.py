@@ -1,0 +1,347 @@
+"""Entry point of `make demo`, `make test` and `make lint`.
+
+    python3 -m harness.run test|demo|lint
+
+Environment variables (all optional) are documented in the README.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import pg
+from .odoo_src import OdooNotFound, locate_odoo
+from .shell import Apt, HarnessError, die, run, say
+from .venv import ensure_venv
+
+ROOT = Path(__file__).resolve().parent.parent
+ADDON = "loyalty_mlm"
+SKIP_LINE = "ODOO SUITE SKIPPED:"
+
+
+@dataclass
+class Context:
+    environ: dict
+    run_dir: Path
+    apt: Apt
+    python: Path = None
+    odoo_src: Path = None
+    config: Path = None
+    db_options: dict = field(default_factory=dict)
+
+    @property
+    def odoo_bin(self):
+        return [
+            str(self.python),
+            str(self.odoo_src / "odoo-bin"),
+            "-c",
+            str(self.config),
+        ]
+
+
+def make_context(environ):
+    run_dir = Path(environ.get("LOYALTY_MLM_RUN_DIR") or ROOT / ".run").resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return Context(environ=environ, run_dir=run_dir, apt=Apt(environ))
+
+
+def prepare(ctx, odoo_src, browser=False):
+    """Everything the demo and the tests need, idempotently."""
+    venv = Path(ctx.environ.get("LOYALTY_MLM_VENV") or ROOT / ".venv")
+    ctx.odoo_src = odoo_src
+    ctx.python = ensure_venv(venv, ROOT, odoo_src, ctx.apt)
+    if not odoo_src:
+        return ctx
+    if browser:
+        ctx.apt.install(["chromium"], why="Odoo's browser tests (HttpCase, tours)")
+    ctx.db_options = pg.external_db_options(ctx.environ) or pg.ensure_private_cluster(
+        ctx.run_dir, ctx.environ, ctx.apt
+    )
+    ctx.config = write_config(ctx)
+    return ctx
+
+
+def write_config(ctx):
+    addons = [ctx.odoo_src / "addons", ctx.odoo_src / "odoo" / "addons", ROOT]
+    options = {
+        "addons_path": ",".join(str(p) for p in addons),
+        "data_dir": str(ctx.run_dir / "data"),
+        "http_port": ctx.environ.get("LOYALTY_MLM_HTTP_PORT", "8069"),
+        "max_cron_threads": "0",
+        **ctx.db_options,
+    }
+    path = ctx.run_dir / "odoo.cfg"
+    body = "".join(f"{key} = {value}\n" for key, value in options.items())
+    path.write_text("[options]\n" + body)
+    return path
+
+
+def odoo_install(ctx, db, update=False, logname="install"):
+    """Install (or update) the add-on, failing on any ERROR in Odoo's log."""
+    log = ctx.run_dir / "logs" / f"{logname}.log"
+    log.parent.mkdir(exist_ok=True)
+    log.unlink(missing_ok=True)
+    flag = "-u" if update else "-i"
+    say(
+        f"{'Updating' if update else 'Installing'} {ADDON} in database {db} "
+        f"(log: {log})"
+    )
+    proc = subprocess.run(
+        [
+            *ctx.odoo_bin,
+            "-d",
+            db,
+            flag,
+            ADDON,
+            "--stop-after-init",
+            "--no-http",
+            "--log-level=warn",
+            f"--logfile={log}",
+        ],
+        check=False,
+    )
+    text = log.read_text(errors="replace") if log.exists() else ""
+    errors = [
+        line for line in text.splitlines() if " ERROR " in line or " CRITICAL " in line
+    ]
+    if proc.returncode != 0 or errors:
+        sys.stderr.write("\n".join(text.splitlines()[-60:]) + "\n")
+        die(
+            f"Odoo could not {'update' if update else 'install'} {ADDON} in {db}; "
+            f"see {log}."
+        )
+
+
+# ---------------------------------------------------------------------------
+# test
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Counts:
+    passed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    browser_passed: int = 0
+    browser_failed: int = 0
+
+    @property
+    def total(self):
+        return self.passed + self.failed + self.skipped
+
+
+def read_junit(path):
+    counts = Counts()
+    if not path.exists():
+        counts.failed = 1  # the runner died before writing its report
+        return counts
+    for case in ET.parse(path).iter("testcase"):
+        failed = case.find("failure") is not None or case.find("error") is not None
+        skipped = case.find("skipped") is not None
+        browser = any(prop.get("name") == "browser" for prop in case.iter("property"))
+        if failed:
+            counts.failed += 1
+            counts.browser_failed += browser
+        elif skipped:
+            counts.skipped += 1
+        else:
+            counts.passed += 1
+            counts.browser_passed += browser
+    return counts
+
+
+def pytest(ctx, args, report, env=None):
+    report.unlink(missing_ok=True)
+    cmd = [
+        str(ctx.python),
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        f"--junitxml={report}",
+        "-o",
+        "junit_family=xunit1",
+        *args,
+    ]
+    subprocess.run(cmd, cwd=ROOT, check=False, env=env)
+    return read_junit(report)
+
+
+def lint(ctx):
+    """ruff (lint + format) and pylint-odoo's mandatory checks; True when clean."""
+    say("Lint: ruff check, ruff format --check, pylint-odoo mandatory checks")
+    checks = [
+        [str(ctx.python), "-m", "ruff", "check", "."],
+        [str(ctx.python), "-m", "ruff", "format", "--check", "--quiet", "."],
+        [str(ctx.python), "-m", "pylint", "--rcfile=.pylintrc-mandatory", ADDON],
+    ]
+    ok = True
+    for cmd in checks:
+        ok &= subprocess.run(cmd, cwd=ROOT, check=False).returncode == 0
+    return ok
+
+
+def odoo_suite(ctx):
+    db = ctx.environ.get("LOYALTY_MLM_TEST_DB") or f"{ADDON}_test_{os.getpid()}"
+    pg.drop_database(ctx.db_options, db)
+    try:
+        odoo_install(ctx, db, logname="test-install")
+        say(f"Odoo suite: pytest-odoo on {db}, browser tests in headless Chromium")
+        selection = ctx.environ.get("LOYALTY_MLM_TESTS") or f"{ADDON}/tests"
+        return pytest(
+            ctx,
+            [
+                "-p",
+                "harness.pytest_mlm",
+                f"--odoo-config={ctx.config}",
+                f"--odoo-database={db}",
+                "--odoo-http",
+                "--odoo-log-level=warn",
+                *selection.split(),
+            ],
+            ctx.run_dir / "odoo-tests.xml",
+        )
+    finally:
+        if not ctx.environ.get("LOYALTY_MLM_KEEP_DB"):
+            pg.drop_database(ctx.db_options, db)
+            shutil.rmtree(ctx.run_dir / "data" / "filestore" / db, ignore_errors=True)
+
+
+def cmd_test(environ):
+    ctx = make_context(environ)
+    odoo_src, skip_reason = None, None
+    if environ.get("LOYALTY_MLM_DB_FREE_ONLY") == "1":
+        skip_reason = "LOYALTY_MLM_DB_FREE_ONLY=1 asked for the DB-free tests only."
+    else:
+        try:
+            odoo_src = locate_odoo(environ)
+        except OdooNotFound as exc:
+            if environ.get("LOYALTY_MLM_ALLOW_NO_ODOO") != "1":
+                die(
+                    f"{exc} (To run only the DB-free tests, set "
+                    "LOYALTY_MLM_DB_FREE_ONLY=1.)"
+                )
+            skip_reason = str(exc)
+    prepare(ctx, odoo_src, browser=True)
+
+    lint_ok = lint(ctx)
+    say("DB-free tests (pure math, the harness itself)")
+    db_free = pytest(ctx, ["-p", "no:odoo", "tests"], ctx.run_dir / "db-free-tests.xml")
+    suite = odoo_suite(ctx) if odoo_src else None
+
+    print("\n==================== loyalty_mlm test summary ====================")
+    print(f"lint:          {'clean' if lint_ok else 'FAILED'}")
+    print(
+        f"DB-free tests: {db_free.passed} passed, {db_free.failed} failed, "
+        f"{db_free.skipped} skipped"
+    )
+    total = Counts(db_free.passed, db_free.failed, db_free.skipped)
+    if suite:
+        print(
+            f"Odoo tests:    {suite.passed} passed, {suite.failed} failed, "
+            f"{suite.skipped} skipped (in a real database)"
+        )
+        print(
+            f"  of which browser tests (HttpCase, headless Chromium): "
+            f"{suite.browser_passed} passed, {suite.browser_failed} failed"
+        )
+        total.passed += suite.passed
+        total.failed += suite.failed
+        total.skipped += suite.skipped
+    else:
+        print(f"{SKIP_LINE} {skip_reason}")
+    failed = total.failed + (0 if lint_ok else 1)
+    print(
+        f"total: {total.passed} passed, {total.failed} failed, {total.skipped} skipped"
+    )
+    if suite and suite.total == 0:
+        print("The Odoo suite collected no test: counted as a failure.")
+        failed += 1
+    return 1 if failed else 0
+
+
+def cmd_lint(environ):
+    ctx = make_context(environ)
+    try:
+        odoo_src = locate_odoo(environ)
+    except OdooNotFound:
+        odoo_src = None
+    prepare(ctx, odoo_src)
+    return 0 if lint(ctx) else 1
+
+
+# ---------------------------------------------------------------------------
+# demo
+# ---------------------------------------------------------------------------
+
+RUN_CRONS = """
+crons = env["ir.cron"].with_context(active_test=False).search([])
+ours = [c for c in crons if c.get_external_id()[c.id].startswith("loyalty_mlm.")]
+for cron in ours:
+    print("[loyalty_mlm] running scheduled job:", cron.name)
+    cron.method_direct_trigger()
+env.cr.commit()
+print("[loyalty_mlm] scheduled jobs run:", len(ours))
+"""
+
+
+def cmd_demo(environ):
+    ctx = make_context(environ)
+    try:
+        odoo_src = locate_odoo(environ)
+    except OdooNotFound as exc:
+        die(str(exc))
+    prepare(ctx, odoo_src)
+    db = environ.get("LOYALTY_MLM_DEMO_DB", f"{ADDON}_demo")
+    installed = (
+        pg.database_exists(ctx.db_options, db)
+        and pg.module_state(ctx.db_options, db, ADDON) == "installed"
+    )
+    if pg.database_exists(ctx.db_options, db) and not installed:
+        die(
+            f"Database {db} exists but has no {ADDON} installed; drop it or set "
+            "LOYALTY_MLM_DEMO_DB to another name."
+        )
+    odoo_install(ctx, db, update=installed, logname="demo-install")
+    run(
+        [*ctx.odoo_bin, "shell", "-d", db, "--no-http", "--log-level=warn"],
+        input=RUN_CRONS,
+        text=True,
+    )
+    port = environ.get("LOYALTY_MLM_HTTP_PORT", "8069")
+    say(
+        f"Serving Odoo with the demo on http://localhost:{port}  "
+        "(login: admin, password: admin; Ctrl-C stops it)"
+    )
+    sys.stdout.flush()
+    os.execv(
+        str(ctx.python),
+        [
+            *ctx.odoo_bin,
+            "-d",
+            db,
+            f"--db-filter=^{db}$",
+            f"--http-port={port}",
+            "--log-level=warn",
+        ],
+    )
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    commands = {"test": cmd_test, "demo": cmd_demo, "lint": cmd_lint}
+    if len(argv) != 1 or argv[0] not in commands:
+        print("usage: python3 -m harness.run test|demo|lint", file=sys.stderr)
+        return 2
+    try:
+        return commands[argv[0]](dict(os.environ))
+    except HarnessError as exc:
+        return exc.code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

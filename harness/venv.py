@@ -1,0 +1,81 @@
+"""Project-local virtual environment with Odoo's requirements and ours.
+
+Odoo itself is not installed into it: a .pth file puts the existing source
+tree on sys.path, so `import odoo` finds the tree the harness located.
+"""
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+from .odoo_src import newest_pins
+from .shell import run, say
+
+STAMP = ".loyalty_mlm-stamp"
+
+
+def venv_python(venv):
+    return Path(venv, "bin", "python")
+
+
+def ensure_venv(venv, root, odoo_src, apt):
+    """Create/update the venv idempotently; return its python path."""
+    venv = Path(venv)
+    lines = []
+    if odoo_src:
+        apt.install(
+            ["libpq-dev", "libldap2-dev", "libsasl2-dev"],
+            why="building Odoo's Python requirements (psycopg2, python-ldap)",
+        )
+        lines += newest_pins(
+            Path(odoo_src, "requirements.txt").read_text(encoding="utf-8")
+        )
+    lines += [
+        line.strip()
+        for line in Path(root, "requirements-dev.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    wanted = "\n".join([sys.version, str(odoo_src), *lines])
+    digest = hashlib.sha256(wanted.encode()).hexdigest()
+    python = venv_python(venv)
+    stamp = venv / STAMP
+    if python.exists() and stamp.exists() and stamp.read_text() == digest:
+        return python
+    if not python.exists():
+        say(f"Creating the virtual environment {venv}")
+        run([sys.executable, "-m", "venv", str(venv)])
+    requirements = venv / "requirements.txt"
+    requirements.write_text("\n".join(lines) + "\n")
+    say("Installing Python requirements (Odoo's newest pins and the project's tools)")
+    run(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--upgrade",
+            "pip",
+            "wheel",
+            "setuptools",
+        ]
+    )
+    run([str(python), "-m", "pip", "install", "-q", "-r", str(requirements)])
+    site = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    pth = Path(site, "loyalty_mlm_odoo_src.pth")
+    if odoo_src:
+        pth.write_text(f"{odoo_src}\n")
+    elif pth.exists():
+        pth.unlink()
+    stamp.write_text(digest)
+    return python

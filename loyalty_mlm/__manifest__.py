@@ -1,0 +1,29 @@
+{
+    "name": "Loyalty MLM: Member Lifecycle",
+    "summary": "Member lifecycle, segment scores and a trusted point ledger "
+    "on top of Odoo's loyalty engine",
+    "version": "18.0.1.0.0",
+    "category": "Sales/Loyalty",
+    "website": "https://github.com/loyalty-mlm/loyalty_mlm",
+    "author": "loyalty_mlm contributors",
+    "license": "LGPL-3",
+    "application": True,
+    "installable": True,
+    "depends": ["contacts", "crm", "sale_loyalty", "pos_loyalty"],
+    "data": [
+        "security/loyalty_mlm_security.xml",
+        "security/ir.model.access.csv",
+        "views/res_config_settings_views.xml",
+        "views/res_partner_views.xml",
+        "views/loyalty_mlm_dashboard_views.xml",
+        "views/loyalty_mlm_menus.xml",
+    ],
+    "assets": {
+        "web.assets_backend": [
+            "loyalty_mlm/static/src/dashboard/*",
+        ],
+        "web.assets_tests": [
+            "loyalty_mlm/static/tests/tours/*",
+        ],
+    },
+}

@@ -1,0 +1,4 @@
+"""Pure functions (no `odoo` import): scoring, quantiles, FIFO, stage rules.
+
+Tested without a database in the repository's top-level tests/ folder.
+"""
