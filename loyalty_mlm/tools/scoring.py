@@ -1,0 +1,461 @@
+"""Customer scores: RFM quintiles, usage segments, quadrants, churn risk, CLV.
+
+Pure standard-library functions: the caller aggregates orders in SQL into one
+`CustomerStats` per customer and writes the returned values on the partners.
+
+Conventions shared by every function here:
+
+* Only customers with at least one order are scored ("the population"); the
+  others get no entry at all, so the caller stores empty values, not zeros
+  that would read as "worst customer".
+* Ranks are computed on the population with sorted lists and `bisect`, so a
+  whole run is O(n log n), and they depend only on the values: equal values
+  always get the same result, whatever the input order or partner ids.
+"""
+
+import math
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+
+USAGE_SEGMENTS = ("heavy", "medium", "low")
+QUADRANTS = ("true_friend", "butterfly", "barnacle", "stranger")
+
+# Interval assumed for one-time buyers when the company has no typical interval.
+DEFAULT_INTERVAL_DAYS = 90.0
+
+# Each usual interval a customer is overdue halves the odds he is still active:
+# risk 50 at one interval late, 75 at two.
+CHURN_HALF_LIFE_INTERVALS = 1.0
+
+# Score given to every customer when the values have no spread at all (a
+# single customer, or everybody equal): there is nothing to rank against.
+NEUTRAL_SCORE = 3
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerStats:
+    """Per-customer aggregates, computed by the caller (SQL).
+
+    Windows are relative to the scoring date: "12m" is the 12 months up to
+    it, "prev_12m" the 12 months before those. Revenue and margin are net of refunds,
+    so they can be negative.
+    """
+
+    partner_id: int
+    first_order: date | None
+    last_order: date | None
+    orders_12m: int
+    revenue_12m: float
+    orders_prev_12m: int
+    revenue_prev_12m: float
+    margin_12m: float
+    orders_total: int
+    revenue_total: float
+    # Mean number of days between consecutive orders; None below two orders.
+    avg_interval_days: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ScoringParams:
+    """Tunable thresholds; the defaults are the add-on's out-of-the-box rules.
+
+    heavy_pct: top X% of the population by 12-month revenue are "heavy".
+    low_pct: bottom Y% of the population by 12-month revenue are "low".
+    low_threshold: a 12-month revenue at or below this is "low" whatever the
+        percentiles say (and can never be "heavy").
+    loyalty_split_pct, profit_split_pct: percentile from which a customer is
+        "high" on the loyalty / profitability axis of the quadrants.
+    default_margin_pct: margin rate used by the CLV when a customer has no
+        positive 12-month revenue to derive one from (the caller also uses it
+        to fill margin_12m for products without a cost).
+    company_interval_days: the company's typical days between orders, used as
+        the expected interval of one-time buyers; None means 90 days.
+    clv_horizon_cap_years: the CLV never counts more years than this.
+    """
+
+    heavy_pct: float = 20.0
+    low_pct: float = 30.0
+    low_threshold: float = 0.0
+    loyalty_split_pct: float = 50.0
+    profit_split_pct: float = 50.0
+    default_margin_pct: float = 30.0
+    company_interval_days: float | None = None
+    clv_horizon_cap_years: float = 5.0
+
+    def __post_init__(self):
+        for name in (
+            "heavy_pct",
+            "low_pct",
+            "loyalty_split_pct",
+            "profit_split_pct",
+            "default_margin_pct",
+        ):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 100.0:
+                raise ValueError(f"{name} must be between 0 and 100, got {value!r}")
+        if self.clv_horizon_cap_years < 0:
+            raise ValueError("clv_horizon_cap_years must not be negative")
+
+
+def has_orders(stat: CustomerStats) -> bool:
+    """True when the customer belongs to the scored population."""
+    return stat.orders_total > 0 and stat.last_order is not None
+
+
+def days_since(day: date | None, today: date) -> int | None:
+    """Whole days from `day` to `today`, never negative (None stays None).
+
+    Orders dated in the future (typing errors, time zones) count as today's
+    rather than giving negative ages that would outrank real ones.
+    """
+    if day is None:
+        return None
+    return max(0, (today - day).days)
+
+
+def _population(stats: Iterable[CustomerStats]) -> list[CustomerStats]:
+    return [stat for stat in stats if has_orders(stat)]
+
+
+def _count_worse(
+    values: dict[int, float], higher_is_better: bool
+) -> tuple[dict[int, int], bool]:
+    """Per id, how many customers have a strictly worse value; and the spread.
+
+    Strictly: tied customers all get the count of their first occurrence in
+    worst-to-best order, so they always land together. The flag is False when
+    all values are equal (which includes a single customer).
+    """
+    ordered = sorted(values.values())
+    n = len(ordered)
+    if higher_is_better:
+        worse = {pid: bisect_left(ordered, v) for pid, v in values.items()}
+    else:
+        worse = {pid: n - bisect_right(ordered, v) for pid, v in values.items()}
+    has_spread = n > 0 and ordered[0] != ordered[-1]
+    return worse, has_spread
+
+
+def _count_better(values: dict[int, float]) -> dict[int, int]:
+    """Per id, how many customers have a strictly higher value."""
+    ordered = sorted(values.values())
+    n = len(ordered)
+    return {pid: n - bisect_right(ordered, v) for pid, v in values.items()}
+
+
+def quintile_scores(
+    values: dict[int, float], higher_is_better: bool = True
+) -> dict[int, int]:
+    """Score each id 1..5 by its rank in the population.
+
+    Formula: with n customers and w = the number of customers whose value is
+    strictly worse, score = 1 + floor(5 * w / n). A score s therefore means
+    "strictly better than at least (s - 1) * 20% of the customers".
+
+    Ties: equal values take the rank of their first occurrence in the
+    worst-to-best sorted order, so ties never split across quintiles and the
+    result does not depend on ids or input order. Ties go *down* on purpose:
+    real populations have a large block of equal low values (everyone with no
+    order in the last 12 months has frequency 0), and a salesperson expects
+    that block to score 1, not a middling score borrowed from the customers
+    above it.
+
+    No spread (a single customer, or all values equal): everybody gets 3, the
+    neutral middle score. There is nothing to rank against, and 1 or 5 would
+    wrongly read as "worst" or "best".
+
+    Empty input gives an empty dict.
+    """
+    if not values:
+        return {}
+    worse, has_spread = _count_worse(values, higher_is_better)
+    if not has_spread:
+        return dict.fromkeys(values, NEUTRAL_SCORE)
+    n = len(values)
+    return {pid: 1 + (5 * w) // n for pid, w in worse.items()}
+
+
+def rfm_scores(
+    stats: Iterable[CustomerStats], today: date
+) -> dict[int, tuple[int, int, int, str]]:
+    """Recency, frequency and monetary quintile scores, plus the "RFM" code.
+
+    Recency: days since the last order (fewer is better). Frequency:
+    orders_12m. Monetary: revenue_12m, net of refunds, so a customer whose
+    refunds exceed his purchases has a negative value and simply ranks lowest.
+    Each is scored by `quintile_scores`; the code concatenates the three
+    digits, e.g. "545". Customers without any order get no entry.
+
+    Returns partner_id -> (r, f, m, code).
+    """
+    population = _population(stats)
+    recency = quintile_scores(
+        {s.partner_id: days_since(s.last_order, today) for s in population},
+        higher_is_better=False,
+    )
+    frequency = quintile_scores({s.partner_id: s.orders_12m for s in population})
+    monetary = quintile_scores({s.partner_id: s.revenue_12m for s in population})
+    result = {}
+    for stat in population:
+        pid = stat.partner_id
+        r, f, m = recency[pid], frequency[pid], monetary[pid]
+        result[pid] = (r, f, m, f"{r}{f}{m}")
+    return result
+
+
+def usage_segments(
+    stats: Iterable[CustomerStats], params: ScoringParams
+) -> dict[int, str]:
+    """Split the population into "heavy", "medium" and "low" users.
+
+    With n customers, by revenue_12m:
+
+    * heavy: fewer than heavy_pct% of the customers have a strictly higher
+      revenue (better * 100 < n * heavy_pct), and the revenue is above
+      low_threshold. Customers tied with the cutoff value are all in, so the
+      top customer is always heavy when heavy_pct > 0 (at least one heavy
+      customer); when everybody spends the same, everybody is heavy.
+    * low: fewer than low_pct% have a strictly lower revenue (ties with the
+      cutoff all in), or the revenue is at or below low_threshold.
+    * heavy wins when both apply (tiny populations); everyone else is medium.
+
+    The threshold guard on heavy exists because a customer who spent nothing
+    (or refunded everything) in 12 months is never a heavy user, even when
+    most of the population did the same. Customers without orders get no entry.
+    """
+    population = _population(stats)
+    revenue = {s.partner_id: s.revenue_12m for s in population}
+    n = len(revenue)
+    better = _count_better(revenue)
+    worse, _spread = _count_worse(revenue, higher_is_better=True)
+    segments = {}
+    for pid, value in revenue.items():
+        above_threshold = value > params.low_threshold
+        if above_threshold and better[pid] * 100 < n * params.heavy_pct:
+            segments[pid] = "heavy"
+        elif not above_threshold or worse[pid] * 100 < n * params.low_pct:
+            segments[pid] = "low"
+        else:
+            segments[pid] = "medium"
+    return segments
+
+
+def _lower_counts(values: dict[int, float]) -> dict[int, int]:
+    """Per id, how many customers have a strictly lower value."""
+    return _count_worse(values, higher_is_better=True)[0]
+
+
+def _is_high(lower: int, n: int, has_spread: bool, split_pct: float) -> bool:
+    """Whether the percentile rank lower / (n - 1) reaches split_pct percent.
+
+    Without spread (one customer, or everybody equal) there is no rank: it is
+    taken as 0.5, the middle.
+    """
+    if n <= 1 or not has_spread:
+        return 50.0 >= split_pct
+    return lower * 100 >= split_pct * (n - 1)
+
+
+def _regularity(avg_interval_days: float | None) -> float:
+    """1 / (1 + avg interval); 0 for one-time buyers.
+
+    An average of 0 days means all orders were placed on the same day, which
+    shows no rhythm either: it scores like a one-time buyer, not the best.
+    """
+    if avg_interval_days is None or avg_interval_days <= 0:
+        return 0.0
+    return 1.0 / (1.0 + avg_interval_days)
+
+
+def _loyalty_rank_sums(population: list[CustomerStats], today: date) -> dict[int, int]:
+    """Loyalty score per customer, as an integer sum of three rank counts.
+
+    Each component counts the customers with a strictly lower value (ties
+    share the count); dividing the sum by 3 * (n - 1) would give the mean of
+    the three percentile ranks in [0, 1]. Integers keep equal scores exactly
+    equal, whatever the order of summation.
+    """
+    frequency = _lower_counts({s.partner_id: s.orders_12m for s in population})
+    regularity = _lower_counts(
+        {s.partner_id: _regularity(s.avg_interval_days) for s in population}
+    )
+    tenure = _lower_counts(
+        {
+            s.partner_id: days_since(s.first_order or s.last_order, today)
+            for s in population
+        }
+    )
+    return {pid: frequency[pid] + regularity[pid] + tenure[pid] for pid in frequency}
+
+
+def quadrants(
+    stats: Iterable[CustomerStats], today: date, params: ScoringParams
+) -> dict[int, str]:
+    """Reinartz & Kumar loyalty x profitability quadrant of each customer.
+
+    Percentile rank, used throughout: p = (customers with a strictly lower
+    value) / (n - 1), in [0, 1]; tied customers share the rank of their first
+    occurrence, so ties always land on the same side of a split.
+
+    Loyalty axis: loyalty = mean of three percentile ranks,
+
+    * frequency: orders_12m;
+    * regularity: 1 / (1 + avg_interval_days), i.e. shorter usual gaps
+      between orders are better; one-time buyers (no interval, or all orders
+      on one day) get 0;
+    * tenure: days since the first order;
+
+    then this loyalty score is itself ranked in the population, so that the
+    split is a true population share. Profitability axis: the percentile rank
+    of margin_12m; a margin at or below zero is never high profitability,
+    however many customers also lose money (otherwise a majority of inactive
+    customers at margin 0 would all be "high").
+
+    "High" on an axis: p * 100 >= loyalty_split_pct (resp. profit_split_pct).
+    A single customer, or an axis on which all customers are equal, counts as
+    p = 0.5, i.e. high with the default 50% splits.
+
+    high loyalty + high profit = "true_friend", low + high = "butterfly",
+    high loyalty + low profit = "barnacle", low + low = "stranger".
+    """
+    population = _population(stats)
+    n = len(population)
+    loyalty = _loyalty_rank_sums(population, today)
+    loyalty_lower, loyalty_spread = _count_worse(loyalty, higher_is_better=True)
+    margin = {s.partner_id: s.margin_12m for s in population}
+    margin_lower, margin_spread = _count_worse(margin, higher_is_better=True)
+    result = {}
+    for pid in loyalty:
+        loyal = _is_high(
+            loyalty_lower[pid], n, loyalty_spread, params.loyalty_split_pct
+        )
+        profitable = margin[pid] > 0 and _is_high(
+            margin_lower[pid], n, margin_spread, params.profit_split_pct
+        )
+        if loyal:
+            result[pid] = "true_friend" if profitable else "barnacle"
+        else:
+            result[pid] = "butterfly" if profitable else "stranger"
+    return result
+
+
+def expected_interval(
+    stat: CustomerStats, company_interval_days: float | None
+) -> float:
+    """Days between orders this customer is expected to keep.
+
+    His own avg_interval_days when he has one; else (one-time buyer, or all
+    orders on the same day) the company's typical interval; else 90 days.
+    """
+    if stat.avg_interval_days is not None and stat.avg_interval_days > 0:
+        return float(stat.avg_interval_days)
+    if company_interval_days is not None and company_interval_days > 0:
+        return float(company_interval_days)
+    return DEFAULT_INTERVAL_DAYS
+
+
+def churn_risk(
+    stat: CustomerStats, today: date, company_interval_days: float | None
+) -> int | None:
+    """Churn risk 0..100 from how late the customer is on his usual rhythm.
+
+    Formula, with d = days since the last order and e = `expected_interval`:
+
+        ratio = d / e
+        overdue = max(0, ratio - 1)
+        risk = round(100 * (1 - 0.5 ** overdue))    # = 1 - exp(-ln 2 * overdue)
+
+    So 0 while the customer is on schedule (d <= e), 50 when he is one full
+    interval late (d = 2e), 75 at two intervals late, 88 at three, and it
+    tends to 100, reached from d >= about 8.64e. It never decreases as d
+    grows and stays within 0..100. Halves round up. None for customers with
+    no order.
+    """
+    if not has_orders(stat):
+        return None
+    ratio = days_since(stat.last_order, today) / expected_interval(
+        stat, company_interval_days
+    )
+    overdue = max(0.0, ratio - 1.0)
+    remaining = 0.5 ** (overdue / CHURN_HALF_LIFE_INTERVALS)
+    risk = math.floor(100.0 * (1.0 - remaining) + 0.5)
+    return min(100, max(0, risk))
+
+
+def clv(stat: CustomerStats, churn: int | None, params: ScoringParams) -> float | None:
+    """Customer lifetime value: expected future margin, in company currency.
+
+    Formula:
+
+        aov = revenue_12m / orders_12m, or revenue_total / orders_total when
+              there was no order in the last 12 months
+        frequency = max(1, orders_12m) orders per year (a lapsed customer
+              who comes back is assumed to buy at least once a year; his
+              churn risk shrinks the lifetime below instead)
+        margin_rate = margin_12m / revenue_12m clamped to [0, 1], or
+              default_margin_pct / 100 when revenue_12m <= 0
+        retention r = 1 - churn / 100 (yearly retention probability)
+        lifetime = min(clv_horizon_cap_years, r / (1 - r)) years, i.e. the
+              expected number of further years retained, and the cap when
+              r = 1
+        clv = max(0, aov * frequency * margin_rate * lifetime), rounded to
+              cents
+
+    A customer at churn risk 100 is worth 0; one at 50 is worth one year of
+    margin. Never negative (refunds larger than purchases give 0). None for
+    customers with no order, or when no churn risk is given.
+    """
+    if not has_orders(stat) or churn is None:
+        return None
+    if stat.orders_12m > 0:
+        aov = stat.revenue_12m / stat.orders_12m
+    else:
+        aov = stat.revenue_total / stat.orders_total
+    frequency = max(1, stat.orders_12m)
+    if stat.revenue_12m > 0:
+        margin_rate = min(1.0, max(0.0, stat.margin_12m / stat.revenue_12m))
+    else:
+        margin_rate = params.default_margin_pct / 100.0
+    retention = 1.0 - min(100, max(0, churn)) / 100.0
+    cap = params.clv_horizon_cap_years
+    lifetime = cap if retention >= 1.0 else min(cap, retention / (1.0 - retention))
+    value = aov * frequency * margin_rate * lifetime
+    return round(max(0.0, value), 2)
+
+
+def score_customers(
+    stats: list[CustomerStats], today: date, params: ScoringParams
+) -> dict[int, dict]:
+    """All scores of every customer with orders, keyed by partner id.
+
+    Each value is the dict of partner field values: mlm_recency_score,
+    mlm_frequency_score, mlm_monetary_score, mlm_rfm_code, mlm_usage_segment,
+    mlm_quadrant, mlm_churn_risk, mlm_clv. Customers without orders are left
+    out. O(n log n) overall. A partner id appearing twice is a caller bug and
+    raises ValueError (the aggregates would be silently halved otherwise).
+    """
+    population = _population(stats)
+    ids = [s.partner_id for s in population]
+    if len(set(ids)) != len(ids):
+        raise ValueError("score_customers: duplicate partner_id in stats")
+    rfm = rfm_scores(population, today)
+    usage = usage_segments(population, params)
+    quadrant = quadrants(population, today, params)
+    result = {}
+    for stat in population:
+        pid = stat.partner_id
+        r, f, m, code = rfm[pid]
+        churn = churn_risk(stat, today, params.company_interval_days)
+        result[pid] = {
+            "mlm_recency_score": r,
+            "mlm_frequency_score": f,
+            "mlm_monetary_score": m,
+            "mlm_rfm_code": code,
+            "mlm_usage_segment": usage[pid],
+            "mlm_quadrant": quadrant[pid],
+            "mlm_churn_risk": churn,
+            "mlm_clv": clv(stat, churn, params),
+        }
+    return result
