@@ -13,11 +13,18 @@
     "data": [
         "security/loyalty_mlm_security.xml",
         "security/ir.model.access.csv",
+        "data/loyalty_program_data.xml",
+        "data/ir_cron_data.xml",
+        "wizard/loyalty_mlm_adjust_wizard_views.xml",
         "views/res_config_settings_views.xml",
         "views/res_partner_views.xml",
+        "views/res_partner_views_member.xml",
+        "views/loyalty_card_views.xml",
+        "views/loyalty_mlm_ledger_views.xml",
         "views/loyalty_mlm_dashboard_views.xml",
         "views/loyalty_mlm_menus.xml",
     ],
+    "post_init_hook": "post_init_hook",
     "assets": {
         "web.assets_backend": [
             "loyalty_mlm/static/src/dashboard/*",

@@ -1,1 +1,3 @@
-from . import test_install, test_ui
+from . import test_install
+from . import test_ledger
+from . import test_ui

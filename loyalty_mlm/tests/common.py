@@ -11,6 +11,10 @@ class LoyaltyMlmCommon(TransactionCase):
     user_manager  Loyalty Manager                 admin configuring rules
     user_plain    Internal User only              someone outside the app
     ============  ==============================  ===============================
+
+    The member programme is the one the module installs (1 point per currency
+    unit, 100 points = 1.00 off); every other programme is archived so demo
+    promotions do not interfere. Products are untaxed: 1.00 spent = 1 point.
     """
 
     @classmethod
@@ -21,8 +25,68 @@ class LoyaltyMlmCommon(TransactionCase):
             cls.env, login="mlm_user", groups="loyalty_mlm.group_loyalty_mlm_user"
         )
         cls.user_manager = new_test_user(
-            cls.env, login="mlm_manager", groups="loyalty_mlm.group_loyalty_mlm_manager"
+            cls.env,
+            login="mlm_manager",
+            groups="loyalty_mlm.group_loyalty_mlm_manager,sales_team.group_sale_manager",
         )
         cls.user_plain = new_test_user(
             cls.env, login="mlm_plain", groups="base.group_user"
         )
+        cls.program = cls.env.ref("loyalty_mlm.loyalty_program_member")
+        cls.env["loyalty.program"].search([("id", "!=", cls.program.id)]).write(
+            {"active": False}
+        )
+        cls.company = cls.env.company
+        cls.company.mlm_program_id = cls.program
+        cls.reward = cls.program.reward_ids
+        cls.product = cls.env["product.product"].create(
+            {"name": "Organic Coffee", "list_price": 100.0, "taxes_id": False}
+        )
+        cls.partner = cls.env["res.partner"].create({"name": "Anna Member"})
+        cls.partner_b = cls.env["res.partner"].create({"name": "Bram Member"})
+
+    # helpers ---------------------------------------------------------------
+
+    def make_order(self, partner=None, amount=100.0, qty=1):
+        order = self.env["sale.order"].create(
+            {
+                "partner_id": (partner or self.partner).id,
+                "order_line": [
+                    (
+                        0,
+                        0,
+                        {
+                            "product_id": self.product.id,
+                            "product_uom_qty": qty,
+                            "price_unit": amount,
+                        },
+                    )
+                ],
+            }
+        )
+        order._update_programs_and_rewards()
+        return order
+
+    def card_of(self, partner=None):
+        return self.env["loyalty.card"].search(
+            [
+                ("partner_id", "=", (partner or self.partner).id),
+                ("program_id", "=", self.program.id),
+            ]
+        )
+
+    def claim_points(self, order, card):
+        """Claim the member reward on an order (native sale_loyalty flow)."""
+        order._update_programs_and_rewards()
+        result = order._apply_program_reward(self.reward, card)
+        self.assertFalse(result.get("error"), result.get("error"))
+        return result
+
+    def ledger(self, **domain):
+        return self.env["loyalty.mlm.ledger"].search(
+            [(key, "=", value) for key, value in domain.items()], order="id"
+        )
+
+    def assertLedgerInvariant(self):
+        """card.points == sum(ledger.points) for every member card."""
+        self.assertEqual(self.env["loyalty.mlm.ledger"]._mlm_reconcile(), {})

@@ -1,0 +1,133 @@
+from odoo import _, api, fields, models
+from odoo.exceptions import ValidationError
+from odoo.tools import SQL
+
+from .loyalty_mlm_ledger import mlm_source
+
+
+class LoyaltyCard(models.Model):
+    _inherit = "loyalty.card"
+
+    mlm_ledger_ids = fields.One2many("loyalty.mlm.ledger", "card_id", string="Ledger")
+    mlm_ledger_mismatch = fields.Boolean(
+        string="Ledger Mismatch",
+        readonly=True,
+        help="Set by the daily ledger check when the balance differs from the "
+        "sum of the ledger.",
+    )
+
+    # ------------------------------------------------------------
+    # Constraints
+    # ------------------------------------------------------------
+
+    @api.constrains("partner_id", "program_id", "active")
+    def _check_mlm_single_member_card(self):
+        member_cards = self._mlm_member_cards().filtered("partner_id")
+        if not member_cards:
+            return
+        groups = self.with_context(active_test=True)._read_group(
+            [
+                ("partner_id", "in", member_cards.partner_id.ids),
+                ("program_id", "in", member_cards.program_id.ids),
+            ],
+            ["partner_id", "program_id"],
+            ["__count"],
+        )
+        for partner, program, count in groups:
+            if count > 1:
+                raise ValidationError(
+                    _(
+                        "%(partner)s already has a card in the member programme "
+                        "%(program)s: a member has one card, never two.",
+                        partner=partner.display_name,
+                        program=program.display_name,
+                    )
+                )
+
+    # ------------------------------------------------------------
+    # CRUD: every points change of a member card lands in the ledger
+    # ------------------------------------------------------------
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        cards = super().create(vals_list)
+        members = cards._mlm_member_cards()
+        if members:
+            members.partner_id._mlm_mark_member()
+            self.env["loyalty.mlm.ledger"]._mlm_record_changes(
+                {card: card.points for card in members}
+            )
+        return cards
+
+    def write(self, vals):
+        if "points" not in vals:
+            res = super().write(vals)
+            if vals.get("partner_id"):
+                self._mlm_member_cards().partner_id._mlm_mark_member()
+            return res
+        members = self._mlm_member_cards()
+        before = {card: card.points for card in members}
+        res = super().write(vals)
+        self.env["loyalty.mlm.ledger"]._mlm_record_changes(
+            {card: card.points - points for card, points in before.items()}
+        )
+        return res
+
+    # ------------------------------------------------------------
+    # Business methods
+    # ------------------------------------------------------------
+
+    def _mlm_member_cards(self):
+        """The cards of `self` that belong to a member programme."""
+        member_ids = self.env["loyalty.program"]._mlm_member_programme_ids()
+        return self.filtered(lambda card: card.program_id.id in member_ids)
+
+    def _mlm_lock(self):
+        """Lock the card rows (ordered by id, so two sessions never deadlock).
+
+        FOR NO KEY UPDATE still lets other transactions insert rows pointing at
+        the card (ledger entries, order lines). Under REPEATABLE READ a card
+        changed since this transaction's snapshot raises a serialization error,
+        and Odoo's request retry replays the whole request: nothing is lost or
+        counted twice.
+        """
+        if self.ids:
+            self.env.cr.execute(
+                SQL(
+                    "SELECT id FROM loyalty_card WHERE id = ANY(%s) "
+                    "ORDER BY id FOR NO KEY UPDATE",
+                    self.ids,
+                )
+            )
+
+    def _mlm_post_opening_balance(self):
+        """Opening entry for member cards whose balance the ledger does not hold."""
+        mismatches = self.env["loyalty.mlm.ledger"]._mlm_reconcile(self)
+        for card in self.browse(list(mismatches)):
+            points, ledger = mismatches[card.id]
+            self.env["loyalty.mlm.ledger"]._mlm_post(
+                [
+                    {
+                        "card_id": card.id,
+                        "partner_id": card.partner_id.id,
+                        "card_code": card.code,
+                        "program_id": card.program_id.id,
+                        "company_id": (card.company_id or self.env.company).id,
+                        "points": points - ledger,
+                        "kind": "opening",
+                        "res_model": card._name,
+                        "res_id": card.id,
+                        "reason": _("Balance before the ledger started"),
+                    }
+                ]
+            )
+
+    def _mlm_adjust(self, points, reason):
+        """Add (or remove) points by hand; the ledger gets an adjustment."""
+        self.ensure_one()
+        self._mlm_lock()
+        self.with_context(
+            mlm_ledger_source=mlm_source(
+                "loyalty.card", self.id, "adjustment", "adjustment", reason
+            )
+        ).sudo().points += points

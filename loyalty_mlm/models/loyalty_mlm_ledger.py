@@ -1,0 +1,446 @@
+import logging
+from collections import defaultdict
+
+from dateutil.relativedelta import relativedelta
+
+from odoo import _, api, fields, models
+from odoo.exceptions import UserError
+from odoo.tools import SQL, float_is_zero, float_round
+
+_logger = logging.getLogger(__name__)
+
+PRECISION = 2  # points are kept to two decimals, as the cards show them
+SPLITS_KEY = "loyalty_mlm.ledger_splits"
+
+
+def mlm_source(model, res_id, positive, negative, reason=None):
+    """Context value naming the source of the card changes that follow.
+
+    A tuple (hashable, like everything in an Odoo context): source document,
+    ledger kind for a positive and for a negative change, and a reason text.
+    """
+    return (model, res_id or 0, positive, negative, reason or "")
+
+
+class LoyaltyMlmLedger(models.Model):
+    _name = "loyalty.mlm.ledger"
+    _description = "Member Point Ledger Entry"
+    _order = "date desc, id desc"
+    _rec_names_search = ["partner_id", "card_code", "reason"]
+
+    # ------------------------------------------------------------
+    # Fields
+    # ------------------------------------------------------------
+
+    date = fields.Datetime(required=True, default=fields.Datetime.now, index=True)
+    partner_id = fields.Many2one("res.partner", string="Member", index=True)
+    # Native code deletes cards (e.g. on sale order cancel): keep the entry and a
+    # snapshot of what it was about.
+    card_id = fields.Many2one("loyalty.card", ondelete="set null", index=True)
+    card_code = fields.Char(string="Card Code")
+    program_id = fields.Many2one("loyalty.program", string="Programme")
+    company_id = fields.Many2one("res.company", required=True, index=True)
+    points = fields.Float(required=True, digits=(16, PRECISION))
+    kind = fields.Selection(
+        [
+            ("opening", "Opening balance"),
+            ("earn", "Earned"),
+            ("redeem", "Redeemed"),
+            ("expire", "Expired"),
+            ("reversal", "Reversal"),
+            ("adjustment", "Adjustment"),
+        ],
+        required=True,
+        index=True,
+    )
+    res_model = fields.Char(string="Source Model", index=True)
+    res_id = fields.Many2oneReference(string="Source ID", model_field="res_model")
+    source_ref = fields.Reference(
+        selection="_selection_source_ref",
+        string="Source Document",
+        compute="_compute_source_ref",
+    )
+    user_id = fields.Many2one(
+        "res.users", string="Done By", default=lambda self: self.env.user
+    )
+    reason = fields.Char()
+    # Lots: every positive entry is a lot that later negative entries consume.
+    expiry_date = fields.Date(index=True)
+    expired_lot_id = fields.Many2one(
+        "loyalty.mlm.ledger", string="Expired Lot", readonly=True
+    )
+    consumed_by_ids = fields.One2many(
+        "loyalty.mlm.ledger.allocation", "lot_id", string="Consumed By"
+    )
+    consumes_ids = fields.One2many(
+        "loyalty.mlm.ledger.allocation", "entry_id", string="Consumes"
+    )
+    remaining = fields.Float(
+        compute="_compute_allocation_state",
+        store=True,
+        digits=(16, PRECISION),
+        help="Points of this lot not yet redeemed, expired or taken back.",
+    )
+    unallocated = fields.Float(
+        compute="_compute_allocation_state",
+        store=True,
+        digits=(16, PRECISION),
+        help="Points this entry took that no lot covered yet (negative balance).",
+    )
+
+    # ------------------------------------------------------------
+    # Computes
+    # ------------------------------------------------------------
+
+    @api.model
+    def _selection_source_ref(self):
+        return [
+            (model.model, model.name)
+            for model in self.env["ir.model"].sudo().search([])
+        ]
+
+    @api.depends("res_model", "res_id")
+    def _compute_source_ref(self):
+        for entry in self:
+            if entry.res_model and entry.res_id and entry.res_model in self.env:
+                entry.source_ref = f"{entry.res_model},{entry.res_id}"
+            else:
+                entry.source_ref = False
+
+    @api.depends("points", "consumed_by_ids.points", "consumes_ids.points")
+    def _compute_allocation_state(self):
+        for entry in self:
+            if entry.points > 0:
+                used = sum(entry.consumed_by_ids.mapped("points"))
+                entry.remaining = float_round(entry.points - used, PRECISION)
+                entry.unallocated = 0.0
+            else:
+                covered = sum(entry.consumes_ids.mapped("points"))
+                entry.remaining = 0.0
+                entry.unallocated = float_round(-entry.points - covered, PRECISION)
+
+    @api.depends("kind", "points", "partner_id")
+    def _compute_display_name(self):
+        kinds = dict(self._fields["kind"]._description_selection(self.env))
+        for entry in self:
+            entry.display_name = _(
+                "%(kind)s %(points)s (%(member)s)",
+                kind=kinds.get(entry.kind, ""),
+                points=f"{entry.points:+g}",
+                member=entry.partner_id.display_name or entry.card_code or "",
+            )
+
+    # ------------------------------------------------------------
+    # CRUD: append-only
+    # ------------------------------------------------------------
+
+    def write(self, vals):
+        if vals:
+            raise UserError(
+                _(
+                    "Point ledger entries cannot be changed. Post an adjustment "
+                    "to correct a balance."
+                )
+            )
+        return super().write(vals)
+
+    @api.ondelete(at_uninstall=False)
+    def _unlink_never(self):
+        raise UserError(
+            _(
+                "Point ledger entries cannot be deleted. Post an adjustment "
+                "to correct a balance."
+            )
+        )
+
+    # ------------------------------------------------------------
+    # Posting
+    # ------------------------------------------------------------
+
+    @api.model
+    def _mlm_register_splits(self, card, parts):
+        """Announce how the next points change of `card` divides into entries.
+
+        Native code changes a card once for several documents or movements
+        (a batch confirm, earn and redeem on one order); `parts` are dicts with
+        at least `points` and `kind` (and optional `res_model`, `res_id`,
+        `reason`, `expired_lot_id`). Kept on the transaction, not the context,
+        because contexts must hold hashable values.
+        """
+        splits = self.env.cr.cache.setdefault(SPLITS_KEY, {})
+        splits.setdefault(card.id, []).extend(parts)
+
+    @api.model
+    def _mlm_clear_splits(self):
+        self.env.cr.cache.pop(SPLITS_KEY, None)
+
+    @api.model
+    def _mlm_record_changes(self, deltas):
+        """Post one entry per movement for the given {card: points delta}."""
+        source = self.env.context.get("mlm_ledger_source")
+        model, res_id, positive, negative, reason = source or (
+            False,
+            0,
+            "adjustment",
+            "adjustment",
+            "",
+        )
+        splits = self.env.cr.cache.get(SPLITS_KEY, {})
+        vals_list = []
+        for card, delta in deltas.items():
+            delta = float_round(delta, PRECISION)
+            parts = splits.pop(card.id, [])
+            rest = float_round(delta - sum(p["points"] for p in parts), PRECISION)
+            if not float_is_zero(rest, precision_digits=PRECISION):
+                if not source:
+                    _logger.warning(
+                        "Points of member card %s changed by %s without a known "
+                        "source: posted as an unattributed adjustment.",
+                        card.id,
+                        rest,
+                    )
+                parts = [
+                    *parts,
+                    {
+                        "points": rest,
+                        "kind": positive if rest > 0 else negative,
+                        "reason": reason
+                        or ("" if source else _("Unattributed change")),
+                    },
+                ]
+            for part in parts:
+                if float_is_zero(part["points"], precision_digits=PRECISION):
+                    continue
+                vals_list.append(
+                    {
+                        "res_model": model or False,
+                        "res_id": res_id or False,
+                        "reason": reason,
+                        **part,
+                        "card_id": card.id,
+                        "partner_id": card.partner_id.id,
+                        "card_code": card.code,
+                        "program_id": card.program_id.id,
+                        "company_id": (card.company_id or self.env.company).id,
+                    }
+                )
+        return self._mlm_post(vals_list)
+
+    @api.model
+    def _mlm_post(self, vals_list):
+        """Create entries and allocate them FIFO against the card's lots.
+
+        The only way entries are created: callers change `loyalty.card.points`
+        and the card reports here. sudo: POS users and salespeople create
+        entries through the normal flows without any right on the ledger.
+        """
+        if not vals_list:
+            return self.browse()
+        months = {}
+        for vals in vals_list:
+            if vals["points"] > 0 and "expiry_date" not in vals:
+                company = self.env["res.company"].browse(vals["company_id"])
+                months.setdefault(company, company.mlm_points_validity_months)
+                if months[company]:
+                    start = fields.Datetime.to_datetime(
+                        vals.get("date") or fields.Datetime.now()
+                    )
+                    vals["expiry_date"] = start.date() + relativedelta(
+                        months=months[company]
+                    )
+            vals.setdefault("user_id", self.env.uid)
+        entries = self.sudo().create(vals_list)
+        entries._mlm_allocate()
+        return entries
+
+    def _mlm_allocate(self):
+        """FIFO: negative entries consume open lots, lots repay open debts.
+
+        Consumption order for a negative entry: lots from the same source
+        document (cancelling an order takes back what that order earned), then
+        unexpired lots oldest first, then lots past their expiry date that the
+        daily expiry has not closed yet. An expire entry consumes its own lot.
+        Whatever no lot covers stays as `unallocated` (a negative balance) and
+        is repaid by the next lots.
+        """
+        allocations = []
+        for card_id, entries in self._mlm_group_by_card().items():
+            open_lots, debts = self._mlm_open_positions(card_id, entries)
+            for entry in entries.sorted("id"):
+                if entry.points > 0:
+                    left = entry.points
+                    for debt in debts:
+                        if left <= 0:
+                            break
+                        take = min(left, debt["open"])
+                        if take > 0:
+                            allocations.append((entry.id, debt["entry"].id, take))
+                            debt["open"] -= take
+                            left -= take
+                    debts = [d for d in debts if d["open"] > 0]
+                    open_lots.append({"entry": entry, "open": left})
+                elif entry.points < 0:
+                    need = -entry.points
+                    for lot in self._mlm_consumption_order(entry, open_lots):
+                        if need <= 0:
+                            break
+                        take = min(need, lot["open"])
+                        if take > 0:
+                            allocations.append((lot["entry"].id, entry.id, take))
+                            lot["open"] -= take
+                            need -= take
+                    if need > 0:
+                        debts.append({"entry": entry, "open": need})
+        self.env["loyalty.mlm.ledger.allocation"].sudo().create(
+            [
+                {"lot_id": lot, "entry_id": entry, "points": float_round(p, PRECISION)}
+                for lot, entry, p in allocations
+                if not float_is_zero(p, precision_digits=PRECISION)
+            ]
+        )
+
+    def _mlm_group_by_card(self):
+        grouped = defaultdict(lambda: self.browse())
+        for entry in self.filtered("card_id"):
+            grouped[entry.card_id.id] |= entry
+        return grouped
+
+    def _mlm_open_positions(self, card_id, new_entries):
+        """Open lots and debts of a card before `new_entries`, oldest first."""
+        older = [("card_id", "=", card_id), ("id", "not in", new_entries.ids)]
+        lots = self.sudo().search(
+            [*older, ("points", ">", 0), ("remaining", ">", 0)], order="date, id"
+        )
+        debts = self.sudo().search(
+            [*older, ("points", "<", 0), ("unallocated", ">", 0)], order="date, id"
+        )
+        return (
+            [{"entry": lot, "open": lot.remaining} for lot in lots],
+            [{"entry": debt, "open": debt.unallocated} for debt in debts],
+        )
+
+    @staticmethod
+    def _mlm_consumption_order(entry, open_lots):
+        if entry.expired_lot_id:
+            return [lot for lot in open_lots if lot["entry"] == entry.expired_lot_id]
+        day = entry.date.date()
+        same_source = [
+            lot
+            for lot in open_lots
+            if entry.res_model
+            and lot["entry"].res_model == entry.res_model
+            and lot["entry"].res_id == entry.res_id
+        ]
+        unexpired = [
+            lot
+            for lot in open_lots
+            if lot not in same_source
+            and (not lot["entry"].expiry_date or lot["entry"].expiry_date >= day)
+        ]
+        expired = [lot for lot in open_lots if lot not in same_source + unexpired]
+        return same_source + unexpired + expired
+
+    # ------------------------------------------------------------
+    # Reconciliation
+    # ------------------------------------------------------------
+
+    @api.model
+    def _mlm_reconcile(self, cards=None):
+        """Member cards whose points differ from the sum of their ledger.
+
+        One set-based query; returns {card_id: (card points, ledger sum)}.
+        """
+        self.env["loyalty.card"].flush_model(["points", "program_id"])
+        self.flush_model(["card_id", "points"])
+        program_ids = list(self.env["loyalty.program"]._mlm_member_programme_ids())
+        if not program_ids:
+            return {}
+        card_filter = SQL("AND c.id = ANY(%s)", cards.ids) if cards else SQL()
+        self.env.cr.execute(
+            SQL(
+                """
+                SELECT c.id, c.points, COALESCE(SUM(l.points), 0)
+                  FROM loyalty_card c
+             LEFT JOIN loyalty_mlm_ledger l ON l.card_id = c.id
+                 WHERE c.program_id = ANY(%s) %s
+              GROUP BY c.id, c.points
+                HAVING ROUND(c.points::numeric, %s)
+                       <> ROUND(COALESCE(SUM(l.points), 0)::numeric, %s)
+                """,
+                program_ids,
+                card_filter,
+                PRECISION,
+                PRECISION,
+            )
+        )
+        return {row[0]: (row[1], row[2]) for row in self.env.cr.fetchall()}
+
+    # ------------------------------------------------------------
+    # Crons
+    # ------------------------------------------------------------
+
+    @api.model
+    def _cron_expire_points(self, batch_size=1000):
+        """Expire what is left of each lot past its expiry date, one entry per lot.
+
+        Batches by card; idempotent: an expired lot has nothing left, so a second
+        run finds nothing. Progress is reported so a long run resumes.
+        """
+        today = fields.Date.context_today(self)
+        domain = [
+            ("points", ">", 0),
+            ("remaining", ">", 0),
+            ("expiry_date", "<", today),
+            ("card_id", "!=", False),
+        ]
+        groups = self.sudo()._read_group(domain, ["card_id"], limit=batch_size)
+        cards = self.env["loyalty.card"].browse([card.id for (card,) in groups]).sudo()
+        lots = self.sudo().search(
+            [*domain, ("card_id", "in", cards.ids)], order="date, id"
+        )
+        per_card = defaultdict(list)
+        for lot in lots:
+            per_card[lot.card_id].append(lot)
+        cards._mlm_lock()
+        for card, card_lots in per_card.items():
+            for lot in card_lots:
+                self._mlm_register_splits(
+                    card,
+                    [
+                        {
+                            "points": -lot.remaining,
+                            "kind": "expire",
+                            "expired_lot_id": lot.id,
+                            "res_model": self._name,
+                            "res_id": lot.id,
+                            "reason": _("Points earned on %s expired", lot.date.date()),
+                        }
+                    ],
+                )
+            total = sum(lot.remaining for lot in card_lots)
+            card.with_context(
+                mlm_ledger_source=mlm_source(self._name, 0, "expire", "expire")
+            ).points -= total
+        self._mlm_clear_splits()
+        remaining = len(self.sudo()._read_group(domain, ["card_id"]))
+        self.env["ir.cron"]._notify_progress(done=len(per_card), remaining=remaining)
+
+    @api.model
+    def _cron_check_ledger(self):
+        """Log and flag every member card whose balance is not its ledger sum."""
+        mismatches = self._mlm_reconcile()
+        cards = self.env["loyalty.card"].sudo()
+        cards.search([("mlm_ledger_mismatch", "=", True)]).write(
+            {"mlm_ledger_mismatch": False}
+        )
+        if mismatches:
+            cards.browse(list(mismatches)).write({"mlm_ledger_mismatch": True})
+            for card_id, (points, ledger) in mismatches.items():
+                _logger.error(
+                    "Member card %s: balance %s but ledger sums to %s.",
+                    card_id,
+                    points,
+                    ledger,
+                )
+        self.env["ir.cron"]._notify_progress(done=len(mismatches), remaining=0)
+        return mismatches

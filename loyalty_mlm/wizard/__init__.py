@@ -1,0 +1,2 @@
+from . import loyalty_card_update_balance
+from . import loyalty_mlm_adjust_wizard
