@@ -7,6 +7,40 @@ from .loyalty_mlm_ledger import PRECISION, mlm_source
 class PosOrder(models.Model):
     _inherit = "pos.order"
 
+    def validate_coupon_programs(self, point_changes, new_codes):
+        """Say plainly why a member with a negative balance cannot redeem."""
+        point_changes = {str(key): value for key, value in point_changes.items()}
+        changes = {int(key): value for key, value in point_changes.items()}
+        cards = self.env["loyalty.card"].browse(list(changes)).exists()
+        for card in cards._mlm_member_cards():
+            if card.points < 0 and changes[card.id] < 0:
+                return {
+                    "successful": False,
+                    "payload": {
+                        "message": _(
+                            "Redemption is blocked for %(member)s: the points "
+                            "balance is negative (%(points)s) because points were "
+                            "taken back after they were spent.",
+                            member=card.partner_id.display_name,
+                            points=card.points,
+                        ),
+                        "updated_points": {card.id: card.points},
+                    },
+                }
+        # Native code refuses any change that leaves a card below zero, which
+        # would stop a member in debt from even earning: earning is always fine.
+        earning_only = {
+            str(card.id)
+            for card in cards._mlm_member_cards()
+            if card.points < 0 and changes[card.id] >= 0
+        }
+        point_changes = {
+            key: value
+            for key, value in point_changes.items()
+            if key not in earning_only
+        }
+        return super().validate_coupon_programs(point_changes, new_codes)
+
     def confirm_coupon_programs(self, coupon_data):
         """Source the card changes to this order; split earn from redeem."""
         self.ensure_one()

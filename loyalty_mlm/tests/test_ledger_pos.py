@@ -1,0 +1,143 @@
+from odoo.tests import tagged
+
+from odoo.addons.point_of_sale.tests.common import TestPoSCommon
+
+
+@tagged("post_install", "-at_install")
+class TestLedgerPos(TestPoSCommon):
+    """POS earn, redeem and refund through the order sync the front end uses."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.config = cls.basic_config
+        cls.env["loyalty.program"].search([]).write({"active": False})
+        cls.program = cls.env["loyalty.program"].create(
+            {
+                "name": "POS Members",
+                "program_type": "loyalty",
+                "company_id": cls.company.id,
+                "pos_ok": True,
+                "rule_ids": [
+                    (5, 0, 0),
+                    (0, 0, {"reward_point_mode": "money", "reward_point_amount": 1}),
+                ],
+                "reward_ids": [
+                    (5, 0, 0),
+                    (
+                        0,
+                        0,
+                        {
+                            "reward_type": "discount",
+                            "discount_mode": "per_point",
+                            "discount": 0.01,
+                            "required_points": 10,
+                        },
+                    ),
+                ],
+            }
+        )
+        cls.company.mlm_program_id = cls.program
+        cls.product = cls.create_product("Bread", cls.categ_basic, 10.0, tax_ids=False)
+        cls.member = cls.env["res.partner"].create({"name": "Pos Member"})
+
+    def setUp(self):
+        super().setUp()
+        self.open_new_session()
+
+    def sync(self, lines, **kwargs):
+        data = self.create_ui_order_data(lines, customer=self.member, **kwargs)
+        result = self.env["pos.order"].sync_from_ui([data])
+        return self.env["pos.order"].browse(result["pos.order"][0]["id"])
+
+    def card(self):
+        return self.env["loyalty.card"].search([("partner_id", "=", self.member.id)])
+
+    def entries(self, order):
+        return self.env["loyalty.mlm.ledger"].search(
+            [("res_model", "=", "pos.order"), ("res_id", "=", order.id)], order="id"
+        )
+
+    def test_pos_earn_redeem_refund(self):
+        # 1. A paid order enrols the customer and earns through the RPC the
+        # payment screen calls after the sync.
+        order = self.sync([(self.product, 3)])
+        self.assertEqual(len(self.card()), 1)  # enrolled on the paid order
+        order.confirm_coupon_programs(
+            {
+                str(self.card().id): {
+                    "points": 30.0,
+                    "program_id": self.program.id,
+                    "coupon_id": self.card().id,
+                    "partner_id": self.member.id,
+                }
+            }
+        )
+        self.assertEqual(self.card().points, 30.0)
+        self.assertEqual(
+            [(e.kind, e.points) for e in self.entries(order)], [("earn", 30.0)]
+        )
+        # 2. An order that spends 20 points and earns 10.
+        reward = self.program.reward_ids
+        spend = self.sync(
+            [
+                (self.product, 1),
+                {
+                    "product": reward.discount_line_product_id,
+                    "quantity": 1,
+                    "is_reward_line": True,
+                    "reward_id": reward.id,
+                    "reward_identifier_code": "RWD1",
+                    "points_cost": 20.0,
+                },
+            ]
+        )
+        spend.confirm_coupon_programs(
+            {
+                str(self.card().id): {
+                    "points": -10.0,  # net, as the front end sends it
+                    "program_id": self.program.id,
+                    "coupon_id": self.card().id,
+                    "line_codes": ["RWD1"],
+                }
+            }
+        )
+        self.assertEqual(
+            [(e.kind, e.points) for e in self.entries(spend)],
+            [("earn", 10.0), ("redeem", -20.0)],
+        )
+        self.assertEqual(self.card().points, 20.0)
+        # 3. Refunding one of the three breads takes back a third of what the
+        # first order earned, once, even if the refund is processed again.
+        refund = self.sync(
+            [
+                {
+                    "product": self.product,
+                    "quantity": -1,
+                    "refunded_orderline_id": order.lines[0].id,
+                }
+            ]
+        )
+        self.assertEqual(
+            [(e.kind, e.points) for e in self.entries(refund)], [("reversal", -10.0)]
+        )
+        refund._mlm_reverse_refunded_points()
+        self.assertEqual(len(self.entries(refund)), 1)
+        self.assertEqual(self.card().points, 10.0)
+        self.assertEqual(self.env["loyalty.mlm.ledger"]._mlm_reconcile(self.card()), {})
+
+    def test_pos_refuses_redemption_on_negative_balance(self):
+        self.member._mlm_enroll(self.company)
+        self.card()._mlm_adjust(-15.0, "Points taken back after spending")
+        result = self.env["pos.order"].validate_coupon_programs(
+            {str(self.card().id): -10.0}, []
+        )
+        self.assertFalse(result["successful"])
+        self.assertIn(
+            "Redemption is blocked for Pos Member", result["payload"]["message"]
+        )
+        # Earning is still allowed.
+        result = self.env["pos.order"].validate_coupon_programs(
+            {str(self.card().id): 5.0}, []
+        )
+        self.assertTrue(result["successful"])
