@@ -21,8 +21,12 @@
         "views/res_partner_views_member.xml",
         "views/loyalty_card_views.xml",
         "views/loyalty_mlm_ledger_views.xml",
+        "report/loyalty_mlm_statement_report.xml",
         "views/loyalty_mlm_dashboard_views.xml",
         "views/loyalty_mlm_menus.xml",
+    ],
+    "demo": [
+        "demo/loyalty_mlm_demo.xml",
     ],
     "post_init_hook": "post_init_hook",
     "assets": {

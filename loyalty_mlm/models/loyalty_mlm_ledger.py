@@ -236,6 +236,11 @@ class LoyaltyMlmLedger(models.Model):
         """
         if not vals_list:
             return self.browse()
+        # Importing history (and the demo) posts movements at their real date.
+        history_date = self.env.context.get("mlm_ledger_date")
+        if history_date:
+            for vals in vals_list:
+                vals.setdefault("date", history_date)
         months = {}
         for vals in vals_list:
             if vals["points"] > 0 and "expiry_date" not in vals:
@@ -444,3 +449,54 @@ class LoyaltyMlmLedger(models.Model):
                 )
         self.env["ir.cron"]._notify_progress(done=len(mismatches), remaining=0)
         return mismatches
+
+    # ------------------------------------------------------------
+    # Demo
+    # ------------------------------------------------------------
+
+    @api.model
+    def _mlm_demo_history(self):
+        """Demo members with a year of history, through the real sale flows."""
+        ref = self.env.ref
+        product = ref("loyalty_mlm.product_organic_coffee_demo")
+        program = self.env.company.mlm_program_id
+        if not program:
+            return
+        today = fields.Date.context_today(self)
+        story = {
+            # partner: [(months ago, quantity, redeem?, cancel?)]
+            "anna": [(m, 4, m in (9, 5), False) for m in range(15, 0, -1)],
+            "bram": [(m, 10, False, False) for m in (14, 12, 11, 10, 9)],
+            "chloe": [(1, 2, False, False), (0, 3, False, False)],
+            "daan": [(3, 8, False, False), (2, 1, True, False), (1, 0, False, True)],
+        }
+        for name, orders in story.items():
+            partner = ref(f"loyalty_mlm.res_partner_{name}_demo")
+            earning = self.env["sale.order"]
+            for months_ago, qty, redeem, cancel in orders:
+                if cancel:
+                    # Daan's first order is cancelled after he spent its points.
+                    earning.with_context(
+                        mlm_ledger_date=fields.Datetime.now()
+                    )._action_cancel()
+                    continue
+                day = today - relativedelta(months=months_ago, days=3)
+                when = fields.Datetime.to_datetime(day)
+                order = self.env["sale.order"].create(
+                    {
+                        "partner_id": partner.id,
+                        "order_line": [
+                            (0, 0, {"product_id": product.id, "product_uom_qty": qty})
+                        ],
+                    }
+                )
+                order._update_programs_and_rewards()
+                card = self.env["loyalty.card"].search(
+                    [("partner_id", "=", partner.id), ("program_id", "=", program.id)]
+                )
+                if redeem and card.points >= program.reward_ids[:1].required_points:
+                    order._apply_program_reward(program.reward_ids[:1], card)
+                order.with_context(mlm_ledger_date=when).action_confirm()
+                order.date_order = when
+                earning = earning or order
+        self._cron_expire_points()

@@ -132,3 +132,31 @@ class ResPartner(models.Model):
     def _mlm_auto_enroll(self, partners, company):
         if company.mlm_auto_enroll and company.mlm_program_id and partners:
             partners._mlm_enroll(company)
+
+    def _mlm_statement_entries(self):
+        """Ledger lines of the points statement, oldest first, with a running
+        balance and a printable source name."""
+        self.ensure_one()
+        entries = (
+            self.env["loyalty.mlm.ledger"]
+            .sudo()
+            .search(
+                [
+                    ("partner_id", "=", self.id),
+                    ("program_id", "=", self.env.company.mlm_program_id.id),
+                ],
+                order="date, id",
+            )
+        )
+        balance, lines = 0.0, []
+        for entry in entries:
+            balance += entry.points
+            source = entry.source_ref
+            lines.append(
+                {
+                    "entry": entry,
+                    "balance": round(balance, 2),
+                    "source": source.display_name if source else "",
+                }
+            )
+        return lines

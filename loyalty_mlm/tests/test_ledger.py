@@ -325,3 +325,30 @@ class TestLedgerFifo(LoyaltyMlmCommon):
         self.earn(datetime.now() - timedelta(days=350), 40)
         self.earn(datetime.now() - timedelta(days=100), 25)
         self.assertEqual(self.partner.mlm_points_expiring_soon, 40.0)
+
+
+@tagged("post_install", "-at_install")
+class TestLedgerSurfaces(LoyaltyMlmCommon):
+    def test_points_statement_report(self):
+        self.make_order(amount=150.0).action_confirm()
+        self.card_of()._mlm_adjust(-20.0, "Broken cup goodwill reversal")
+        lines = self.partner._mlm_statement_entries()
+        self.assertEqual([line["balance"] for line in lines], [150.0, 130.0])
+        html, _format = (
+            self.env["ir.actions.report"]
+            .with_user(self.user_loyalty)
+            ._render_qweb_html(
+                "loyalty_mlm.loyalty_mlm_statement_report", self.partner.ids
+            )
+        )
+        html = html.decode()
+        self.assertIn("Points statement", html)
+        self.assertIn("Broken cup goodwill reversal", html)
+        self.assertIn("130.0", html)
+
+    def test_smart_button_opens_member_ledger(self):
+        self.make_order(amount=10.0).action_confirm()
+        action = self.partner.with_user(self.user_loyalty).action_mlm_open_ledger()
+        self.assertEqual(action["res_model"], "loyalty.mlm.ledger")
+        self.assertEqual(action["domain"], [("partner_id", "=", self.partner.id)])
+        self.assertEqual(self.partner.with_user(self.user_loyalty).mlm_points, 10.0)
