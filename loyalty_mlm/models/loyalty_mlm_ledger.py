@@ -380,6 +380,30 @@ class LoyaltyMlmLedger(models.Model):
         )
         return {row[0]: (row[1], row[2]) for row in self.env.cr.fetchall()}
 
+    @api.model
+    def action_mlm_check_ledger(self):
+        """Managers' button: run the balance check now and say what it found."""
+        if not self.env.user.has_group("loyalty_mlm.group_loyalty_mlm_manager"):
+            raise UserError(_("Only Loyalty Managers can check the ledger."))
+        mismatches = self._cron_check_ledger()
+        if mismatches:
+            message = _(
+                "%s member cards have a balance that differs from their ledger; "
+                "they are flagged on the card.",
+                len(mismatches),
+            )
+        else:
+            message = _("Every member card's balance equals its ledger.")
+        return {
+            "type": "ir.actions.client",
+            "tag": "display_notification",
+            "params": {
+                "message": message,
+                "type": "warning" if mismatches else "success",
+                "sticky": bool(mismatches),
+            },
+        }
+
     # ------------------------------------------------------------
     # Crons
     # ------------------------------------------------------------

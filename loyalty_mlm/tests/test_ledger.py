@@ -200,7 +200,8 @@ class TestLedgerRules(LoyaltyMlmCommon):
     def test_access_per_group(self):
         self.make_order(amount=10.0).action_confirm()
         Ledger = self.env["loyalty.mlm.ledger"]
-        self.assertEqual(len(Ledger.with_user(self.user_loyalty).search([])), 1)
+        mine = [("partner_id", "=", self.partner.id)]
+        self.assertEqual(len(Ledger.with_user(self.user_loyalty).search(mine)), 1)
         with self.assertRaises(AccessError):
             Ledger.with_user(self.user_plain).search([])
         for user in (self.user_loyalty, self.user_manager):
@@ -352,3 +353,23 @@ class TestLedgerSurfaces(LoyaltyMlmCommon):
         self.assertEqual(action["res_model"], "loyalty.mlm.ledger")
         self.assertEqual(action["domain"], [("partner_id", "=", self.partner.id)])
         self.assertEqual(self.partner.with_user(self.user_loyalty).mlm_points, 10.0)
+
+    def test_check_balances_button(self):
+        self.make_order(amount=10.0).action_confirm()
+        Ledger = self.env["loyalty.mlm.ledger"]
+        result = Ledger.with_user(self.user_manager).action_mlm_check_ledger()
+        self.assertEqual(result["params"]["type"], "success")
+        with self.assertRaises(UserError):
+            Ledger.with_user(self.user_loyalty).action_mlm_check_ledger()
+
+    def test_partner_merge_moves_points_with_source(self):
+        self.make_order(amount=30.0).action_confirm()
+        self.make_order(partner=self.partner_b, amount=20.0).action_confirm()
+        wizard = self.env["base.partner.merge.automatic.wizard"].create({})
+        wizard._merge((self.partner | self.partner_b).ids, self.partner_b)
+        card = self.card_of(self.partner_b)
+        self.assertEqual(card.points, 50.0)
+        merged = self.ledger(kind="adjustment", res_id=self.partner_b.id)
+        self.assertEqual(sorted(merged.mapped("points")), [-30.0, 30.0])
+        self.assertEqual(merged.mapped("reason")[0], "Contacts merged into Bram Member")
+        self.assertLedgerInvariant()

@@ -1,2 +1,3 @@
+from . import base_partner_merge
 from . import loyalty_card_update_balance
 from . import loyalty_mlm_adjust_wizard
