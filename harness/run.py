@@ -331,11 +331,51 @@ def cmd_demo(environ):
     )
 
 
+def cmd_pot(environ):
+    """Export the .pot from an installed database and merge nl.po."""
+    ctx = make_context(environ)
+    try:
+        odoo_src = locate_odoo(environ)
+    except OdooNotFound as exc:
+        die(str(exc))
+    prepare(ctx, odoo_src)
+    db = environ.get("LOYALTY_MLM_I18N_DB", f"{ADDON}_demo")
+    if pg.module_state(ctx.db_options, db, ADDON) != "installed":
+        die(
+            f"{ADDON} is not installed in {db}; run make demo first or set "
+            "LOYALTY_MLM_I18N_DB to a database that has it."
+        )
+    i18n = ROOT / ADDON / "i18n"
+    odoo_install(ctx, db, update=True, logname="pot-update")
+    run(
+        [
+            *ctx.odoo_bin,
+            "-d",
+            db,
+            "--stop-after-init",
+            "--log-level=warn",
+            f"--i18n-export={i18n / (ADDON + '.pot')}",
+            f"--modules={ADDON}",
+        ]
+    )
+    merge = (
+        "from harness.i18n import merge_po; import sys; "
+        "missing = merge_po(sys.argv[1], sys.argv[2]); "
+        "print('\\n'.join(['untranslated in nl.po:'] + missing) if missing "
+        "else 'nl.po covers every string')"
+    )
+    run(
+        [str(ctx.python), "-c", merge, str(i18n / f"{ADDON}.pot"), str(i18n / "nl.po")],
+        cwd=ROOT,
+    )
+    return 0
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    commands = {"test": cmd_test, "demo": cmd_demo, "lint": cmd_lint}
+    commands = {"test": cmd_test, "demo": cmd_demo, "lint": cmd_lint, "pot": cmd_pot}
     if len(argv) != 1 or argv[0] not in commands:
-        print("usage: python3 -m harness.run test|demo|lint", file=sys.stderr)
+        print("usage: python3 -m harness.run test|demo|lint|pot", file=sys.stderr)
         return 2
     try:
         return commands[argv[0]](dict(os.environ))

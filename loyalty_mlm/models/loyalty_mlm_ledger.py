@@ -126,7 +126,7 @@ class LoyaltyMlmLedger(models.Model):
             entry.display_name = _(
                 "%(kind)s %(points)s (%(member)s)",
                 kind=kinds.get(entry.kind, ""),
-                points=f"{entry.points:+g}",
+                points=format(entry.points, "+g"),
                 member=entry.partner_id.display_name or entry.card_code or "",
             )
 
