@@ -3,7 +3,7 @@ from datetime import datetime, timedelta
 from freezegun import freeze_time
 
 from odoo.exceptions import AccessError, UserError, ValidationError
-from odoo.tests import tagged
+from odoo.tests import new_test_user, tagged
 
 from .common import LoyaltyMlmCommon
 
@@ -373,3 +373,39 @@ class TestLedgerSurfaces(LoyaltyMlmCommon):
         self.assertEqual(sorted(merged.mapped("points")), [-30.0, 30.0])
         self.assertEqual(merged.mapped("reason")[0], "Contacts merged into Bram Member")
         self.assertLedgerInvariant()
+
+    def test_salesperson_posts_through_the_sale_flow(self):
+        salesman = new_test_user(
+            self.env, login="mlm_salesman", groups="sales_team.group_sale_salesman"
+        )
+        self.assertTrue(salesman.has_group("loyalty_mlm.group_loyalty_mlm_user"))
+        order = self.make_order(amount=40.0)
+        order.user_id = salesman  # "own documents only"
+        order.with_user(salesman).action_confirm()
+        entry = self.ledger(res_id=order.id, kind="earn")
+        self.assertEqual((entry.points, entry.user_id), (40.0, salesman))
+        with self.assertRaises(AccessError):
+            self.env["loyalty.mlm.ledger"].with_user(salesman).create(
+                {"points": 1, "kind": "adjustment", "company_id": self.company.id}
+            )
+
+    def test_company_rule(self):
+        self.make_order(amount=10.0).action_confirm()
+        other = self.env["res.company"].create({"name": "Other Shop"})
+        outsider = new_test_user(
+            self.env,
+            login="mlm_outsider",
+            groups="loyalty_mlm.group_loyalty_mlm_user",
+            company_id=other.id,
+            company_ids=[(6, 0, other.ids)],
+        )
+        mine = [("partner_id", "=", self.partner.id)]
+        self.assertFalse(
+            self.env["loyalty.mlm.ledger"].with_user(outsider).search(mine)
+        )
+        self.assertEqual(
+            len(
+                self.env["loyalty.mlm.ledger"].with_user(self.user_loyalty).search(mine)
+            ),
+            1,
+        )
