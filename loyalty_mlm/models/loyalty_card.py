@@ -122,12 +122,25 @@ class LoyaltyCard(models.Model):
                 ]
             )
 
-    def _mlm_adjust(self, points, reason):
-        """Add (or remove) points by hand; the ledger gets an adjustment."""
+    def _mlm_post_points(self, points, kind, source=None, reason=""):
+        """Credit (or debit) points on this member card for our own reasons.
+
+        The one way add-on code moves points (bonuses, adjustments,
+        donations...): it changes the native card, so the balance stays the sum
+        of the ledger, and the ledger entry gets `kind` and `source` (a record,
+        shown as the source document).
+        """
         self.ensure_one()
         self._mlm_lock()
-        self.with_context(
-            mlm_ledger_source=mlm_source(
-                "loyalty.card", self.id, "adjustment", "adjustment", reason
-            )
-        ).sudo().points += points
+        context_source = mlm_source(
+            source._name if source else self._name,
+            source.id if source else self.id,
+            kind,
+            kind,
+            reason,
+        )
+        self.with_context(mlm_ledger_source=context_source).sudo().points += points
+
+    def _mlm_adjust(self, points, reason):
+        """Add (or remove) points by hand; the ledger gets an adjustment."""
+        self._mlm_post_points(points, "adjustment", reason=reason)
