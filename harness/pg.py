@@ -233,10 +233,12 @@ def database_exists(db_options, name):
 
 
 def drop_database(db_options, name):
+    # --if-exists still prints a NOTICE for a database that is not there.
     subprocess.run(
         ["dropdb", "--if-exists", "--force", name],
         env=libpq_env(db_options),
         check=False,
+        stderr=subprocess.DEVNULL,
     )
 
 
