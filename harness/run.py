@@ -35,9 +35,15 @@ class Context:
 
     @property
     def odoo_bin(self):
+        return self.odoo_command()
+
+    def odoo_command(self, subcommand=None):
+        """odoo-bin with our config; a subcommand (shell, ...) must come first."""
+        sub = [subcommand] if subcommand else []
         return [
             str(self.python),
             str(self.odoo_src / "odoo-bin"),
+            *sub,
             "-c",
             str(self.config),
         ]
@@ -308,7 +314,7 @@ def cmd_demo(environ):
         )
     odoo_install(ctx, db, update=installed, logname="demo-install")
     run(
-        [*ctx.odoo_bin, "shell", "-d", db, "--no-http", "--log-level=warn"],
+        [*ctx.odoo_command("shell"), "-d", db, "--no-http", "--log-level=warn"],
         input=RUN_CRONS,
         text=True,
     )
