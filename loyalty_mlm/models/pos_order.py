@@ -1,11 +1,89 @@
-from odoo import _, models
-from odoo.tools import float_round
+from odoo import _, api, fields, models
+from odoo.exceptions import UserError
+from odoo.tools import float_compare, float_round
 
 from .loyalty_mlm_ledger import PRECISION, mlm_source
 
 
 class PosOrder(models.Model):
     _inherit = "pos.order"
+
+    mlm_points_confirmed = fields.Boolean(
+        copy=False,
+        readonly=True,
+        help="The loyalty points of this order were applied (a retried call "
+        "from the register does not apply them again).",
+    )
+
+    @api.model
+    def _process_order(self, order, existing_order):
+        """Refuse a redemption the member programme does not allow.
+
+        The register computes the discount; the server recomputes it from the
+        points spent and refuses the whole order (nothing saved) when the
+        discount is larger, or when the card has fewer points than spent.
+        """
+        self._mlm_check_redemptions(order)
+        return super()._process_order(order, existing_order)
+
+    @api.model
+    def _mlm_check_redemptions(self, order):
+        lines = [
+            cmd[2]
+            for cmd in order.get("lines") or []
+            if cmd[0] in (0, 1)
+            and cmd[2].get("reward_id")
+            and cmd[2].get("points_cost")
+        ]
+        if not lines:
+            return
+        rewards = self.env["loyalty.reward"].browse(
+            {line["reward_id"] for line in lines}
+        )
+        member_ids = self.env["loyalty.program"]._mlm_member_programme_ids()
+        spent = {}
+        for line in lines:
+            reward = rewards.filtered(lambda r, rid=line["reward_id"]: r.id == rid)
+            if reward.program_id.id not in member_ids:
+                continue
+            if reward.discount_mode == "per_point":
+                allowed = line["points_cost"] * reward.discount
+                given = -(line.get("price_subtotal_incl") or 0.0)
+                if float_compare(given, allowed, precision_digits=2) > 0:
+                    raise UserError(
+                        _(
+                            "The discount of %(given)s for %(points)s points is more "
+                            "than the member programme allows (%(allowed)s). The "
+                            "order was not saved; remove the reward and apply it "
+                            "again.",
+                            given=given,
+                            points=line["points_cost"],
+                            allowed=allowed,
+                        )
+                    )
+            spent[reward.program_id] = (
+                spent.get(reward.program_id, 0.0) + line["points_cost"]
+            )
+        partner = self.env["res.partner"].browse(order.get("partner_id") or [])
+        for program, points in spent.items():
+            card = (
+                self.env["loyalty.card"]
+                .sudo()
+                .search(
+                    [("partner_id", "=", partner.id), ("program_id", "=", program.id)],
+                    limit=1,
+                )
+            )
+            if float_compare(card.points, points, precision_digits=2) < 0:
+                raise UserError(
+                    _(
+                        "%(member)s has %(balance)s points, fewer than the "
+                        "%(points)s this order spends. The order was not saved.",
+                        member=partner.display_name or _("The customer"),
+                        balance=card.points,
+                        points=points,
+                    )
+                )
 
     def validate_coupon_programs(self, point_changes, new_codes):
         """Say plainly why a member with a negative balance cannot redeem."""
@@ -42,8 +120,15 @@ class PosOrder(models.Model):
         return super().validate_coupon_programs(point_changes, new_codes)
 
     def confirm_coupon_programs(self, coupon_data):
-        """Source the card changes to this order; split earn from redeem."""
+        """Source the card changes to this order; split earn from redeem.
+
+        Applied once: the register calls this after the order sync and may
+        call it again (network retry, offline queue); a second call answers
+        with the current state and changes nothing.
+        """
         self.ensure_one()
+        if self.mlm_points_confirmed:
+            return self._mlm_confirmed_coupon_result(coupon_data)
         data = {int(key): value for key, value in coupon_data.items()}
         cards = (
             self.env["loyalty.card"].sudo().browse([k for k in data if k > 0]).exists()
@@ -74,9 +159,41 @@ class PosOrder(models.Model):
             mlm_ledger_source=mlm_source(self._name, self.id, "earn", "redeem")
         )
         try:
-            return super(PosOrder, order).confirm_coupon_programs(coupon_data)
+            result = super(PosOrder, order).confirm_coupon_programs(coupon_data)
         finally:
             ledger._mlm_clear_splits()
+        self.mlm_points_confirmed = True
+        return result
+
+    def _mlm_confirmed_coupon_result(self, coupon_data):
+        """What confirm_coupon_programs answered, rebuilt without any change."""
+        data = {int(key): value for key, value in coupon_data.items()}
+        cards = self.env["loyalty.card"].sudo()
+        mapping = {cards.browse(key): key for key in data if key > 0}
+        created = cards.search([("source_pos_order_id", "=", self.id)], order="id")
+        new_keys = [k for k in data if k < 0 and not data[k].get("giftCardId")]
+        mapping.update(zip(created, new_keys, strict=False))
+        mapping = {card: key for card, key in mapping.items() if card.exists()}
+        return {
+            "coupon_updates": [
+                {
+                    "old_id": key,
+                    "id": card.id,
+                    "points": card.points,
+                    "code": card.code,
+                    "program_id": card.program_id.id,
+                    "partner_id": card.partner_id.id,
+                }
+                for card, key in mapping.items()
+                if card.program_id.is_nominative
+            ],
+            "program_updates": [
+                {"program_id": program.id, "usages": program.total_order_count}
+                for program in cards.browse([c.id for c in mapping]).program_id
+            ],
+            "new_coupon_info": [],
+            "coupon_report": {},
+        }
 
     def _process_saved_order(self, draft):
         res = super()._process_saved_order(draft)

@@ -1,5 +1,7 @@
 from odoo.tests import TransactionCase, new_test_user
 
+from odoo.addons.point_of_sale.tests.common import TestPoSCommon
+
 
 class LoyaltyMlmCommon(TransactionCase):
     """Shared fixtures.
@@ -90,3 +92,62 @@ class LoyaltyMlmCommon(TransactionCase):
     def assertLedgerInvariant(self):
         """card.points == sum(ledger.points) for every member card."""
         self.assertEqual(self.env["loyalty.mlm.ledger"]._mlm_reconcile(), {})
+
+
+class LoyaltyMlmPosCommon(TestPoSCommon):
+    """An open POS session in a fresh company whose member programme earns
+    1 point per currency unit (10 points = 0.10 off); `member` buys bread
+    (10.00, untaxed). Orders go through `sync_from_ui`, as the register sends
+    them."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.config = cls.basic_config
+        cls.env["loyalty.program"].search([]).write({"active": False})
+        cls.program = cls.env["loyalty.program"].create(
+            {
+                "name": "POS Members",
+                "program_type": "loyalty",
+                "applies_on": "both",
+                "company_id": cls.company.id,
+                "pos_ok": True,
+                "rule_ids": [
+                    (5, 0, 0),
+                    (0, 0, {"reward_point_mode": "money", "reward_point_amount": 1}),
+                ],
+                "reward_ids": [
+                    (5, 0, 0),
+                    (
+                        0,
+                        0,
+                        {
+                            "reward_type": "discount",
+                            "discount_mode": "per_point",
+                            "discount": 0.01,
+                            "required_points": 10,
+                        },
+                    ),
+                ],
+            }
+        )
+        cls.company.mlm_program_id = cls.program
+        cls.product = cls.create_product("Bread", cls.categ_basic, 10.0, tax_ids=False)
+        cls.member = cls.env["res.partner"].create({"name": "Pos Member"})
+
+    def setUp(self):
+        super().setUp()
+        self.open_new_session()
+
+    def sync(self, lines, **kwargs):
+        data = self.create_ui_order_data(lines, customer=self.member, **kwargs)
+        result = self.env["pos.order"].sync_from_ui([data])
+        return self.env["pos.order"].browse(result["pos.order"][0]["id"])
+
+    def card(self):
+        return self.env["loyalty.card"].search([("partner_id", "=", self.member.id)])
+
+    def entries(self, order):
+        return self.env["loyalty.mlm.ledger"].search(
+            [("res_model", "=", "pos.order"), ("res_id", "=", order.id)], order="id"
+        )

@@ -1,62 +1,11 @@
 from odoo.tests import tagged
 
-from odoo.addons.point_of_sale.tests.common import TestPoSCommon
+from .common import LoyaltyMlmPosCommon
 
 
 @tagged("post_install", "-at_install")
-class TestLedgerPos(TestPoSCommon):
+class TestLedgerPos(LoyaltyMlmPosCommon):
     """POS earn, redeem and refund through the order sync the front end uses."""
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.config = cls.basic_config
-        cls.env["loyalty.program"].search([]).write({"active": False})
-        cls.program = cls.env["loyalty.program"].create(
-            {
-                "name": "POS Members",
-                "program_type": "loyalty",
-                "company_id": cls.company.id,
-                "pos_ok": True,
-                "rule_ids": [
-                    (5, 0, 0),
-                    (0, 0, {"reward_point_mode": "money", "reward_point_amount": 1}),
-                ],
-                "reward_ids": [
-                    (5, 0, 0),
-                    (
-                        0,
-                        0,
-                        {
-                            "reward_type": "discount",
-                            "discount_mode": "per_point",
-                            "discount": 0.01,
-                            "required_points": 10,
-                        },
-                    ),
-                ],
-            }
-        )
-        cls.company.mlm_program_id = cls.program
-        cls.product = cls.create_product("Bread", cls.categ_basic, 10.0, tax_ids=False)
-        cls.member = cls.env["res.partner"].create({"name": "Pos Member"})
-
-    def setUp(self):
-        super().setUp()
-        self.open_new_session()
-
-    def sync(self, lines, **kwargs):
-        data = self.create_ui_order_data(lines, customer=self.member, **kwargs)
-        result = self.env["pos.order"].sync_from_ui([data])
-        return self.env["pos.order"].browse(result["pos.order"][0]["id"])
-
-    def card(self):
-        return self.env["loyalty.card"].search([("partner_id", "=", self.member.id)])
-
-    def entries(self, order):
-        return self.env["loyalty.mlm.ledger"].search(
-            [("res_model", "=", "pos.order"), ("res_id", "=", order.id)], order="id"
-        )
 
     def test_pos_earn_redeem_refund(self):
         # 1. A paid order enrols the customer and earns through the RPC the
