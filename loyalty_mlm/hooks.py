@@ -1,7 +1,18 @@
+import logging
+
+_logger = logging.getLogger(__name__)
+
+
 def post_init_hook(env):
-    """Start the ledger of cards that existed before the module: one opening
-    entry per member card with a balance."""
+    """Start on an existing database as if the add-on had always been there.
+
+    Member cards that existed before get an opening ledger entry; every
+    customer gets the lifecycle stage its order history gives (set-based),
+    instead of everyone starting in Acquisition.
+    """
     programs = (
         env["res.company"].search([("mlm_program_id", "!=", False)]).mlm_program_id
     )
     programs.coupon_ids._mlm_post_opening_balance()
+    moved = env["res.partner"]._cron_refresh_stages()
+    _logger.info("loyalty_mlm: lifecycle stages computed for %s customers", moved)

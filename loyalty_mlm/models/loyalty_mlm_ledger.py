@@ -493,6 +493,9 @@ class LoyaltyMlmLedger(models.Model):
             "bram": [(m, 10, False, False) for m in (14, 12, 11, 10, 9)],
             "chloe": [(1, 2, False, False), (0, 3, False, False)],
             "daan": [(3, 8, False, False), (2, 1, True, False), (1, 0, False, True)],
+            # Finn bought monthly last year, once this year: Retention.
+            "finn": [(m, 2, False, False) for m in range(23, 13, -1)]
+            + [(2, 2, False, False)],
         }
         for name, orders in story.items():
             partner = ref(f"loyalty_mlm.res_partner_{name}_demo")
@@ -523,4 +526,6 @@ class LoyaltyMlmLedger(models.Model):
                 order.with_context(mlm_ledger_date=when).action_confirm()
                 order.date_order = when
                 earning = earning or order
+        # Eva joined at the counter but never ordered: Acquisition.
+        ref("loyalty_mlm.res_partner_eva_demo")._mlm_enroll(self.env.company)
         self._cron_expire_points()

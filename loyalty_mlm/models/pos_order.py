@@ -202,6 +202,7 @@ class PosOrder(models.Model):
                 self.env["res.partner"]._mlm_auto_enroll(
                     self.partner_id, self.company_id
                 )
+                self.partner_id._mlm_stage_event(self.company_id)
             self._mlm_reverse_refunded_points()
         return res
 

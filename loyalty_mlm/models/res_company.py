@@ -23,6 +23,69 @@ class ResCompany(models.Model):
         help="A customer becomes a member on their first confirmed or paid order.",
     )
 
+    # Lifecycle stage rules (see tools/lifecycle.py)
+    mlm_lapse_days = fields.Integer(
+        string="Lapse After (days)",
+        default=180,
+        help="A customer with no order for more days than this is in Winback.",
+    )
+    mlm_onboarding_days = fields.Integer(
+        string="Onboarding Window (days)",
+        default=90,
+        help="A customer whose first order is at most this many days old, with "
+        "few orders, is in Onboarding.",
+    )
+    mlm_onboarding_max_orders = fields.Integer(
+        string="Onboarding Orders",
+        default=3,
+        help="Onboarding lasts while the customer has fewer orders than this.",
+    )
+    mlm_at_risk_churn = fields.Integer(
+        string="At-Risk Churn",
+        default=70,
+        help="A churn risk (0-100) at or above this puts an active customer in "
+        "Retention.",
+    )
+    mlm_order_drop_pct = fields.Float(
+        string="Order Drop (%)",
+        default=50.0,
+        help="Orders over 12 months falling by more than this percentage against "
+        "the 12 months before also put a customer in Retention.",
+    )
+    mlm_ambassador_referrals = fields.Integer(
+        string="Ambassador Referrals",
+        default=1,
+        help="Successful referrals that make an active customer an Ambassador "
+        "(heavy users who are True Friends are Ambassadors too).",
+    )
+
+    @api.constrains(
+        "mlm_lapse_days",
+        "mlm_onboarding_days",
+        "mlm_onboarding_max_orders",
+        "mlm_at_risk_churn",
+        "mlm_order_drop_pct",
+    )
+    def _check_mlm_stage_settings(self):
+        for company in self:
+            if (
+                min(
+                    company.mlm_lapse_days,
+                    company.mlm_onboarding_days,
+                    company.mlm_onboarding_max_orders,
+                )
+                < 0
+            ):
+                raise ValidationError(
+                    _("The lifecycle day and order thresholds cannot be negative.")
+                )
+            if not 0 <= company.mlm_at_risk_churn <= 100 or not (
+                0.0 <= company.mlm_order_drop_pct <= 100.0
+            ):
+                raise ValidationError(
+                    _("The at-risk churn and the order drop must be between 0 and 100.")
+                )
+
     @api.constrains("mlm_program_id")
     def _check_mlm_program_id(self):
         for company in self.filtered("mlm_program_id"):

@@ -23,6 +23,7 @@ class SaleOrder(models.Model):
             ledger._mlm_clear_splits()
         for order in self:
             self.env["res.partner"]._mlm_auto_enroll(order.partner_id, order.company_id)
+            order.partner_id._mlm_stage_event(order.company_id)
         return res
 
     def _action_cancel(self):

@@ -1,0 +1,31 @@
+from odoo import fields, models
+
+from ..tools.lifecycle import REASON_LABELS
+
+
+class LoyaltyMlmStageHistory(models.Model):
+    """One row per stage move of a contact, automatic or by hand."""
+
+    _name = "loyalty.mlm.stage.history"
+    _description = "Member Lifecycle Stage History"
+    _order = "date desc, id desc"
+
+    partner_id = fields.Many2one(
+        "res.partner", required=True, index=True, ondelete="cascade"
+    )
+    from_stage_id = fields.Many2one("loyalty.mlm.stage", string="From")
+    to_stage_id = fields.Many2one("loyalty.mlm.stage", string="To", required=True)
+    date = fields.Datetime(required=True, default=fields.Datetime.now, index=True)
+    reason_code = fields.Selection(
+        [(code, code.replace("_", " ").capitalize()) for code in REASON_LABELS]
+        + [("manual", "Set by hand"), ("won_back", "Won back")],
+        required=True,
+    )
+    reason = fields.Char(help="Why the contact moved, in words.")
+    automatic = fields.Boolean(default=True)
+    user_id = fields.Many2one(
+        "res.users", string="By", default=lambda self: self.env.user
+    )
+    company_id = fields.Many2one(
+        "res.company", default=lambda self: self.env.company, index=True
+    )

@@ -1,0 +1,179 @@
+from datetime import timedelta
+
+from odoo import fields
+from odoo.exceptions import UserError
+from odoo.tests import tagged
+
+from .common import LoyaltyMlmCommon, LoyaltyMlmPosCommon
+
+
+class StageCase:
+    """Helpers to build a customer with a real order history."""
+
+    def customer(self, name, days_ago=()):
+        """A customer whose confirmed sale orders are `days_ago` days old."""
+        partner = self.env["res.partner"].create({"name": name, "customer_rank": 1})
+        today = fields.Datetime.now()
+        for days in days_ago:
+            order = self.make_order(partner=partner, amount=50.0)
+            order.action_confirm()
+            order.date_order = today - timedelta(days=days)
+        return partner
+
+    def refresh(self, partners):
+        return partners._mlm_refresh_stages(self.env.company)
+
+    def last_move(self, partner):
+        return partner.mlm_stage_history_ids.sorted("id")[-1:]
+
+
+@tagged("post_install", "-at_install")
+class TestStageRules(StageCase, LoyaltyMlmCommon):
+    """Every rule boundary, one day inside and one day outside, from real
+    confirmed orders (default thresholds: lapse 180 days, onboarding 90 days
+    and fewer than 3 orders, order drop more than 50%)."""
+
+    def test_rule_boundaries(self):
+        # name: (order ages in days, expected stage, expected reason)
+        table = {
+            "no order": ((), "acquisition", "no_order"),
+            "lapsed 181": ((400, 181), "winback", "lapsed"),
+            "lapsed 180": ((400, 180), "growth", "active"),
+            "new 90": ((90,), "onboarding", "new_customer"),
+            "new 91": ((91,), "growth", "active"),
+            "new, 2 orders": ((20, 10), "onboarding", "new_customer"),
+            "new, 3 orders": ((30, 20, 10), "growth", "active"),
+            "drop 50%": ((500, 480, 450, 400, 100, 30), "growth", "active"),
+            "drop 75%": ((500, 480, 450, 400, 30), "retention", "order_drop"),
+        }
+        customers = {
+            name: self.customer(name, days) for name, (days, _s, _r) in table.items()
+        }
+        self.refresh(self.env["res.partner"].concat(*customers.values()))
+        for name, (_days, stage, reason) in table.items():
+            partner = customers[name]
+            with self.subTest(name):
+                self.assertEqual(partner.mlm_stage_id.code, stage)
+                self.assertEqual(self.last_move(partner).reason_code, reason)
+                self.assertTrue(self.last_move(partner).automatic)
+
+    def test_refresh_is_idempotent(self):
+        partners = self.customer("A", (400, 200)) | self.customer("B", (20,))
+        self.refresh(partners)
+        moves = self.env["loyalty.mlm.stage.history"].search_count(
+            [("partner_id", "in", partners.ids)]
+        )
+        self.assertEqual(self.refresh(partners), 0)
+        self.assertEqual(
+            self.env["loyalty.mlm.stage.history"].search_count(
+                [("partner_id", "in", partners.ids)]
+            ),
+            moves,
+        )
+
+    def test_fresh_churn_score_puts_active_customer_in_retention(self):
+        if "mlm_churn_risk" not in self.env["res.partner"]._fields:
+            self.skipTest("segment scores not installed")
+        partner = self.customer("At risk", (300, 120))
+        today = fields.Date.context_today(partner)
+        partner.write({"mlm_churn_risk": 70, "mlm_score_date": today})
+        self.refresh(partner)
+        self.assertEqual(partner.mlm_stage_id.code, "retention")
+        self.assertEqual(self.last_move(partner).reason_code, "churn_risk")
+        other = self.customer("Safe", (300, 120))
+        other.write({"mlm_churn_risk": 69, "mlm_score_date": today})
+        self.refresh(other)
+        self.assertEqual(other.mlm_stage_id.code, "growth")
+
+    def test_manual_stage_with_lock(self):
+        partner = self.customer("Key account", (400, 200))
+        self.refresh(partner)
+        self.assertEqual(partner.mlm_stage_id.code, "winback")
+        growth = self.env.ref("loyalty_mlm.stage_growth")
+        wizard = (
+            self.env["loyalty.mlm.stage.wizard"]
+            .with_user(self.user_manager)
+            .create(
+                {
+                    "partner_ids": [(6, 0, partner.ids)],
+                    "stage_id": growth.id,
+                    "reason": "Handled personally",
+                    "locked_until": fields.Date.today() + timedelta(days=10),
+                }
+            )
+        )
+        wizard.action_apply()
+        move = self.last_move(partner)
+        self.assertEqual(
+            (move.to_stage_id, move.reason_code, move.automatic, move.user_id),
+            (growth, "manual", False, self.user_manager),
+        )
+        self.assertEqual(move.reason, "Handled personally")
+        self.refresh(partner)  # locked: the rules leave it alone
+        self.assertEqual(partner.mlm_stage_id, growth)
+        partner.mlm_stage_locked_until = fields.Date.today() - timedelta(days=1)
+        self.refresh(partner)
+        self.assertEqual(partner.mlm_stage_id.code, "winback")
+        self.assertEqual(self.last_move(partner).reason_code, "lapsed")
+
+    def test_only_managers_set_stages_by_hand(self):
+        partner = self.customer("Someone", (20,))
+        growth = self.env.ref("loyalty_mlm.stage_growth")
+        with self.assertRaises(UserError):
+            partner.with_user(self.user_loyalty).mlm_stage_pick_id = growth
+        partner.with_user(self.user_manager).mlm_stage_pick_id = growth
+        self.assertEqual(partner.mlm_stage_id, growth)
+        self.assertEqual(self.last_move(partner).reason, "Set from the contact form")
+
+    def test_first_order_moves_to_onboarding_now(self):
+        partner = self.env["res.partner"].create({"name": "Newcomer"})
+        self.make_order(partner=partner, amount=20.0).action_confirm()
+        self.assertEqual(partner.mlm_stage_id.code, "onboarding")
+        self.assertEqual(self.last_move(partner).reason_code, "new_customer")
+
+    def test_winback_customer_is_won_back_by_an_order(self):
+        partner = self.customer("Lapsed", (500, 300, 250))
+        self.refresh(partner)
+        self.assertEqual(partner.mlm_stage_id.code, "winback")
+        self.make_order(partner=partner, amount=30.0).action_confirm()
+        self.assertEqual(partner.mlm_stage_id.code, "growth")
+        move = self.last_move(partner)
+        self.assertEqual(
+            (move.from_stage_id.code, move.reason_code), ("winback", "won_back")
+        )
+
+    def test_backfill_on_install(self):
+        partners = self.customer("Old regular", (200, 100, 30)) | self.customer(
+            "Old lapsed", (300,)
+        )
+        partners.write({"mlm_stage_id": False})
+        self.env["res.partner"]._cron_refresh_stages()
+        self.assertEqual(partners.mapped("mlm_stage_id.code"), ["growth", "winback"])
+
+    def test_six_stages_are_kept(self):
+        stages = self.env["loyalty.mlm.stage"].search([])
+        self.assertEqual(
+            stages.mapped("code"),
+            [
+                "acquisition",
+                "onboarding",
+                "growth",
+                "ambassadorship",
+                "retention",
+                "winback",
+            ],
+        )
+        with self.assertRaises(UserError):
+            stages[0].unlink()
+        stages[0].with_user(self.user_manager).name = "Werving"
+        groups = self.env["res.partner"].read_group(
+            [("id", "=", 0)], ["mlm_stage_id"], ["mlm_stage_id"]
+        )
+        self.assertEqual(len(groups), 6)  # every column, even empty
+
+
+@tagged("post_install", "-at_install")
+class TestStagePos(LoyaltyMlmPosCommon):
+    def test_first_paid_pos_order_moves_to_onboarding(self):
+        self.sync([(self.product, 1)])
+        self.assertEqual(self.member.mlm_stage_id.code, "onboarding")
