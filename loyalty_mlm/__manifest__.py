@@ -36,6 +36,9 @@
         "web.assets_backend": [
             "loyalty_mlm/static/src/dashboard/*",
         ],
+        "point_of_sale._assets_pos": [
+            "loyalty_mlm/static/src/pos/**/*",
+        ],
         "web.assets_tests": [
             "loyalty_mlm/static/tests/tours/*",
         ],

@@ -86,6 +86,10 @@ class ResCompany(models.Model):
                     _("The at-risk churn and the order drop must be between 0 and 100.")
                 )
 
+    @api.model
+    def _load_pos_data_fields(self, config_id):
+        return [*super()._load_pos_data_fields(config_id), "mlm_program_id"]
+
     @api.constrains("mlm_program_id")
     def _check_mlm_program_id(self):
         for company in self.filtered("mlm_program_id"):

@@ -1,0 +1,47 @@
+from odoo.tests import tagged
+
+from odoo.addons.point_of_sale.tests.test_frontend import TestPointOfSaleHttpCommon
+
+
+@tagged("post_install", "-at_install")
+class TestPosMemberBadge(TestPointOfSaleHttpCommon):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        company = cls.env.company
+        program = cls.env["loyalty.program"].create(
+            {
+                "name": "Shop Members",
+                "program_type": "loyalty",
+                "applies_on": "both",
+                "company_id": company.id,
+                "rule_ids": [
+                    (0, 0, {"reward_point_mode": "money", "reward_point_amount": 1})
+                ],
+                "reward_ids": [
+                    (
+                        0,
+                        0,
+                        {
+                            "reward_type": "discount",
+                            "discount_mode": "per_point",
+                            "discount": 0.01,
+                            "required_points": 100,
+                        },
+                    )
+                ],
+            }
+        )
+        company.mlm_program_id = program
+        growth = cls.env.ref("loyalty_mlm.stage_growth")
+        member, blocked = cls.env["res.partner"].create(
+            [{"name": "Badge Member"}, {"name": "Blocked Member"}]
+        )
+        (member | blocked)._mlm_enroll(company)
+        member.mlm_card_id._mlm_adjust(120.0, "Opening")
+        blocked.mlm_card_id._mlm_adjust(-30.0, "Taken back after spending")
+        (member | blocked)._mlm_move(growth, "active")
+
+    def test_member_badge(self):
+        self.main_pos_config.with_user(self.pos_user).open_ui()
+        self.start_pos_tour("LoyaltyMlmPosBadgeTour", login="pos_user")
