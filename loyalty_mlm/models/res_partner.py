@@ -4,7 +4,7 @@ from datetime import timedelta
 from dateutil.relativedelta import relativedelta
 
 from odoo import _, api, fields, models
-from odoo.exceptions import UserError
+from odoo.exceptions import AccessError, UserError
 from odoo.tools import SQL
 
 from ..tools.lifecycle import StageInput, StageParams, decide_stage
@@ -94,6 +94,22 @@ class ResPartner(models.Model):
 
     def action_mlm_enroll(self):
         self.ensure_one()
+        self._mlm_enroll(self.env.company)
+        return True
+
+    def mlm_pos_enroll(self):
+        """The cashier's one click: make the selected customers members.
+
+        Enrolling is a cashier's job even where cashiers may not edit
+        contacts, so it asks for POS (or Loyalty) access, not contact rights.
+        """
+        user = self.env.user
+        if not (
+            user.has_group("point_of_sale.group_pos_user")
+            or user.has_group("loyalty_mlm.group_loyalty_mlm_user")
+        ):
+            raise AccessError(_("Only cashiers and loyalty staff can enrol members."))
+        self.check_access("read")
         self._mlm_enroll(self.env.company)
         return True
 

@@ -41,7 +41,10 @@ class TestPosMemberBadge(TestPointOfSaleHttpCommon):
         member.mlm_card_id._mlm_adjust(120.0, "Opening")
         blocked.mlm_card_id._mlm_adjust(-30.0, "Taken back after spending")
         (member | blocked)._mlm_move(growth, "active")
+        cls.walk_in = cls.env["res.partner"].create({"name": "Walk-in Customer"})
 
     def test_member_badge(self):
         self.main_pos_config.with_user(self.pos_user).open_ui()
         self.start_pos_tour("LoyaltyMlmPosBadgeTour", login="pos_user")
+        self.assertTrue(self.walk_in.mlm_member_since)
+        self.assertEqual(len(self.walk_in.mlm_card_id), 1)

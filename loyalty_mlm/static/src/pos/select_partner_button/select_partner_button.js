@@ -16,4 +16,18 @@ patch(SelectPartnerButton.prototype, {
     get mlmBlocked() {
         return this.mlmPoints < 0 || this.props.partner.mlm_redemption_blocked;
     },
+    /** Make the selected customer a member, then reload its badge fields. */
+    async mlmEnroll() {
+        const partner = this.props.partner;
+        await this.pos.data.call("res.partner", "mlm_pos_enroll", [[partner.id]]);
+        // Only our fields: the register updates them in place (a full reload
+        // is skipped while the partner's write_date looks unchanged).
+        await this.pos.data.read("res.partner", [partner.id], [
+            "mlm_member_since",
+            "mlm_stage_name",
+            "mlm_points",
+            "mlm_points_expiring_soon",
+            "mlm_redemption_blocked",
+        ]);
+    },
 });
