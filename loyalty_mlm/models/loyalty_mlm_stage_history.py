@@ -17,8 +17,12 @@ class LoyaltyMlmStageHistory(models.Model):
     to_stage_id = fields.Many2one("loyalty.mlm.stage", string="To", required=True)
     date = fields.Datetime(required=True, default=fields.Datetime.now, index=True)
     reason_code = fields.Selection(
-        [(code, code.replace("_", " ").capitalize()) for code in REASON_LABELS]
-        + [("manual", "Set by hand"), ("won_back", "Won back")],
+        # The rules' own sentences (tools/lifecycle.py), translated as labels.
+        [
+            *REASON_LABELS.items(),
+            ("manual", "Set by hand."),
+            ("won_back", "Ordered again after a lapse."),
+        ],
         required=True,
     )
     reason = fields.Char(help="Why the contact moved, in words.")

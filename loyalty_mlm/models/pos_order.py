@@ -9,6 +9,7 @@ class PosOrder(models.Model):
     _inherit = "pos.order"
 
     mlm_points_confirmed = fields.Boolean(
+        string="Points Applied",
         copy=False,
         readonly=True,
         help="The loyalty points of this order were applied (a retried call "
