@@ -295,13 +295,18 @@ print("[loyalty_mlm] scheduled jobs run:", len(ours))
 """
 
 
-def cmd_demo(environ):
+def prepared_with_odoo(environ):
+    """Context for commands that cannot work without Odoo (demo, pot)."""
     ctx = make_context(environ)
     try:
         odoo_src = locate_odoo(environ)
     except OdooNotFound as exc:
         die(str(exc))
-    prepare(ctx, odoo_src)
+    return prepare(ctx, odoo_src)
+
+
+def cmd_demo(environ):
+    ctx = prepared_with_odoo(environ)
     db = environ.get("LOYALTY_MLM_DEMO_DB", f"{ADDON}_demo")
     installed = (
         pg.database_exists(ctx.db_options, db)
@@ -339,12 +344,7 @@ def cmd_demo(environ):
 
 def cmd_pot(environ):
     """Export the .pot from an installed database and merge nl.po."""
-    ctx = make_context(environ)
-    try:
-        odoo_src = locate_odoo(environ)
-    except OdooNotFound as exc:
-        die(str(exc))
-    prepare(ctx, odoo_src)
+    ctx = prepared_with_odoo(environ)
     db = environ.get("LOYALTY_MLM_I18N_DB", f"{ADDON}_demo")
     if pg.module_state(ctx.db_options, db, ADDON) != "installed":
         die(
