@@ -87,12 +87,16 @@ class SaleOrder(models.Model):
         return parts
 
     def _add_points_for_coupon(self, coupon_points):
-        return super(
-            SaleOrder,
-            self.with_context(
-                mlm_ledger_source=self._mlm_ledger_source("earn", "reversal")
-            ),
-        )._add_points_for_coupon(coupon_points)
+        # The context travels with records: native code changes the cards it
+        # is given, so those must carry the source, not only the order.
+        order = self.with_context(
+            mlm_ledger_source=self._mlm_ledger_source("earn", "reversal")
+        )
+        coupon_points = {
+            coupon.with_env(order.env): points
+            for coupon, points in coupon_points.items()
+        }
+        return super(SaleOrder, order)._add_points_for_coupon(coupon_points)
 
     def _apply_program_reward(self, reward, coupon, **kwargs):
         if coupon.program_id.mlm_is_member_programme and coupon.points < 0:

@@ -106,6 +106,24 @@ class TestLedgerSale(LoyaltyMlmCommon):
         self.assertEqual(card.points, before + redeem.points + 100)
         self.assertLedgerInvariant()
 
+    def test_programme_applied_to_a_confirmed_order(self):
+        self.partner._mlm_enroll(self.company)
+        card = self.card_of()
+        self.program.active = False
+        order = self.make_order(amount=100.0)
+        order.action_confirm()
+        self.assertEqual(card.points, 0.0)
+        # The programme becomes applicable after confirmation: native code
+        # adds the order's points straight to the card.
+        self.program.active = True
+        order._update_programs_and_rewards()
+        self.assertEqual(card.points, 100.0)
+        entry = self.ledger(card_id=card.id)
+        self.assertEqual(
+            (entry.kind, entry.points, entry.res_id), ("earn", 100.0, order.id)
+        )
+        self.assertLedgerInvariant()
+
     def test_native_update_balance_wizard(self):
         self.partner._mlm_enroll(self.company)
         card = self.card_of()
