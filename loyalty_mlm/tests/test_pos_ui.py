@@ -26,7 +26,7 @@ class TestPosMemberBadge(TestPointOfSaleHttpCommon):
                             "reward_type": "discount",
                             "discount_mode": "per_point",
                             "discount": 0.01,
-                            "required_points": 100,
+                            "required_points": 10,
                         },
                     )
                 ],
@@ -48,3 +48,7 @@ class TestPosMemberBadge(TestPointOfSaleHttpCommon):
         self.start_pos_tour("LoyaltyMlmPosBadgeTour", login="pos_user")
         self.assertTrue(self.walk_in.mlm_member_since)
         self.assertEqual(len(self.walk_in.mlm_card_id), 1)
+
+    def test_partial_redemption(self):
+        self.main_pos_config.with_user(self.pos_user).open_ui()
+        self.start_pos_tour("LoyaltyMlmPosRedeemTour", login="pos_user")

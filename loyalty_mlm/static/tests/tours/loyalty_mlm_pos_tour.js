@@ -1,6 +1,7 @@
 import * as Chrome from "@point_of_sale/../tests/tours/utils/chrome_util";
 import * as Dialog from "@point_of_sale/../tests/tours/utils/dialog_util";
 import * as ProductScreen from "@point_of_sale/../tests/tours/utils/product_screen_util";
+import * as NumberPopup from "@point_of_sale/../tests/tours/utils/number_popup_util";
 import { registry } from "@web/core/registry";
 
 // The cashier selects a member and sees stage, points and what is expiring,
@@ -40,6 +41,42 @@ registry.category("web_tour.tours").add("LoyaltyMlmPosBadgeTour", {
             {
                 content: "The new member's badge appears",
                 trigger: ".o_mlm_badge .o_mlm_points:contains('0 pts')",
+            },
+        ].flat(),
+});
+
+// The cashier redeems exactly the points the member asks for.
+registry.category("web_tour.tours").add("LoyaltyMlmPosRedeemTour", {
+    steps: () =>
+        [
+            Chrome.startPoS(),
+            Dialog.confirm("Open Register"),
+            ProductScreen.clickPartnerButton(),
+            ProductScreen.clickCustomer("Badge Member"),
+            ProductScreen.addOrderline("Letter Tray", "1"),
+            ProductScreen.clickControlButtonMore(),
+            {
+                content: "Use points",
+                trigger: ".o_mlm_use_points",
+                run: "click",
+            },
+            NumberPopup.enterValue("120"),
+            Dialog.confirm(),
+            {
+                content: "The discount line spends the typed points: 1.20 off",
+                trigger: ".orderline .price:contains('1.20')",
+            },
+            ProductScreen.clickPartnerButton(),
+            ProductScreen.clickCustomer("Blocked Member"),
+            ProductScreen.clickControlButtonMore(),
+            {
+                content: "Use points for a member in debt",
+                trigger: ".o_mlm_use_points",
+                run: "click",
+            },
+            {
+                content: "Redemption is refused with the reason",
+                trigger: ".modal:contains('Redemption blocked')",
             },
         ].flat(),
 });

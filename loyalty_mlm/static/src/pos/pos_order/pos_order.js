@@ -1,0 +1,24 @@
+import { PosOrder } from "@point_of_sale/app/models/pos_order";
+import { patch } from "@web/core/utils/patch";
+
+patch(PosOrder.prototype, {
+    /** A per-point discount uses every point it can, in whole reward steps;
+     * when the cashier typed how many to use (`args.cost`), it uses at most
+     * those. pos_loyalty replays rewards with their line's points cost, so
+     * the typed amount survives every recomputation. */
+    _getRewardLineValuesDiscount(args) {
+        if (!args.cost || args.reward.discount_mode !== "per_point") {
+            return super._getRewardLineValuesDiscount(args);
+        }
+        this._mlmPointsCap = args.cost;
+        try {
+            return super._getRewardLineValuesDiscount(args);
+        } finally {
+            this._mlmPointsCap = undefined;
+        }
+    },
+    _getRealCouponPoints(couponId) {
+        const points = super._getRealCouponPoints(couponId);
+        return this._mlmPointsCap ? Math.min(points, this._mlmPointsCap) : points;
+    },
+});
