@@ -14,7 +14,7 @@ Conventions shared by every function here:
 """
 
 import math
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
@@ -116,7 +116,8 @@ def days_since(day: date | None, today: date) -> int | None:
 
 
 def _population(stats: Iterable[CustomerStats]) -> list[CustomerStats]:
-    return [stat for stat in stats if has_orders(stat)]
+    # `has_orders`, inlined: this runs over every customer several times.
+    return [s for s in stats if s.orders_total > 0 and s.last_order is not None]
 
 
 def _count_worse(
@@ -131,18 +132,33 @@ def _count_worse(
     ordered = sorted(values.values())
     n = len(ordered)
     if higher_is_better:
-        worse = {pid: bisect_left(ordered, v) for pid, v in values.items()}
+        lower = _first_index(ordered)
+        worse = {pid: lower[v] for pid, v in values.items()}
     else:
-        worse = {pid: n - bisect_right(ordered, v) for pid, v in values.items()}
+        upto = _end_index(ordered)
+        worse = {pid: n - upto[v] for pid, v in values.items()}
     has_spread = n > 0 and ordered[0] != ordered[-1]
     return worse, has_spread
+
+
+def _first_index(ordered: list) -> dict:
+    """Value -> index of its first occurrence in the sorted list (bisect_left),
+    built in one pass: dict lookups are much cheaper than a bisect per id."""
+    n = len(ordered)
+    return dict(zip(reversed(ordered), range(n - 1, -1, -1), strict=True))
+
+
+def _end_index(ordered: list) -> dict:
+    """Value -> index after its last occurrence in the sorted list (bisect_right)."""
+    return dict(zip(ordered, range(1, len(ordered) + 1), strict=True))
 
 
 def _count_better(values: dict[int, float]) -> dict[int, int]:
     """Per id, how many customers have a strictly higher value."""
     ordered = sorted(values.values())
     n = len(ordered)
-    return {pid: n - bisect_right(ordered, v) for pid, v in values.items()}
+    upto = _end_index(ordered)
+    return {pid: n - upto[v] for pid, v in values.items()}
 
 
 def quintile_scores(
@@ -455,6 +471,238 @@ def score_customers(
             "mlm_rfm_code": code,
             "mlm_usage_segment": usage[pid],
             "mlm_quadrant": quadrant[pid],
+            "mlm_churn_risk": churn,
+            "mlm_clv": clv(stat, churn, params),
+        }
+    return result
+
+
+# ---------------------------------------------------------------------------
+# Company interval and scoring against a stored reference (incremental runs)
+# ---------------------------------------------------------------------------
+#
+# A full run scores the whole population at once. An incremental run only has
+# the few customers whose orders changed; it scores them against the
+# population of the last full run, summarised by `build_reference` into a
+# small JSON-able dict of cut points. `score_with_reference` then gives every
+# customer of that population exactly the scores `score_customers` gave him
+# (same stats, same day): the cut points reproduce each rank test.
+#
+# Time-relative values (days since the last and the first order) are measured
+# as of the reference day, so the population does not need to be aged; the
+# 12-month windows, churn risk and CLV use the day of the incremental run.
+
+
+def company_interval(stats: Iterable[CustomerStats]) -> float | None:
+    """The company's typical days between orders: the median avg_interval_days
+    of its repeat customers (an interval above 0); None without any.
+
+    Used as the expected interval of one-time buyers (see `expected_interval`).
+    """
+    intervals = sorted(
+        s.avg_interval_days
+        for s in _population(stats)
+        if s.avg_interval_days is not None and s.avg_interval_days > 0
+    )
+    if not intervals:
+        return None
+    middle = len(intervals) // 2
+    if len(intervals) % 2:
+        return float(intervals[middle])
+    return (intervals[middle - 1] + intervals[middle]) / 2.0
+
+
+def _quintile_cuts(values: list[float], higher_is_better: bool) -> dict:
+    """Cut values reproducing `quintile_scores` for any value.
+
+    Score >= s  <=>  5 * w >= (s - 1) * n  <=>  w >= k_s = ceil((s - 1) n / 5),
+    w being the number of strictly worse customers; w >= k is "strictly better
+    than the k-th worst value", so one cut value per score 2..5.
+    """
+    ordered = sorted(values)
+    n = len(ordered)
+    if not n or ordered[0] == ordered[-1]:
+        return {"spread": False, "cuts": []}
+    ks = [-((-(s - 1) * n) // 5) for s in range(2, 6)]
+    if higher_is_better:
+        cuts = [ordered[k - 1] for k in ks]
+    else:
+        cuts = [ordered[n - k] for k in ks]
+    return {"spread": True, "cuts": cuts}
+
+
+def _quintile_from_cuts(value: float, ref: dict, higher_is_better: bool) -> int:
+    if not ref["spread"]:
+        return NEUTRAL_SCORE
+    if higher_is_better:
+        return 1 + sum(1 for cut in ref["cuts"] if value > cut)
+    return 1 + sum(1 for cut in ref["cuts"] if value < cut)
+
+
+def _largest_below(n: int, pct: float) -> int:
+    """Largest b in -1..n-1 with b * 100 < n * pct (the rank tests' bound)."""
+    b = min(n - 1, max(-1, math.ceil(n * pct / 100.0) - 1))
+    while b + 1 <= n - 1 and (b + 1) * 100 < n * pct:
+        b += 1
+    while b >= 0 and not b * 100 < n * pct:
+        b -= 1
+    return b
+
+
+def _segment_cuts(values: list[float], params: ScoringParams) -> dict:
+    """Cut values reproducing the percentile tests of `usage_segments`.
+
+    heavy: better * 100 < n * heavy_pct  <=>  better <= B  <=>  v >= the
+    (n - B)-th value; low: worse * 100 < n * low_pct  <=>  worse <= L  <=>
+    v <= the (L + 1)-th value. None: the test never passes.
+    """
+    ordered = sorted(values)
+    n = len(ordered)
+    heavy_b = _largest_below(n, params.heavy_pct)
+    low_l = _largest_below(n, params.low_pct)
+    return {
+        "heavy_cut": ordered[n - 1 - heavy_b] if heavy_b >= 0 else None,
+        "low_cut": ordered[low_l] if low_l >= 0 else None,
+    }
+
+
+def _high_cut(values: list[float], split_pct: float) -> dict:
+    """Reproduce `_is_high` on the percentile rank for any value.
+
+    Without spread the answer is the same for everybody ("const"). Otherwise
+    high <=> lower * 100 >= split * (n - 1) <=> lower >= K <=> v > the K-th
+    smallest value; K = 0 means everybody ("cut" None).
+    """
+    ordered = sorted(values)
+    n = len(ordered)
+    if n <= 1 or ordered[0] == ordered[-1]:
+        return {"const": 50.0 >= split_pct, "cut": None}
+    k = max(0, math.ceil(split_pct * (n - 1) / 100.0) - 1)
+    while not k * 100 >= split_pct * (n - 1):
+        k += 1
+    while k > 0 and (k - 1) * 100 >= split_pct * (n - 1):
+        k -= 1
+    return {"const": None, "cut": ordered[k - 1] if k > 0 else None}
+
+
+def _is_high_from_cut(value: float, ref: dict) -> bool:
+    if ref["const"] is not None:
+        return ref["const"]
+    return ref["cut"] is None or value > ref["cut"]
+
+
+def _lower_table(values: list[float]) -> dict:
+    """Sorted distinct values and, for each, how many values are strictly lower."""
+    ordered = sorted(values)
+    distinct, lower = [], []
+    for index, value in enumerate(ordered):
+        if not distinct or value != distinct[-1]:
+            distinct.append(value)
+            lower.append(index)
+    return {"values": distinct, "lower": lower, "n": len(ordered)}
+
+
+def _lower_from_table(value: float, table: dict) -> int:
+    """How many population values are strictly lower than `value`."""
+    index = bisect_left(table["values"], value)
+    return table["lower"][index] if index < len(table["values"]) else table["n"]
+
+
+def _loyalty_components(stat: CustomerStats, today: date) -> tuple[int, float, int]:
+    return (
+        stat.orders_12m,
+        _regularity(stat.avg_interval_days),
+        days_since(stat.first_order or stat.last_order, today),
+    )
+
+
+def build_reference(
+    stats: Iterable[CustomerStats], today: date, params: ScoringParams
+) -> dict:
+    """Summary of a full run's population, JSON-able, for `score_with_reference`.
+
+    Holds the cut points of every rank test (RFM quintiles, segment
+    percentiles, the two quadrant axes), the distributions of the three
+    loyalty components (distinct values and lower counts: small, they are
+    integers but for regularity), the company interval and the day. Its size
+    grows with the number of distinct values, not of customers, except for
+    regularity (at most one value per distinct average interval).
+    """
+    population = _population(stats)
+    n = len(population)
+    loyalty = _loyalty_rank_sums(population, today)
+    components = [_loyalty_components(s, today) for s in population]
+    return {
+        "date": today.isoformat(),
+        "n": n,
+        "company_interval_days": params.company_interval_days,
+        "recency": _quintile_cuts(
+            [days_since(s.last_order, today) for s in population], False
+        ),
+        "frequency": _quintile_cuts([s.orders_12m for s in population], True),
+        "monetary": _quintile_cuts([s.revenue_12m for s in population], True),
+        "segments": _segment_cuts([s.revenue_12m for s in population], params),
+        "loyalty_frequency": _lower_table([c[0] for c in components]),
+        "loyalty_regularity": _lower_table([c[1] for c in components]),
+        "loyalty_tenure": _lower_table([c[2] for c in components]),
+        "loyalty": _high_cut(list(loyalty.values()), params.loyalty_split_pct),
+        "margin": _high_cut(
+            [s.margin_12m for s in population], params.profit_split_pct
+        ),
+    }
+
+
+def score_with_reference(
+    stats: Iterable[CustomerStats], today: date, params: ScoringParams, reference: dict
+) -> dict[int, dict]:
+    """Scores of a few customers against a full run's `build_reference`.
+
+    Same keys and values as `score_customers`; for a customer of the reference
+    population with unchanged stats, scored on the reference day, exactly the
+    same values. Customers without orders are left out. `params` gives the
+    low threshold and the CLV settings; the percentile cut points and the
+    company interval come from the reference. O(k log n) for k customers.
+    """
+    ref_day = date.fromisoformat(reference["date"])
+    interval = reference["company_interval_days"]
+    result = {}
+    for stat in _population(stats):
+        days = days_since(stat.last_order, ref_day)
+        r = _quintile_from_cuts(days, reference["recency"], False)
+        f = _quintile_from_cuts(stat.orders_12m, reference["frequency"], True)
+        m = _quintile_from_cuts(stat.revenue_12m, reference["monetary"], True)
+        revenue = stat.revenue_12m
+        above_threshold = revenue > params.low_threshold
+        heavy_cut = reference["segments"]["heavy_cut"]
+        low_cut = reference["segments"]["low_cut"]
+        if above_threshold and heavy_cut is not None and revenue >= heavy_cut:
+            segment = "heavy"
+        elif not above_threshold or (low_cut is not None and revenue <= low_cut):
+            segment = "low"
+        else:
+            segment = "medium"
+        frequency, regularity, tenure = _loyalty_components(stat, ref_day)
+        loyalty = (
+            _lower_from_table(frequency, reference["loyalty_frequency"])
+            + _lower_from_table(regularity, reference["loyalty_regularity"])
+            + _lower_from_table(tenure, reference["loyalty_tenure"])
+        )
+        loyal = _is_high_from_cut(loyalty, reference["loyalty"])
+        profitable = stat.margin_12m > 0 and _is_high_from_cut(
+            stat.margin_12m, reference["margin"]
+        )
+        if loyal:
+            quadrant = "true_friend" if profitable else "barnacle"
+        else:
+            quadrant = "butterfly" if profitable else "stranger"
+        churn = churn_risk(stat, today, interval)
+        result[stat.partner_id] = {
+            "mlm_recency_score": r,
+            "mlm_frequency_score": f,
+            "mlm_monetary_score": m,
+            "mlm_rfm_code": f"{r}{f}{m}",
+            "mlm_usage_segment": segment,
+            "mlm_quadrant": quadrant,
             "mlm_churn_risk": churn,
             "mlm_clv": clv(stat, churn, params),
         }

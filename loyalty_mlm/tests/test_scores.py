@@ -1,0 +1,436 @@
+from datetime import timedelta
+from unittest.mock import patch
+
+from odoo import fields
+from odoo.tests import new_test_user, tagged
+from odoo.tools import SQL
+
+from odoo.addons.loyalty_mlm.models.res_partner import ResPartner
+
+from .common import LoyaltyMlmPosCommon
+
+
+class Killed(Exception):
+    """Stands for a worker killed in the middle of a call."""
+
+
+SCORES = (
+    "mlm_rfm_code",
+    "mlm_usage_segment",
+    "mlm_quadrant",
+    "mlm_churn_risk",
+    "mlm_clv",
+)
+
+
+@tagged("post_install", "-at_install")
+class TestScores(LoyaltyMlmPosCommon):
+    """Segment scores from real sale and POS orders, in a fresh company.
+
+    The company (from the POS fixtures) has no other orders, so the scored
+    population is exactly the customers each test creates. Orders are dated
+    back from now; the scores count days, so the expected values hold on any
+    day.
+
+    =========  ===================================================  =========
+    customer   orders (days ago)                                    scores
+    =========  ===================================================  =========
+    anna       3 sales of 2 beans (10, 40, 70)                      344 heavy
+                                                                    true friend
+    bram       1 sale of 10 papers, no cost: default margin (200)   223 medium
+                                                                    butterfly
+    chloe      POS 5 bread (5), POS refund of 2 (3), 1 bean (400)   422 low
+                                                                    barnacle
+    daan       1 bean (500), 5 beans cancelled (20)                 111 low
+                                                                    stranger
+    eva        none                                                 (empty)
+    finn       1 bean, cancelled                                    (empty)
+    =========  ===================================================  =========
+    """
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.beans = cls.env["product.product"].create(
+            {
+                "name": "Beans",
+                "list_price": 100.0,
+                "standard_price": 60.0,
+                "taxes_id": False,
+                "invoice_policy": "order",
+            }
+        )
+        cls.papers = cls.env["product.product"].create(
+            {"name": "Papers", "list_price": 10.0, "taxes_id": False}
+        )
+        Partner = cls.env["res.partner"]
+        cls.anna, cls.bram, cls.chloe, cls.daan, cls.eva, cls.finn = Partner.create(
+            [
+                {"name": name}
+                for name in ("Anna S", "Bram S", "Chloe S", "Daan S", "Eva S", "Finn S")
+            ]
+        )
+
+    # helpers ---------------------------------------------------------------
+
+    def sell(self, partner, product, qty, days_ago):
+        order = self.env["sale.order"].create(
+            {
+                "partner_id": partner.id,
+                "order_line": [
+                    (0, 0, {"product_id": product.id, "product_uom_qty": qty})
+                ],
+            }
+        )
+        order.action_confirm()
+        order.date_order = fields.Datetime.now() - timedelta(days=days_ago)
+        return order
+
+    def pos_sell(self, partner, lines, days_ago):
+        data = self.create_ui_order_data(lines, customer=partner)
+        result = self.env["pos.order"].sync_from_ui([data])
+        order = self.env["pos.order"].browse(result["pos.order"][0]["id"])
+        order.date_order = fields.Datetime.now() - timedelta(days=days_ago)
+        return order
+
+    def make_story(self):
+        for days in (10, 40, 70):
+            self.sell(self.anna, self.beans, 2, days)
+        self.sell(self.bram, self.papers, 10, 200)
+        bread = self.pos_sell(self.chloe, [(self.product, 5)], 5)
+        refund = self.pos_sell(
+            self.chloe,
+            [
+                {
+                    "product": self.product,
+                    "quantity": -2,
+                    "refunded_orderline_id": bread.lines[0].id,
+                }
+            ],
+            3,
+        )
+        self.assertEqual(refund.amount_total, -20.0)
+        self.sell(self.chloe, self.beans, 1, 400)
+        self.sell(self.daan, self.beans, 1, 500)
+        self.sell(self.daan, self.beans, 5, 20)._action_cancel()
+        self.sell(self.finn, self.beans, 1, 15)._action_cancel()
+
+    def refresh(self, **kwargs):
+        kwargs.setdefault("companies", self.env.company)
+        # The scores step alone: the stage step it chains is tested elsewhere.
+        partners = self.env["res.partner"].with_context(mlm_scores_only=True)
+        return partners._cron_mlm_refresh_scores(**kwargs)
+
+    def scores(self, partner):
+        return tuple(partner[name] for name in SCORES)
+
+    def stored(self, partners, column="score_date"):
+        """Stored score `column` of each partner (None: no scores; not 0)."""
+        self.env.flush_all()
+        self.env.cr.execute(
+            SQL(
+                "SELECT partner_id, %s FROM loyalty_mlm_partner_score"
+                " WHERE company_id = %s AND partner_id = ANY(%s)",
+                SQL.identifier(column),
+                self.env.company.id,
+                partners.ids,
+            )
+        )
+        return dict.fromkeys(partners.ids) | dict(self.env.cr.fetchall())
+
+    # tests -----------------------------------------------------------------
+
+    def test_stats_from_sale_and_pos_orders(self):
+        self.make_story()
+        today = fields.Date.today()
+        stats = {
+            s.partner_id: s
+            for s in self.env["res.partner"]._mlm_score_stats(self.env.company, today)
+        }
+        self.assertEqual(
+            sorted(stats), sorted((self.anna | self.bram | self.chloe | self.daan).ids)
+        )
+
+        def days(n):
+            return today - timedelta(days=n)
+
+        anna = stats[self.anna.id]
+        self.assertEqual(
+            (anna.first_order, anna.last_order, anna.orders_12m, anna.revenue_12m),
+            (days(70), days(10), 3, 600.0),
+        )
+        self.assertEqual((anna.margin_12m, anna.avg_interval_days), (240.0, 30.0))
+        bram = stats[self.bram.id]
+        # Papers have no cost: the default margin (30%) applies.
+        self.assertEqual((bram.revenue_12m, bram.margin_12m), (100.0, 30.0))
+        chloe = stats[self.chloe.id]
+        # The POS refund is no order, but takes its revenue and margin back.
+        self.assertEqual(
+            (
+                chloe.orders_12m,
+                chloe.revenue_12m,
+                chloe.margin_12m,
+                chloe.orders_prev_12m,
+                chloe.revenue_prev_12m,
+            ),
+            (1, 30.0, 9.0, 1, 100.0),
+        )
+        self.assertEqual(
+            (chloe.orders_total, chloe.revenue_total, chloe.first_order),
+            (2, 130.0, days(400)),
+        )
+        self.assertEqual(chloe.avg_interval_days, 395.0)
+        daan = stats[self.daan.id]
+        # The cancelled order counts for nothing.
+        self.assertEqual(
+            (
+                daan.orders_total,
+                daan.orders_12m,
+                daan.revenue_12m,
+                daan.orders_prev_12m,
+            ),
+            (1, 0, 0.0, 1),
+        )
+
+    def test_cron_scores_every_customer(self):
+        self.make_story()
+        self.assertEqual(self.refresh(), 0)
+        self.assertEqual(
+            self.scores(self.anna), ("344", "heavy", "true_friend", 0, 1200.0)
+        )
+        self.assertEqual(
+            self.scores(self.bram), ("223", "medium", "butterfly", 0, 150.0)
+        )
+        self.assertEqual(self.scores(self.chloe), ("422", "low", "barnacle", 0, 45.0))
+        # Daan, a one-time buyer, is late on the company's usual interval
+        # (median of Anna's 30 and Chloe's 395 days: 212.5): 500 / 212.5 - 1
+        # = 1.35 intervals overdue, risk 100 * (1 - 0.5 ** 1.35) = 61.
+        self.assertEqual(self.scores(self.daan), ("111", "low", "stranger", 61, 19.18))
+        self.assertEqual(
+            (
+                self.anna.mlm_recency_score,
+                self.anna.mlm_frequency_score,
+                self.anna.mlm_monetary_score,
+            ),
+            (3, 4, 4),
+        )
+        self.assertEqual(self.anna.mlm_score_date, fields.Date.today())
+        # No order (Eva) or only cancelled ones (Finn): empty, not zero.
+        self.assertEqual(
+            self.stored(self.eva | self.finn), {self.eva.id: None, self.finn.id: None}
+        )
+        self.assertEqual(
+            self.stored(self.eva | self.daan, "churn_risk"),
+            {self.eva.id: None, self.daan.id: 61},
+        )
+        self.assertFalse(self.eva.mlm_usage_segment)
+        run = self.env["loyalty.mlm.score.run"].search(
+            [("company_id", "=", self.env.company.id)]
+        )
+        self.assertEqual(
+            (run.mode, run.state, run.customer_count, run.done_count),
+            ("full", "done", 4, 4),
+        )
+        self.assertEqual(run.reference["n"], 4)
+        # Run again: same scores, nothing to write.
+        self.assertEqual(self.refresh(), 0)
+        run = self.env["loyalty.mlm.score.run"].search(
+            [("company_id", "=", self.env.company.id)]
+        )
+        self.assertEqual((run.customer_count, run.done_count), (4, 0))
+        # The related badges on leads and sale orders.
+        lead = self.env["crm.lead"].create(
+            {"name": "Refill", "partner_id": self.anna.id}
+        )
+        self.assertEqual(
+            (lead.mlm_usage_segment, lead.mlm_quadrant), ("heavy", "true_friend")
+        )
+        order = self.sell(self.bram, self.papers, 1, 0)
+        self.assertEqual((order.mlm_quadrant, order.mlm_rfm_code), ("butterfly", "223"))
+
+    def test_search_filters(self):
+        self.make_story()
+        self.refresh()
+        Partner = self.env["res.partner"]
+        self.assertEqual(
+            Partner.search([("mlm_quadrant", "=", "true_friend")]), self.anna
+        )
+        self.assertEqual(
+            Partner.search([("mlm_usage_segment", "=", "low")]), self.chloe | self.daan
+        )
+        self.assertEqual(Partner.search([("mlm_churn_risk", ">=", 60)]), self.daan)
+        groups = Partner._read_group(
+            [("mlm_quadrant", "!=", False)], ["mlm_quadrant"], ["__count"]
+        )
+        self.assertEqual(
+            sorted(groups),
+            [("barnacle", 1), ("butterfly", 1), ("stranger", 1), ("true_friend", 1)],
+        )
+
+    def test_customer_losing_his_orders_is_cleared(self):
+        self.make_story()
+        self.refresh()
+        self.env["sale.order"].search(
+            [("partner_id", "=", self.bram.id)]
+        )._action_cancel()
+        self.refresh()
+        self.assertEqual(self.stored(self.bram), {self.bram.id: None})
+        self.assertFalse(self.bram.mlm_rfm_code)
+        # Archived customers leave the population too.
+        self.daan.active = False
+        self.refresh()
+        self.assertEqual(self.stored(self.daan), {self.daan.id: None})
+        # Ranked against Chloe alone now: older (R 1), more orders and revenue.
+        self.assertEqual(self.anna.mlm_rfm_code, "133")
+
+    def test_credit_note_nets_revenue_and_margin(self):
+        order = self.sell(self.anna, self.beans, 3, 30)
+        invoice = order._create_invoices()
+        invoice.action_post()
+        reversal = (
+            self.env["account.move.reversal"]
+            .with_context(active_model="account.move", active_ids=invoice.ids)
+            .create({"journal_id": invoice.journal_id.id})
+        )
+        credit_note = self.env["account.move"].browse(reversal.refund_moves()["res_id"])
+        credit_note.invoice_line_ids.quantity = 1
+        credit_note.action_post()
+        (stat,) = self.env["res.partner"]._mlm_score_stats(
+            self.env.company, fields.Date.today()
+        )
+        self.assertEqual(
+            (stat.orders_12m, stat.revenue_12m, stat.margin_12m), (1, 200.0, 80.0)
+        )
+
+    def test_killed_run_resumes_without_scoring_twice(self):
+        self.make_story()
+        written = []
+        kill = []
+        original = ResPartner._mlm_scores_write
+
+        def spy(partner_model, company, day, scores):
+            written.extend(scores)
+            result = original(partner_model, company, day, scores)
+            if kill:
+                raise Killed()
+            return result
+
+        Run = self.env["loyalty.mlm.score.run"]
+        with patch.object(ResPartner, "_mlm_scores_write", spy):
+            # The first call writes one batch of two and hands back.
+            self.assertEqual(self.refresh(batch_size=2, time_budget=0), 2)
+            self.assertEqual(written, (self.anna | self.bram).ids)
+            run = Run.search([("company_id", "=", self.env.company.id)])
+            self.assertEqual((run.state, run.done_count), ("running", 2))
+            # The second call dies after its batch: its transaction is rolled
+            # back, as a killed worker's would be.
+            kill.append(True)
+            with self.assertRaises(Killed), self.env.cr.savepoint():
+                self.refresh(batch_size=2, time_budget=0)
+            kill.clear()
+            self.env.invalidate_all()
+            self.assertEqual(run.done_count, 2)
+            self.assertEqual(
+                self.stored(self.chloe | self.daan),
+                {self.chloe.id: None, self.daan.id: None},
+            )
+            # Called again, the run resumes with the two contacts left.
+            del written[:]
+            self.assertEqual(self.refresh(batch_size=2, time_budget=0), 0)
+        self.assertEqual(written, (self.chloe | self.daan).ids)
+        self.assertEqual(run.state, "done")
+        self.assertEqual(len(Run.search([("company_id", "=", self.env.company.id)])), 1)
+        self.assertEqual(
+            self.scores(self.anna), ("344", "heavy", "true_friend", 0, 1200.0)
+        )
+        self.assertEqual(self.scores(self.daan), ("111", "low", "stranger", 61, 19.18))
+
+    def test_incremental_refresh(self):
+        self.make_story()
+        self.refresh()
+        Partner = self.env["res.partner"]
+        before = {p.id: self.scores(p) for p in self.anna | self.bram | self.chloe}
+        # The full run started two hours ago, the orders were written before.
+        self.env["loyalty.mlm.score.run"].sudo().search(
+            [("company_id", "=", self.env.company.id)]
+        ).date_start = fields.Datetime.now() - timedelta(hours=2)
+        for table in ("sale_order", "pos_order"):
+            self.env.cr.execute(
+                SQL(
+                    "UPDATE %s SET write_date = now() - interval '5 hours'"
+                    " WHERE company_id = %s",
+                    SQL.identifier(table),
+                    self.env.company.id,
+                )
+            )
+        self.assertEqual(
+            Partner._cron_mlm_refresh_scores_incremental(self.env.company), 0
+        )
+        # Chloe's order is touched, Bram orders again: only they are rescored.
+        self.env["pos.order"].search([("partner_id", "=", self.chloe.id)])[
+            :1
+        ].general_note = "x"
+        self.sell(self.bram, self.papers, 10, 0)
+        self.assertEqual(
+            Partner._cron_mlm_refresh_scores_incremental(self.env.company), 2
+        )
+        # Unchanged stats: exactly what the full run gave.
+        self.assertEqual(self.scores(self.chloe), before[self.chloe.id])
+        self.assertEqual(self.scores(self.anna), before[self.anna.id])
+        # Bram is ranked against the last full run's population: ordered
+        # today (R 5), 2 orders (F 4), 200.00 (M 4); loyal and profitable now.
+        self.assertEqual(
+            self.scores(self.bram), ("544", "medium", "true_friend", 0, 300.0)
+        )
+        runs = (
+            self.env["loyalty.mlm.score.run"]
+            .sudo()
+            .search([("company_id", "=", self.env.company.id)])
+        )
+        self.assertEqual(runs.mapped("mode"), ["incremental", "incremental", "full"])
+        # Both were rescored, only Bram's scores changed and were written.
+        self.assertEqual((runs[0].customer_count, runs[0].done_count), (2, 1))
+
+    def test_mark_dirty_triggers_the_incremental_job(self):
+        cron = self.env.ref("loyalty_mlm.ir_cron_scores_incremental")
+        salesman = new_test_user(
+            self.env, login="mlm_scores_sales", groups="sales_team.group_sale_salesman"
+        )
+        triggers = self.env["ir.cron.trigger"]
+        domain = [("cron_id", "=", cron.id)]
+        self.env.cr.precommit.data.pop("loyalty_mlm.scores_dirty", None)
+        before = triggers.search_count(domain)
+        self.env["res.partner"].with_user(salesman)._mlm_scores_mark_dirty()
+        self.assertEqual(triggers.search_count(domain), before + 1)
+        # Once per transaction: a batch of confirmations needs one refresh.
+        self.env["res.partner"].with_user(salesman)._mlm_scores_mark_dirty()
+        self.assertEqual(triggers.search_count(domain), before + 1)
+
+    def test_refresh_queries_do_not_grow_with_customers(self):
+        """One aggregation, one write per batch: the number of queries does
+        not depend on how many customers a batch holds (10, then 50)."""
+        Partner = self.env["res.partner"]
+        customers = Partner.create([{"name": f"Q{i}"} for i in range(50)])
+
+        def forget_scores():
+            self.env.cr.execute(
+                "DELETE FROM loyalty_mlm_partner_score WHERE company_id = %s",
+                (self.env.company.id,),
+            )
+            self.env.invalidate_all()
+
+        for count in (10, 50):
+            for customer in customers[:count]:
+                if not customer.sale_order_ids:
+                    self.sell(customer, self.beans, 1, 10)
+            self.refresh()  # warm-up: caches, and one previous run to forget
+            forget_scores()  # so that every customer is written again
+            with self.assertQueryCount(17):
+                self.refresh(batch_size=100)
+            self.assertEqual(
+                Partner.search_count([("mlm_rfm_code", "!=", False)]), count
+            )
+        # Batches of 10: the same plus one statement per extra batch.
+        forget_scores()
+        with self.assertQueryCount(21):
+            self.refresh(batch_size=10)
