@@ -1,0 +1,239 @@
+from collections import defaultdict
+
+import pytz
+
+from odoo import _, api, fields, models
+from odoo.exceptions import ValidationError
+from odoo.osv import expression
+from odoo.tools import float_round
+
+from odoo.addons.base.models.res_partner import _tz_get
+
+WEEKDAY_FIELDS = (
+    "weekday_mon",
+    "weekday_tue",
+    "weekday_wed",
+    "weekday_thu",
+    "weekday_fri",
+    "weekday_sat",
+    "weekday_sun",
+)
+SEGMENT_FIELDS = {
+    "segment_heavy": "heavy",
+    "segment_medium": "medium",
+    "segment_low": "low",
+}
+
+
+class LoyaltyMlmCampaign(models.Model):
+    """Extra points for orders inside a time window: double points weekends.
+
+    An order inside the window (and on one of its weekdays, if any are
+    ticked) earns a campaign bonus entry of (multiplier - 1) times the points
+    it earned, for its lines in the campaign's product categories (all lines
+    when none are set), if the member passes the stage, tier and segment
+    restrictions. Campaigns never stack: when several apply to a line, the
+    highest multiplier wins (then the lowest sequence).
+    """
+
+    _name = "loyalty.mlm.campaign"
+    _description = "Member Points Campaign"
+    _order = "date_start desc, sequence, id"
+
+    name = fields.Char(required=True, translate=True)
+    active = fields.Boolean(default=True)
+    sequence = fields.Integer(default=10)
+    company_id = fields.Many2one(
+        "res.company", required=True, index=True, default=lambda self: self.env.company
+    )
+    date_start = fields.Datetime(string="Start", required=True)
+    date_end = fields.Datetime(
+        string="End", required=True, help="Orders up to this moment (included) count."
+    )
+    tz = fields.Selection(
+        _tz_get,
+        string="Timezone",
+        required=True,
+        default=lambda self: self.env.user.tz or "UTC",
+        help="The weekdays are those of this timezone.",
+    )
+    weekday_mon = fields.Boolean(string="Monday")
+    weekday_tue = fields.Boolean(string="Tuesday")
+    weekday_wed = fields.Boolean(string="Wednesday")
+    weekday_thu = fields.Boolean(string="Thursday")
+    weekday_fri = fields.Boolean(string="Friday")
+    weekday_sat = fields.Boolean(string="Saturday")
+    weekday_sun = fields.Boolean(string="Sunday")
+    multiplier = fields.Float(
+        default=2.0,
+        digits=(16, 2),
+        help="2.0: double points, the order earns a campaign bonus equal to the "
+        "points it earned.",
+    )
+    channel = fields.Selection(
+        [("sale", "Sales orders"), ("pos", "Point of Sale"), ("both", "Both")],
+        required=True,
+        default="both",
+    )
+    stage_ids = fields.Many2many(
+        "loyalty.mlm.stage",
+        string="Lifecycle Stages",
+        help="Only members in these stages (all when empty).",
+    )
+    tier_ids = fields.Many2many(
+        "loyalty.mlm.tier",
+        string="Tiers",
+        help="Only members in these tiers (all when empty).",
+    )
+    segment_heavy = fields.Boolean(string="Heavy Users")
+    segment_medium = fields.Boolean(string="Medium Users")
+    segment_low = fields.Boolean(string="Low Users")
+    categ_ids = fields.Many2many(
+        "product.category",
+        string="Product Categories",
+        help="Only the lines of products in these categories (or their "
+        "subcategories) get the bonus (all lines when empty).",
+    )
+    state = fields.Selection(
+        [("planned", "Planned"), ("running", "Running"), ("done", "Ended")],
+        compute="_compute_state",
+        search="_search_state",
+    )
+    # ------------------------------------------------------------
+    # Computes
+    # ------------------------------------------------------------
+
+    @api.depends("date_start", "date_end")
+    def _compute_state(self):
+        now = fields.Datetime.now()
+        for campaign in self:
+            if campaign.date_start and campaign.date_start > now:
+                campaign.state = "planned"
+            elif campaign.date_end and campaign.date_end < now:
+                campaign.state = "done"
+            else:
+                campaign.state = "running"
+
+    def _search_state(self, operator, value):
+        if operator not in ("=", "!=", "in", "not in"):
+            raise ValidationError(_("Unsupported search on the campaign state."))
+        values = [value] if isinstance(value, str) else list(value)
+        now = fields.Datetime.now()
+        domains = {
+            "planned": [("date_start", ">", now)],
+            "running": [("date_start", "<=", now), ("date_end", ">=", now)],
+            "done": [("date_end", "<", now)],
+        }
+        domain = expression.OR(
+            [domains.get(state, expression.FALSE_DOMAIN) for state in values]
+        )
+        if operator in ("!=", "not in"):
+            domain = ["!", *expression.normalize_domain(domain)]
+        return domain
+
+    @api.constrains("date_start", "date_end", "multiplier")
+    def _check_window_and_multiplier(self):
+        for campaign in self:
+            if campaign.date_end < campaign.date_start:
+                raise ValidationError(
+                    _(
+                        "The campaign %(name)s cannot end before it starts.",
+                        name=campaign.name,
+                    )
+                )
+            if campaign.multiplier <= 1:
+                raise ValidationError(
+                    _(
+                        "The multiplier of the campaign %(name)s must be above 1 "
+                        "(2.0: double points).",
+                        name=campaign.name,
+                    )
+                )
+
+    # ------------------------------------------------------------
+    # Business methods
+    # ------------------------------------------------------------
+
+    def _mlm_reason(self):
+        self.ensure_one()
+        return _(
+            "Campaign %(campaign)s (x%(multiplier)s)",
+            campaign=self.name,
+            multiplier=format(self.multiplier, "g"),
+        )
+
+    @api.model
+    def _mlm_running(self, company, channel, when):
+        """Campaigns of `company` for `channel` whose window contains `when`
+        (a UTC datetime) on one of their weekdays."""
+        campaigns = self.sudo().search(
+            [
+                ("company_id", "=", company.id),
+                ("channel", "in", (channel, "both")),
+                ("date_start", "<=", when),
+                ("date_end", ">=", when),
+            ]
+        )
+        return campaigns.filtered(lambda campaign: campaign._mlm_on_weekday(when))
+
+    def _mlm_on_weekday(self, when):
+        self.ensure_one()
+        days = [getattr(self, name) for name in WEEKDAY_FIELDS]
+        if not any(days):
+            return True
+        local = pytz.utc.localize(when).astimezone(pytz.timezone(self.tz or "UTC"))
+        return days[local.weekday()]
+
+    def _mlm_accepts_member(self, partner, company):
+        """Whether the member `partner` passes the stage, tier and segment
+        restrictions (the stage and segment are the commercial entity's)."""
+        self.ensure_one()
+        commercial = partner.commercial_partner_id.with_company(company)
+        if self.stage_ids and commercial.mlm_stage_id not in self.stage_ids:
+            return False
+        # An archived tier in the restriction still restricts.
+        tiers = self.with_context(active_test=False).tier_ids
+        if tiers and partner.with_company(company).mlm_tier_id not in tiers:
+            return False
+        segments = {code for name, code in SEGMENT_FIELDS.items() if self[name]}
+        if segments:
+            return (
+                "mlm_usage_segment" in commercial._fields
+                and commercial.mlm_usage_segment in segments
+            )
+        return True
+
+    def _mlm_covers(self, product):
+        self.ensure_one()
+        if not self.categ_ids:
+            return True
+        path = product.categ_id.parent_path or ""
+        return any(path.startswith(categ.parent_path) for categ in self.categ_ids)
+
+    @api.model
+    def _mlm_bonuses(self, company, channel, when, partner, lines, base):
+        """[(campaign, bonus points)] of an order that earned `base` points.
+
+        `lines` are (product, amount) of the order's product lines. Each line
+        takes the best applicable campaign (highest multiplier, then lowest
+        sequence); a campaign's bonus is base x (its lines' share of the
+        amount) x (multiplier - 1).
+        """
+        campaigns = self._mlm_running(company, channel, when).filtered(
+            lambda campaign: campaign._mlm_accepts_member(partner, company)
+        )
+        total = sum(amount for _product, amount in lines if amount > 0)
+        if not campaigns or base <= 0 or total <= 0:
+            return []
+        ranked = campaigns.sorted(lambda c: (-c.multiplier, c.sequence, c.id))
+        shares = defaultdict(float)
+        for product, amount in lines:
+            if amount <= 0:
+                continue
+            best = next((c for c in ranked if c._mlm_covers(product)), None)
+            if best:
+                shares[best] += amount / total
+        return [
+            (campaign, float_round(base * share * (campaign.multiplier - 1), 2))
+            for campaign, share in sorted(shares.items(), key=lambda item: item[0].id)
+        ]

@@ -1,0 +1,91 @@
+from odoo import _, api, fields, models
+from odoo.exceptions import UserError
+from odoo.tools import float_compare
+
+
+class LoyaltyMlmDonationWizard(models.TransientModel):
+    """A member (through a salesperson) gives points to a charity.
+
+    The points leave the member's card like any other movement: the native
+    balance goes down and the ledger gets a donation entry whose source is
+    the charity. A donation never takes the balance below zero.
+    """
+
+    _name = "loyalty.mlm.donation.wizard"
+    _description = "Donate Member Points"
+
+    partner_id = fields.Many2one("res.partner", string="Member", required=True)
+    card_id = fields.Many2one(
+        "loyalty.card", string="Member Card", compute="_compute_card_id"
+    )
+    balance = fields.Float(string="Balance", compute="_compute_card_id", digits=(16, 2))
+    charity_id = fields.Many2one(
+        "res.partner",
+        string="Charity",
+        required=True,
+        domain="[('mlm_is_charity', '=', True)]",
+    )
+    points = fields.Float(string="Points to Donate", required=True, digits=(16, 2))
+
+    @api.depends("partner_id")
+    def _compute_card_id(self):
+        for wizard in self:
+            # sudo: Loyalty Users read cards, the balance of the card is what
+            # the wizard shows.
+            card = wizard.partner_id.sudo().mlm_card_id
+            wizard.card_id = card
+            wizard.balance = card.points
+
+    def action_donate(self):
+        self.ensure_one()
+        if not self.env.user.has_group("loyalty_mlm.group_loyalty_mlm_user"):
+            raise UserError(_("Only Loyalty Users can record donations."))
+        if float_compare(self.points, 0.0, precision_digits=2) <= 0:
+            raise UserError(_("Enter a positive number of points to donate."))
+        if not self.charity_id.mlm_is_charity:
+            raise UserError(
+                _(
+                    "%(charity)s is not on the list of charities.",
+                    charity=self.charity_id.display_name,
+                )
+            )
+        card = self.card_id.sudo()
+        if not card:
+            raise UserError(
+                _(
+                    "%(member)s is not a member: there are no points to donate.",
+                    member=self.partner_id.display_name,
+                )
+            )
+        # Lock first, then read the balance of this transaction's snapshot: two
+        # donations at once cannot both pass the check.
+        card._mlm_lock()
+        card.invalidate_recordset(["points"])
+        if float_compare(self.points, card.points, precision_digits=2) > 0:
+            raise UserError(
+                _(
+                    "%(member)s has %(balance)s points: they cannot donate %(points)s.",
+                    member=self.partner_id.display_name,
+                    balance=card.points,
+                    points=self.points,
+                )
+            )
+        card._mlm_post_points(
+            -self.points,
+            "donation",
+            source=self.charity_id,
+            reason=_("Donation to %(charity)s", charity=self.charity_id.display_name),
+        )
+        # sudo: the note records what the user may do (donate); salespeople
+        # need no write right on the contact to leave it.
+        self.partner_id.sudo().message_post(
+            author_id=self.env.user.partner_id.id,
+            body=_(
+                "%(points)s points donated to %(charity)s (new balance %(balance)s).",
+                points=self.points,
+                charity=self.charity_id.display_name,
+                balance=card.points,
+            ),
+            subtype_xmlid="mail.mt_note",
+        )
+        return {"type": "ir.actions.act_window_close"}
