@@ -14,5 +14,11 @@ def post_init_hook(env):
         env["res.company"].search([("mlm_program_id", "!=", False)]).mlm_program_id
     )
     programs.coupon_ids._mlm_post_opening_balance()
-    moved = env["res.partner"]._cron_refresh_stages()
-    _logger.info("loyalty_mlm: lifecycle stages computed for %s customers", moved)
+    partners = env["res.partner"]
+    # Scores, then stages (the same chain as the nightly job), to the end.
+    while partners._cron_mlm_refresh_scores(time_budget=3600):
+        pass
+    _logger.info(
+        "loyalty_mlm: scores and lifecycle stages computed for %s customers",
+        partners.search_count([("mlm_stage_id", "!=", False)]),
+    )

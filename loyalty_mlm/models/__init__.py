@@ -3,6 +3,9 @@ from . import res_config_settings
 from . import loyalty_program
 from . import loyalty_mlm_stage
 from . import loyalty_mlm_stage_history
+from . import loyalty_mlm_tier
+from . import loyalty_mlm_tier_history
+from . import loyalty_mlm_campaign
 from . import loyalty_mlm_ledger
 from . import loyalty_mlm_ledger_allocation
 from . import loyalty_card
@@ -10,3 +13,6 @@ from . import res_partner
 from . import sale_order
 from . import sale_order_line
 from . import pos_order
+from . import loyalty_mlm_score_run
+from . import loyalty_mlm_partner_score
+from . import crm_lead

@@ -164,7 +164,45 @@ class PosOrder(models.Model):
         finally:
             ledger._mlm_clear_splits()
         self.mlm_points_confirmed = True
+        self._mlm_post_order_bonuses(result)
         return result
+
+    def _mlm_post_order_bonuses(self, result):
+        """Tier and campaign bonuses of this order on the points it just
+        earned, then the tier upgrade (see res.partner "Bonuses, tiers,
+        referral"); the register is answered with the balances bonuses
+        included."""
+        self.ensure_one()
+        Partner = self.env["res.partner"]
+        earned = dict(
+            self.env["loyalty.mlm.ledger"]
+            .sudo()
+            ._read_group(
+                [
+                    ("res_model", "=", self._name),
+                    ("res_id", "=", self.id),
+                    ("kind", "=", "earn"),
+                    ("card_id", "!=", False),
+                ],
+                ["card_id"],
+                ["points:sum"],
+            )
+        )
+        if not earned:
+            return
+        lines = [
+            (line.product_id, line.price_subtotal)
+            for line in self.lines
+            if not line.is_reward_line
+        ]
+        Partner._mlm_order_bonuses(self, "pos", earned, lines)
+        Partner.browse([card.partner_id.id for card in earned])._mlm_tier_upgrade(
+            self.company_id
+        )
+        points = {card.id: card.points for card in earned}
+        for update in result.get("coupon_updates") or []:
+            if update.get("id") in points:
+                update["points"] = points[update["id"]]
 
     def _mlm_confirmed_coupon_result(self, coupon_data):
         """What confirm_coupon_programs answered, rebuilt without any change."""
@@ -204,6 +242,14 @@ class PosOrder(models.Model):
                     self.partner_id, self.company_id
                 )
                 self.partner_id._mlm_stage_event(self.company_id)
+                if self.amount_total > 0:
+                    # Bonuses, tiers, referral (see res.partner).
+                    self.partner_id._mlm_on_member(self.company_id)
+                    self.env["res.partner"]._mlm_referral_rewards(self)
+                    if self.company_id.mlm_tier_metric == "spend":
+                        self.partner_id.filtered("mlm_member_since")._mlm_tier_upgrade(
+                            self.company_id
+                        )
             self._mlm_reverse_refunded_points()
         return res
 
@@ -238,7 +284,8 @@ class PosOrder(models.Model):
             [
                 ("res_model", "=", self._name),
                 ("res_id", "=", original.id),
-                ("kind", "=", "earn"),
+                # Tier and campaign bonuses go back in the same share.
+                ("kind", "in", ("earn", "tier_bonus", "campaign_bonus")),
                 ("card_id", "!=", False),
             ],
             ["card_id"],

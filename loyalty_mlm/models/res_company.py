@@ -22,6 +22,70 @@ class ResCompany(models.Model):
         default=True,
         help="A customer becomes a member on their first confirmed or paid order.",
     )
+    # Segment scores (see models/res_partner.py, tools/scoring.py)
+    mlm_score_heavy_pct = fields.Float(
+        string="Heavy Users (%)",
+        default=20.0,
+        help="The top X% of customers by revenue over 12 months are heavy users.",
+    )
+    mlm_score_low_pct = fields.Float(
+        string="Low Users (%)",
+        default=30.0,
+        help="The bottom Y% of customers by revenue over 12 months are low users.",
+    )
+    mlm_score_low_threshold = fields.Monetary(
+        string="Low User Threshold",
+        currency_field="currency_id",
+        default=0.0,
+        help="A customer whose revenue over 12 months is at or below this amount "
+        "is a low user, whatever the percentages say.",
+    )
+    mlm_score_loyalty_split_pct = fields.Float(
+        string="Loyalty Split (percentile)",
+        default=50.0,
+        help="Customers at or above this percentile of loyalty (frequency, "
+        "regularity, tenure) are loyal: True Friends or Barnacles.",
+    )
+    mlm_score_profit_split_pct = fields.Float(
+        string="Profitability Split (percentile)",
+        default=50.0,
+        help="Customers at or above this percentile of margin over 12 months are "
+        "profitable: True Friends or Butterflies.",
+    )
+    mlm_score_default_margin_pct = fields.Float(
+        string="Default Margin (%)",
+        default=30.0,
+        help="Margin assumed on order lines whose product has no cost.",
+    )
+    mlm_score_clv_years = fields.Float(
+        string="CLV Horizon (years)",
+        default=5.0,
+        help="The customer lifetime value never counts more years than this.",
+    )
+
+    @api.constrains(
+        "mlm_score_heavy_pct",
+        "mlm_score_low_pct",
+        "mlm_score_loyalty_split_pct",
+        "mlm_score_profit_split_pct",
+        "mlm_score_default_margin_pct",
+        "mlm_score_clv_years",
+    )
+    def _check_mlm_score_settings(self):
+        for company in self:
+            percentages = (
+                company.mlm_score_heavy_pct,
+                company.mlm_score_low_pct,
+                company.mlm_score_loyalty_split_pct,
+                company.mlm_score_profit_split_pct,
+                company.mlm_score_default_margin_pct,
+            )
+            if any(not 0.0 <= value <= 100.0 for value in percentages):
+                raise ValidationError(
+                    _("The segment score percentages must be between 0 and 100.")
+                )
+            if company.mlm_score_clv_years < 0:
+                raise ValidationError(_("The CLV horizon cannot be negative."))
 
     # Lifecycle stage rules (see tools/lifecycle.py)
     mlm_lapse_days = fields.Integer(
@@ -89,6 +153,83 @@ class ResCompany(models.Model):
     @api.model
     def _load_pos_data_fields(self, config_id):
         return [*super()._load_pos_data_fields(config_id), "mlm_program_id"]
+
+    # Bonuses and tiers (see models/res_partner.py "Bonuses, tiers, referral")
+    mlm_welcome_bonus = fields.Float(
+        string="Welcome Bonus",
+        digits=(16, 2),
+        help="Points credited once when a contact becomes a member (0: none).",
+    )
+    mlm_welcome_bonus_start = fields.Date(
+        string="Welcome Bonus Since",
+        compute="_compute_mlm_welcome_bonus_start",
+        store=True,
+        help="Members who joined on or after this day get the welcome bonus; "
+        "set when the bonus is switched on (members from before get none).",
+    )
+    mlm_birthday_bonus = fields.Float(
+        string="Birthday Bonus",
+        digits=(16, 2),
+        help="Points credited on the member's birthday, once a year (0: none).",
+    )
+    mlm_referral_bonus = fields.Float(
+        string="Referral Bonus (Referrer)",
+        digits=(16, 2),
+        help="Points for the member who referred a new customer, when that "
+        "customer's first order is confirmed or paid.",
+    )
+    mlm_referral_bonus_referred = fields.Float(
+        string="Referral Bonus (New Customer)",
+        digits=(16, 2),
+        help="Points for the referred customer on their first order.",
+    )
+    mlm_tier_metric = fields.Selection(
+        [("points", "Points earned"), ("spend", "Net spend")],
+        string="Tier Qualification",
+        required=True,
+        default="points",
+        help="What the tier thresholds measure over the last 12 months: points "
+        "earned on orders (tier and campaign bonuses included, net of "
+        "cancellations and refunds) or the untaxed amount spent, net of refunds.",
+    )
+    mlm_tier_grace_days = fields.Integer(
+        string="Tier Grace Period (days)",
+        default=30,
+        help="A member below their tier's threshold keeps the tier this many days "
+        "before the nightly review downgrades them.",
+    )
+
+    @api.depends("mlm_welcome_bonus")
+    def _compute_mlm_welcome_bonus_start(self):
+        today = fields.Date.context_today(self)
+        for company in self:
+            if not company.mlm_welcome_bonus:
+                company.mlm_welcome_bonus_start = False
+            elif not company.mlm_welcome_bonus_start:
+                company.mlm_welcome_bonus_start = today
+
+    @api.constrains(
+        "mlm_welcome_bonus",
+        "mlm_birthday_bonus",
+        "mlm_referral_bonus",
+        "mlm_referral_bonus_referred",
+        "mlm_tier_grace_days",
+    )
+    def _check_mlm_bonus_settings(self):
+        for company in self:
+            if (
+                min(
+                    company.mlm_welcome_bonus,
+                    company.mlm_birthday_bonus,
+                    company.mlm_referral_bonus,
+                    company.mlm_referral_bonus_referred,
+                    company.mlm_tier_grace_days,
+                )
+                < 0
+            ):
+                raise ValidationError(
+                    _("Bonus amounts and the tier grace period cannot be negative.")
+                )
 
     @api.constrains("mlm_program_id")
     def _check_mlm_program_id(self):

@@ -13,6 +13,27 @@ class ResConfigSettings(models.TransientModel):
     mlm_auto_enroll = fields.Boolean(
         related="company_id.mlm_auto_enroll", readonly=False
     )
+    mlm_score_heavy_pct = fields.Float(
+        related="company_id.mlm_score_heavy_pct", readonly=False
+    )
+    mlm_score_low_pct = fields.Float(
+        related="company_id.mlm_score_low_pct", readonly=False
+    )
+    mlm_score_low_threshold = fields.Monetary(
+        related="company_id.mlm_score_low_threshold", readonly=False
+    )
+    mlm_score_loyalty_split_pct = fields.Float(
+        related="company_id.mlm_score_loyalty_split_pct", readonly=False
+    )
+    mlm_score_profit_split_pct = fields.Float(
+        related="company_id.mlm_score_profit_split_pct", readonly=False
+    )
+    mlm_score_default_margin_pct = fields.Float(
+        related="company_id.mlm_score_default_margin_pct", readonly=False
+    )
+    mlm_score_clv_years = fields.Float(
+        related="company_id.mlm_score_clv_years", readonly=False
+    )
     mlm_lapse_days = fields.Integer(related="company_id.mlm_lapse_days", readonly=False)
     mlm_onboarding_days = fields.Integer(
         related="company_id.mlm_onboarding_days", readonly=False
@@ -28,4 +49,24 @@ class ResConfigSettings(models.TransientModel):
     )
     mlm_ambassador_referrals = fields.Integer(
         related="company_id.mlm_ambassador_referrals", readonly=False
+    )
+    # Bonuses and tiers
+    mlm_welcome_bonus = fields.Float(
+        related="company_id.mlm_welcome_bonus", readonly=False
+    )
+    mlm_welcome_bonus_start = fields.Date(related="company_id.mlm_welcome_bonus_start")
+    mlm_birthday_bonus = fields.Float(
+        related="company_id.mlm_birthday_bonus", readonly=False
+    )
+    mlm_referral_bonus = fields.Float(
+        related="company_id.mlm_referral_bonus", readonly=False
+    )
+    mlm_referral_bonus_referred = fields.Float(
+        related="company_id.mlm_referral_bonus_referred", readonly=False
+    )
+    mlm_tier_metric = fields.Selection(
+        related="company_id.mlm_tier_metric", readonly=False
+    )
+    mlm_tier_grace_days = fields.Integer(
+        related="company_id.mlm_tier_grace_days", readonly=False
     )

@@ -1,15 +1,80 @@
+import calendar
+import logging
+import secrets
+import time
 from collections import defaultdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from dateutil.relativedelta import relativedelta
 
 from odoo import _, api, fields, models
-from odoo.exceptions import AccessError, UserError
-from odoo.tools import SQL
+from odoo.exceptions import AccessError, UserError, ValidationError
+from odoo.tools import SQL, float_round, split_every
+from odoo.tools.query import Query
 
 from ..tools.lifecycle import StageInput, StageParams, decide_stage
+from ..tools.scoring import (
+    CustomerStats,
+    ScoringParams,
+    build_reference,
+    company_interval,
+    score_customers,
+    score_with_reference,
+)
+from .loyalty_mlm_ledger import PRECISION
+
+_logger = logging.getLogger(__name__)
 
 EXPIRING_SOON_DAYS = 30
+
+# Bonuses, tiers, referral: bonus kinds an order carries; referral code letters
+# (no 0/O, 1/I/L look-alikes).
+BONUS_KINDS = ("tier_bonus", "campaign_bonus")
+REFERRAL_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+
+# Segment scores: contact field -> column of loyalty_mlm_partner_score.
+SCORE_FIELDS = {
+    "mlm_score_date": "score_date",
+    "mlm_recency_score": "recency_score",
+    "mlm_frequency_score": "frequency_score",
+    "mlm_monetary_score": "monetary_score",
+    "mlm_rfm_code": "rfm_code",
+    "mlm_usage_segment": "usage_segment",
+    "mlm_quadrant": "quadrant",
+    "mlm_churn_risk": "churn_risk",
+    "mlm_clv": "clv",
+}
+USAGE_SEGMENT_SELECTION = [
+    ("heavy", "Heavy user"),
+    ("medium", "Medium user"),
+    ("low", "Low user"),
+]
+QUADRANT_SELECTION = [
+    ("true_friend", "True Friend"),
+    ("butterfly", "Butterfly"),
+    ("barnacle", "Barnacle"),
+    ("stranger", "Stranger"),
+]
+# Customers written per statement.
+SCORE_BATCH_SIZE = 5000
+# Seconds a call of the nightly job keeps writing batches before it hands back
+# to ir.cron (which commits and calls again while work remains).
+SCORE_TIME_BUDGET = 60.0
+# Memory for the aggregation of all orders (PostgreSQL work_mem).
+SCORE_WORK_MEM = "256MB"
+# The incremental refresh looks this far before the previous run's start, for
+# orders committed by transactions that were still open when it started.
+SCORE_INCREMENTAL_OVERLAP = timedelta(hours=1)
+
+
+def _mlm_score_searcher(fname):
+    """The search method of the score field `fname` (see _mlm_search_score)."""
+
+    def search(self, operator, value):
+        return self._mlm_search_score(fname, operator, value)
+
+    search.__name__ = f"_search_{fname}"
+    return search
 
 
 class ResPartner(models.Model):
@@ -159,6 +224,8 @@ class ResPartner(models.Model):
                 ]
             )
         (self - missing)._mlm_mark_member()
+        # Referral code and welcome bonus (see "Bonuses, tiers, referral").
+        self._mlm_on_member(company)
 
     @api.model
     def _mlm_auto_enroll(self, partners, company):
@@ -338,9 +405,9 @@ class ResPartner(models.Model):
         ]
         scores = {
             row["id"]: row
-            for row in self.with_context(active_test=False).search_read(
-                [("id", "in", self.ids)], score_fields
-            )
+            for row in self.with_company(company)
+            .with_context(active_test=False)
+            .search_read([("id", "in", self.ids)], score_fields)
         }
         inputs = {}
         for partner_id in self.ids:
@@ -405,8 +472,8 @@ class ResPartner(models.Model):
         return {row[0]: row[1:] for row in self.env.cr.fetchall()}
 
     def _mlm_referral_counts(self):
-        """{partner id: successful referrals}; 0 until referrals exist."""
-        return {}
+        """{partner id: successful referrals} (see "Bonuses, tiers, referral")."""
+        return self._mlm_successful_referrals()
 
     def _mlm_refresh_stages(self, company, today=None):
         """Decide the stage of `self` and move those whose stage changed.
@@ -480,20 +547,17 @@ class ResPartner(models.Model):
         return self.browse([row[0] for row in self.env.cr.fetchall()])
 
     @api.model
-    def _cron_refresh_stages(self, batch_size=20000):
-        """Nightly: every customer's stage from the rules (after the scores).
-
-        Resumable by construction: contacts already in their stage are
-        skipped, so a run stopped midway continues where it was.
-        """
+    def _mlm_refresh_all_stages(self, companies=None, batch_size=20000):
+        """Every customer's stage from the rules; run by the nightly score job
+        once the scores are fresh. Resumable by construction: contacts already
+        in their stage are skipped. Returns the number of contacts moved."""
         moved = 0
-        for company in self.env["res.company"].search([]):
+        for company in companies or self.env["res.company"].search([]):
             population = self._mlm_lifecycle_population(company)
             for start in range(0, len(population), batch_size):
                 moved += population[start : start + batch_size]._mlm_refresh_stages(
                     company
                 )
-        self.env["ir.cron"]._notify_progress(done=moved, remaining=0)
         return moved
 
     def _mlm_stage_event(self, company):
@@ -507,3 +571,1612 @@ class ResPartner(models.Model):
             # Stage bookkeeping is the system's: a salesperson or cashier need
             # not read every order involved (the history keeps who caused it).
             waiting.sudo()._mlm_refresh_stages(company)
+
+    # ------------------------------------------------------------
+    # Segment scores
+    # ------------------------------------------------------------
+    # RFM, usage segment, loyalty x profitability quadrant, churn risk and
+    # CLV of each customer (commercial partner), per company: stored in
+    # loyalty.mlm.partner.score (one narrow row per customer and company, see
+    # there why not in res_partner) and shown here as fields of the contact
+    # in the user's current company. They search, group and sort in SQL
+    # (_field_to_sql below), like stored fields.
+    #
+    # Computed by tools/scoring.py from one SQL aggregation of the orders and
+    # written back with set-based SQL (see _cron_mlm_refresh_scores). Empty
+    # (not zero) for customers without orders. Times are UTC: an order counts
+    # on its UTC day.
+
+    mlm_score_date = fields.Date(
+        string="Scored On",
+        compute="_compute_mlm_scores",
+        search="_search_mlm_score_date",
+        help="The day these scores were computed (a refresh that finds the same "
+        "scores leaves them, and this day, as they are); empty: no order, no "
+        "scores.",
+    )
+    mlm_recency_score = fields.Integer(
+        string="Recency Score",
+        compute="_compute_mlm_scores",
+        search="_search_mlm_recency_score",
+        help="1 to 5: quintile of the days since the last order "
+        "(5: the most recent fifth of the customers).",
+    )
+    mlm_frequency_score = fields.Integer(
+        string="Frequency Score",
+        compute="_compute_mlm_scores",
+        search="_search_mlm_frequency_score",
+        help="1 to 5: quintile of the number of orders over 12 months.",
+    )
+    mlm_monetary_score = fields.Integer(
+        string="Monetary Score",
+        compute="_compute_mlm_scores",
+        search="_search_mlm_monetary_score",
+        help="1 to 5: quintile of the revenue over 12 months, net of refunds.",
+    )
+    mlm_rfm_code = fields.Char(
+        string="RFM",
+        compute="_compute_mlm_scores",
+        search="_search_mlm_rfm_code",
+        help="Recency, frequency and monetary scores in one code, e.g. 545.",
+    )
+    mlm_usage_segment = fields.Selection(
+        USAGE_SEGMENT_SELECTION,
+        string="Usage Segment",
+        compute="_compute_mlm_scores",
+        search="_search_mlm_usage_segment",
+        help="Heavy: top customers by revenue over 12 months; low: the bottom "
+        "ones or below the threshold (Settings).",
+    )
+    mlm_quadrant = fields.Selection(
+        QUADRANT_SELECTION,
+        string="Loyalty x Profit",
+        compute="_compute_mlm_scores",
+        search="_search_mlm_quadrant",
+        help="True Friend: loyal and profitable; Butterfly: profitable, not "
+        "loyal; Barnacle: loyal, not profitable; Stranger: neither.",
+    )
+    mlm_churn_risk = fields.Integer(
+        string="Churn Risk (%)",
+        compute="_compute_mlm_scores",
+        search="_search_mlm_churn_risk",
+        aggregator="avg",
+        help="0 while the customer orders at his usual rhythm, 50 when he is one "
+        "usual interval late, 75 at two, towards 100.",
+    )
+    mlm_clv = fields.Float(
+        string="Lifetime Value",
+        compute="_compute_mlm_scores",
+        search="_search_mlm_clv",
+        digits=(16, 2),
+        aggregator="sum",
+        help="Expected future margin: average order x orders a year x margin "
+        "rate x expected years retained (from the churn risk, capped).",
+    )
+
+    @api.depends_context("company")
+    def _compute_mlm_scores(self):
+        rows = {}
+        if self.ids:
+            self.env.cr.execute(
+                SQL(
+                    "SELECT partner_id, %s FROM loyalty_mlm_partner_score"
+                    " WHERE company_id = %s AND partner_id = ANY(%s)",
+                    SQL(", ").join(SQL.identifier(c) for c in SCORE_FIELDS.values()),
+                    self.env.company.id,
+                    self.ids,
+                )
+            )
+            rows = {row[0]: row[1:] for row in self.env.cr.fetchall()}
+        empty = (False,) * len(SCORE_FIELDS)
+        for partner in self:
+            values = rows.get(partner.id, empty)
+            for fname, value in zip(SCORE_FIELDS, values, strict=True):
+                partner[fname] = value if value is not None else False
+
+    def _mlm_search_score(self, fname, operator, value):
+        """Domain of the contacts whose score `fname` (in the current company)
+        satisfies (operator, value), with a stored field's semantics: a contact
+        without scores has them all empty (numbers: 0)."""
+        query = Query(self.env, self._table, self._table_sql)
+        query.add_where(
+            self._condition_to_sql(self._table, fname, operator, value, query)
+        )
+        return [("id", "in", query)]
+
+    _search_mlm_score_date = _mlm_score_searcher("mlm_score_date")
+    _search_mlm_recency_score = _mlm_score_searcher("mlm_recency_score")
+    _search_mlm_frequency_score = _mlm_score_searcher("mlm_frequency_score")
+    _search_mlm_monetary_score = _mlm_score_searcher("mlm_monetary_score")
+    _search_mlm_rfm_code = _mlm_score_searcher("mlm_rfm_code")
+    _search_mlm_usage_segment = _mlm_score_searcher("mlm_usage_segment")
+    _search_mlm_quadrant = _mlm_score_searcher("mlm_quadrant")
+    _search_mlm_churn_risk = _mlm_score_searcher("mlm_churn_risk")
+    _search_mlm_clv = _mlm_score_searcher("mlm_clv")
+
+    def _field_to_sql(self, alias, fname, query=None, flush=True):
+        """Score fields in SQL: the column of the current company's score row,
+        so they filter, group and sort like stored fields (Odoo derives the
+        fields' groupable and sortable from this)."""
+        column = SCORE_FIELDS.get(fname)
+        if not column:
+            return super()._field_to_sql(alias, fname, query, flush)
+        if query is None:
+            return SQL(
+                "(SELECT s.%s FROM loyalty_mlm_partner_score s"
+                " WHERE s.partner_id = %s AND s.company_id = %s)",
+                SQL.identifier(column),
+                SQL.identifier(alias, "id"),
+                self.env.company.id,
+            )
+        score_alias = query.make_alias(alias, "mlm_score")
+        query.add_join(
+            "LEFT JOIN",
+            score_alias,
+            "loyalty_mlm_partner_score",
+            SQL(
+                "%s = %s AND %s = %s",
+                SQL.identifier(score_alias, "partner_id"),
+                SQL.identifier(alias, "id"),
+                SQL.identifier(score_alias, "company_id"),
+                self.env.company.id,
+            ),
+        )
+        return SQL.identifier(score_alias, column)
+
+    def action_mlm_refresh_scores(self):
+        """Refresh the scores of these customers now (incremental)."""
+        self._mlm_refresh_scores()
+        return True
+
+    def _mlm_refresh_scores(self, company=None):
+        """Rescore the commercial partners of `self` against the last full run.
+
+        Does nothing for a company that never had a full run (the nightly job
+        will score everybody). Returns the number of customers rescored.
+        """
+        company = company or self.env.company
+        reference_run = self.env["loyalty.mlm.score.run"]._mlm_reference_run(company)
+        if not reference_run or not self:
+            return 0
+        return self._mlm_rescore(company, self.commercial_partner_id.ids, reference_run)
+
+    @api.model
+    def _mlm_scores_mark_dirty(self):
+        """Ask for an incremental score refresh as soon as this transaction ends.
+
+        Cheap (one trigger row): call it once per business event that changes
+        what a customer bought (order confirmed or cancelled, POS session
+        closed, credit note posted), not per line. The refresh itself finds the
+        customers whose orders changed since the last run.
+        """
+        # Once per transaction: a batch of confirmations needs one refresh.
+        marked = self.env.cr.precommit.data
+        if marked.get("loyalty_mlm.scores_dirty"):
+            return
+        cron = self.env.ref(
+            "loyalty_mlm.ir_cron_scores_incremental", raise_if_not_found=False
+        )
+        if cron:
+            # sudo: triggering a system job; any user may ask for the refresh.
+            cron.sudo()._trigger()
+            marked["loyalty_mlm.scores_dirty"] = True
+
+    # Crons ------------------------------------------------------------------
+
+    @api.model
+    def _cron_mlm_refresh_scores(
+        self,
+        batch_size=SCORE_BATCH_SIZE,
+        time_budget=SCORE_TIME_BUDGET,
+        companies=None,
+        today=None,
+    ):
+        """Nightly: rescore every customer of every company, resumably.
+
+        Each call aggregates all orders of a company in one query, scores the
+        whole population in memory (tools/scoring.py) and writes the contacts
+        in batches of `batch_size`, one UPDATE each, until `time_budget`
+        seconds have passed (at least one batch). It reports its progress to
+        ir.cron, which commits and calls again while contacts remain: the next
+        call resumes the same run (a loyalty.mlm.score.run still "running").
+
+        Only contacts whose stored scores differ from the computed ones are
+        written, so the contacts an interrupted call already wrote are skipped
+        when it resumes, and a nightly run rewrites only the customers whose
+        scores moved. A killed call loses only its own uncommitted batches.
+        Returns the number of contacts left to write. `companies`: only these
+        (default: all); `today`: the scoring day of a new run (default: today).
+        """
+        Run = self.env["loyalty.mlm.score.run"].sudo()
+        domain = [("mode", "=", "full"), ("state", "=", "running")]
+        if companies is not None:
+            domain.append(("company_id", "in", companies.ids))
+        runs = Run.search(domain)
+        if not runs:
+            runs = Run._mlm_start_full_runs(companies, today)
+        deadline = time.monotonic() + time_budget
+        done = remaining = 0
+        for run in runs.sorted(lambda run: run.company_id.id):
+            if done and time.monotonic() > deadline:
+                remaining += max(1, run.customer_count - run.done_count)
+                continue
+            written, left = self._mlm_full_run_step(run, batch_size, deadline)
+            done += written
+            remaining += left
+        if not remaining and not self.env.context.get("mlm_scores_only"):
+            # One nightly action: the stages are decided from fresh scores.
+            # (mlm_scores_only: the benchmark times the two steps apart.)
+            done += self._mlm_refresh_all_stages(companies)
+        self.env["ir.cron"]._notify_progress(done=done, remaining=remaining)
+        return remaining
+
+    @api.model
+    def _cron_mlm_refresh_scores_incremental(self, companies=None):
+        """Rescore the customers with orders or refunds since the last run.
+
+        Each is scored against the cut points of the company's last full run,
+        so he gets the score a full run would give him. Companies without a
+        full run yet are left to the nightly job. Returns the number of
+        contacts written. `companies`: only these (default: all).
+        """
+        Run = self.env["loyalty.mlm.score.run"].sudo()
+        written = 0
+        if companies is None:
+            companies = self.env["res.company"].sudo().search([])
+        for company in companies:
+            reference_run = Run._mlm_reference_run(company)
+            if not reference_run:
+                continue
+            last = Run.search(
+                [("company_id", "=", company.id), ("state", "=", "done")], limit=1
+            )
+            since = last.date_start - SCORE_INCREMENTAL_OVERLAP
+            dirty = self._mlm_dirty_partner_ids(company, since)
+            written += self._mlm_rescore(company, dirty, reference_run)
+        self.env["ir.cron"]._notify_progress(done=written, remaining=0)
+        return written
+
+    # Refresh steps ----------------------------------------------------------
+
+    def _mlm_full_run_step(self, run, batch_size, deadline):
+        """One call's share of a full run: (contacts written, contacts left)."""
+        company = run.company_id
+        today = run.score_date
+        stats = self._mlm_score_stats(company, today)
+        params = self._mlm_score_params(company, company_interval(stats))
+        scores = score_customers(stats, today, params)
+        stored = self._mlm_stored_scores(company)
+        todo = [
+            pid
+            for pid in sorted(scores)
+            if stored.get(pid) != self._mlm_score_values_key(scores[pid])
+        ]
+        to_clear = sorted(stored.keys() - scores.keys())
+        written = cleared = 0
+        for batch in split_every(batch_size, todo):
+            self._mlm_scores_write(company, today, {pid: scores[pid] for pid in batch})
+            written += len(batch)
+            if time.monotonic() > deadline:
+                break
+        if written == len(todo) and (not written or time.monotonic() <= deadline):
+            for batch in split_every(batch_size, to_clear):
+                self._mlm_scores_clear(company, batch)
+                cleared += len(batch)
+                if time.monotonic() > deadline:
+                    break
+        left = len(todo) - written + len(to_clear) - cleared
+        values = {
+            "customer_count": len(scores),
+            "done_count": run.done_count + written,
+            "cleared_count": run.cleared_count + cleared,
+        }
+        if not left:
+            values.update(
+                state="done",
+                date_end=fields.Datetime.now(),
+                reference=build_reference(stats, today, params),
+            )
+        run.write(values)
+        if not left:
+            run._mlm_garbage_collect()
+            _logger.info(
+                "Segment scores of %s: %s customers, %s contacts written, %s cleared",
+                company.name,
+                len(scores),
+                run.done_count,
+                run.cleared_count,
+            )
+        return written + cleared, left
+
+    def _mlm_rescore(self, company, partner_ids, reference_run):
+        """Rescore `partner_ids` (commercial partners) against a full run.
+
+        Logged as an incremental run (its start is where the next incremental
+        refresh looks from); writes only the contacts whose scores changed.
+        Returns the number of customers rescored.
+        """
+        today = fields.Date.today()
+        run = (
+            self.env["loyalty.mlm.score.run"]
+            .sudo()
+            .create(
+                {
+                    "company_id": company.id,
+                    "mode": "incremental",
+                    "date_start": fields.Datetime.now(),
+                    "score_date": today,
+                }
+            )
+        )
+        written = cleared = 0
+        if partner_ids:
+            reference = reference_run.reference
+            stats = self._mlm_score_stats(company, today, partner_ids)
+            params = self._mlm_score_params(company, reference["company_interval_days"])
+            scores = score_with_reference(stats, today, params, reference)
+            stored = self._mlm_stored_scores(company, partner_ids)
+            changed = {
+                pid: values
+                for pid, values in scores.items()
+                if stored.get(pid) != self._mlm_score_values_key(values)
+            }
+            to_clear = sorted(stored.keys() - scores.keys())
+            for batch in split_every(SCORE_BATCH_SIZE, sorted(changed)):
+                self._mlm_scores_write(
+                    company, today, {pid: changed[pid] for pid in batch}
+                )
+                written += len(batch)
+            for batch in split_every(SCORE_BATCH_SIZE, to_clear):
+                self._mlm_scores_clear(company, batch)
+                cleared += len(batch)
+        run.write(
+            {
+                "state": "done",
+                "date_end": fields.Datetime.now(),
+                "customer_count": len(partner_ids),
+                "done_count": written,
+                "cleared_count": cleared,
+            }
+        )
+        return len(partner_ids)
+
+    # SQL --------------------------------------------------------------------
+
+    @api.model
+    def _mlm_score_params(self, company, interval):
+        return ScoringParams(
+            heavy_pct=company.mlm_score_heavy_pct,
+            low_pct=company.mlm_score_low_pct,
+            low_threshold=company.mlm_score_low_threshold,
+            loyalty_split_pct=company.mlm_score_loyalty_split_pct,
+            profit_split_pct=company.mlm_score_profit_split_pct,
+            default_margin_pct=company.mlm_score_default_margin_pct,
+            company_interval_days=interval,
+            clv_horizon_cap_years=company.mlm_score_clv_years,
+        )
+
+    @api.model
+    def _mlm_score_stats_query(self, company, today, partner_ids=None):
+        """The aggregation behind the scores: one row per commercial partner.
+
+        Inputs, all in company currency, of `company` only:
+
+        * confirmed sale orders (state sale): one order each, revenue the
+          untaxed amount converted at the order's rate; margin the order's
+          margin (sale_margin, from its lines' costs), or the default margin %
+          of the amount when none of its lines has a cost (the margin then
+          equals the amount). A line without cost in an order that has other
+          costed lines counts at its full price (sale_margin's own rule);
+        * paid, done or invoiced POS orders: an order when the total is not
+          negative, else a refund (revenue only); margin price - cost per line,
+          or the default margin % of the line when it has no cost;
+        * posted credit notes on confirmed sale orders: negative revenue and
+          margin (at the refunded line's margin rate), on the credit note's day;
+        * cancelled orders count for nothing.
+
+        Aggregated per contact first (as cheap as a plain GROUP BY over the
+        orders), then per commercial partner. Archived customers are left out
+        (their scores are cleared). Orders count on their UTC day; "12m" is
+        the 12 months up to `today`.
+        """
+        rate = company.mlm_score_default_margin_pct / 100.0
+        restrict = SQL()
+        if partner_ids is not None:
+            restrict = SQL(
+                "AND o.partner_id IN (SELECT id FROM res_partner"
+                " WHERE commercial_partner_id = ANY(%s))",
+                list(partner_ids),
+            )
+        # Each source is grouped per contact on its own (plain GROUP BYs over
+        # one table, which PostgreSQL runs in parallel, comparing timestamps
+        # rather than casting each row), then the partial aggregates are
+        # combined per commercial partner. Sums stay numeric: exact, so the
+        # scores never depend on the order rows were added in.
+        # "Within 12 months": an order day after today - 1 year, i.e. from
+        # the next midnight on.
+        midnight = datetime.min.time()
+        day_12m = datetime.combine(today - relativedelta(years=1), midnight)
+        day_12m += timedelta(days=1)
+        day_24m = datetime.combine(today - relativedelta(years=2), midnight)
+        day_24m += timedelta(days=1)
+
+        def columns(when, is_order, revenue, margin):
+            """The per-contact aggregates of one source, as SQL."""
+            last_12m = SQL("%s >= %s", when, day_12m)
+            prev_12m = SQL("%s >= %s AND %s < %s", when, day_24m, when, day_12m)
+            return SQL(
+                """
+                MIN(%(when)s) FILTER (WHERE %(is_order)s) AS first_order,
+                MAX(%(when)s) FILTER (WHERE %(is_order)s) AS last_order,
+                COUNT(*) FILTER (WHERE %(is_order)s AND %(last_12m)s) AS orders_12m,
+                SUM(%(revenue)s) FILTER (WHERE %(last_12m)s) AS revenue_12m,
+                COUNT(*) FILTER (WHERE %(is_order)s AND %(prev_12m)s)
+                    AS orders_prev_12m,
+                SUM(%(revenue)s) FILTER (WHERE %(prev_12m)s) AS revenue_prev_12m,
+                SUM(%(margin)s) FILTER (WHERE %(last_12m)s) AS margin_12m,
+                COUNT(*) FILTER (WHERE %(is_order)s) AS orders_total,
+                SUM(%(revenue)s) AS revenue_total
+                """,
+                when=when,
+                is_order=is_order,
+                revenue=revenue,
+                margin=margin,
+                last_12m=last_12m,
+                prev_12m=prev_12m,
+            )
+
+        def in_company_currency(amount):
+            return SQL(
+                "CASE WHEN o.currency_rate = 1 THEN %s"
+                " ELSE %s / COALESCE(NULLIF(o.currency_rate, 0), 1) END",
+                amount,
+                amount,
+            )
+
+        sale = columns(
+            SQL("o.date_order"),
+            SQL("TRUE"),
+            in_company_currency(SQL("o.amount_untaxed")),
+            in_company_currency(
+                SQL(
+                    "CASE WHEN o.margin IS NULL OR o.margin = o.amount_untaxed"
+                    " THEN o.amount_untaxed * %s ELSE o.margin END",
+                    rate,
+                )
+            ),
+        )
+        pos = columns(
+            SQL("o.date_order"),
+            SQL("o.amount_total >= 0"),
+            in_company_currency(SQL("(o.amount_total - o.amount_tax)")),
+            SQL("0"),
+        )
+        pos_line = columns(
+            SQL("o.date_order"),
+            SQL("FALSE"),
+            SQL("0"),
+            SQL(
+                "CASE WHEN l.total_cost <> 0 THEN %s - l.total_cost ELSE %s END",
+                in_company_currency(SQL("l.price_subtotal")),
+                in_company_currency(SQL("l.price_subtotal * %s", rate)),
+            ),
+        )
+        credit_note = columns(
+            SQL("COALESCE(m.invoice_date, m.date)::timestamp"),
+            SQL("FALSE"),
+            SQL("-aml.balance"),
+            SQL(
+                "-aml.balance * CASE WHEN sl.purchase_price <> 0"
+                " AND sl.price_subtotal <> 0 THEN sl.margin / sl.price_subtotal"
+                " ELSE %s END",
+                rate,
+            ),
+        )
+        valid_pos = SQL(
+            "o.state IN ('paid', 'done', 'invoiced') AND o.company_id = %s", company.id
+        )
+        return SQL(
+            """
+            WITH per_contact AS (
+                SELECT o.partner_id, %(sale)s
+                  FROM sale_order o
+                 WHERE o.state = 'sale' AND o.company_id = %(company)s %(restrict)s
+                 GROUP BY o.partner_id
+                UNION ALL
+                SELECT o.partner_id, %(pos)s
+                  FROM pos_order o
+                 WHERE %(valid_pos)s %(restrict)s
+                 GROUP BY o.partner_id
+                UNION ALL
+                SELECT o.partner_id, %(pos_line)s
+                  FROM pos_order_line l
+                  JOIN pos_order o ON o.id = l.order_id
+                 WHERE %(valid_pos)s %(restrict)s
+                 GROUP BY o.partner_id
+                UNION ALL
+                SELECT o.partner_id, %(credit_note)s
+                  FROM account_move m
+                  JOIN account_move_line aml ON aml.move_id = m.id
+                  JOIN sale_order_line_invoice_rel rel
+                    ON rel.invoice_line_id = aml.id
+                  JOIN sale_order_line sl ON sl.id = rel.order_line_id
+                  JOIN sale_order o ON o.id = sl.order_id
+                 WHERE m.move_type = 'out_refund' AND m.state = 'posted'
+                   AND m.company_id = %(company)s
+                   AND o.state = 'sale' AND o.company_id = %(company)s %(restrict)s
+                 GROUP BY o.partner_id
+            )
+            SELECT cp.id, MIN(c.first_order), MAX(c.last_order),
+                   SUM(c.orders_12m)::int,
+                   ROUND(COALESCE(SUM(c.revenue_12m), 0), 2)::float8,
+                   SUM(c.orders_prev_12m)::int,
+                   ROUND(COALESCE(SUM(c.revenue_prev_12m), 0), 2)::float8,
+                   ROUND(COALESCE(SUM(c.margin_12m), 0), 2)::float8,
+                   SUM(c.orders_total)::int,
+                   ROUND(COALESCE(SUM(c.revenue_total), 0), 2)::float8
+              FROM per_contact c
+              JOIN res_partner p ON p.id = c.partner_id
+              JOIN res_partner cp ON cp.id = p.commercial_partner_id AND cp.active
+             GROUP BY cp.id
+            HAVING SUM(c.orders_total) > 0
+            """,
+            sale=sale,
+            pos=pos,
+            pos_line=pos_line,
+            credit_note=credit_note,
+            valid_pos=valid_pos,
+            company=company.id,
+            restrict=restrict,
+        )
+
+    @api.model
+    def _mlm_score_stats(self, company, today, partner_ids=None):
+        """CustomerStats of the company's customers (or of `partner_ids`)."""
+        self.env.flush_all()
+        cr = self.env.cr
+        # One hash aggregation over every order: give it the memory to stay
+        # off disk (SET LOCAL: this transaction only; reset right after).
+        # (jit: compiling the expressions costs more than it saves here.)
+        cr.execute(SQL("SET LOCAL work_mem = %s", SCORE_WORK_MEM))
+        cr.execute(SQL("SET LOCAL jit = off"))
+        cr.execute(self._mlm_score_stats_query(company, today, partner_ids))
+        rows = cr.fetchall()
+        cr.execute(SQL("RESET work_mem; RESET jit"))
+        stats = []
+        for pid, first, last, o12, r12, oprev, rprev, m12, total, rtotal in rows:
+            # First and last orders are timestamps: their UTC days.
+            first = first and first.date()
+            last = last and last.date()
+            interval = None
+            if total > 1:
+                interval = (last - first).days / (total - 1)
+            stats.append(
+                CustomerStats(
+                    pid,
+                    first,
+                    last,
+                    o12,
+                    r12,
+                    oprev,
+                    rprev,
+                    m12,
+                    total,
+                    rtotal,
+                    interval,
+                )
+            )
+        return stats
+
+    @api.model
+    def _mlm_dirty_partner_ids(self, company, since):
+        """Commercial partners with orders or credit notes written after `since`."""
+        self.env.flush_all()
+        self.env.cr.execute(
+            SQL(
+                """
+                SELECT p.commercial_partner_id
+                  FROM sale_order o JOIN res_partner p ON p.id = o.partner_id
+                 WHERE o.company_id = %(company)s AND o.write_date > %(since)s
+                UNION
+                SELECT p.commercial_partner_id
+                  FROM pos_order o JOIN res_partner p ON p.id = o.partner_id
+                 WHERE o.company_id = %(company)s AND o.write_date > %(since)s
+                UNION
+                SELECT m.commercial_partner_id
+                  FROM account_move m
+                 WHERE m.move_type = 'out_refund' AND m.company_id = %(company)s
+                   AND m.write_date > %(since)s
+                   AND m.commercial_partner_id IS NOT NULL
+                """,
+                company=company.id,
+                since=since,
+            )
+        )
+        return sorted(row[0] for row in self.env.cr.fetchall())
+
+    @staticmethod
+    def _mlm_score_values_key(values):
+        """The comparable part of a customer's scores (all but the day)."""
+        return (
+            values["mlm_recency_score"],
+            values["mlm_frequency_score"],
+            values["mlm_monetary_score"],
+            values["mlm_rfm_code"],
+            values["mlm_usage_segment"],
+            values["mlm_quadrant"],
+            values["mlm_churn_risk"],
+            values["mlm_clv"],
+        )
+
+    @api.model
+    def _mlm_stored_scores(self, company, partner_ids=None):
+        """{partner id: _mlm_score_values_key} of the customers with scores in
+        `company` (among `partner_ids`, if given), in one query."""
+        restrict = SQL()
+        if partner_ids is not None:
+            restrict = SQL("AND partner_id = ANY(%s)", list(partner_ids))
+        self.env.cr.execute(
+            SQL(
+                """
+                SELECT partner_id, recency_score, frequency_score, monetary_score,
+                       rfm_code, usage_segment, quadrant, churn_risk, clv
+                  FROM loyalty_mlm_partner_score
+                 WHERE company_id = %s %s
+                """,
+                company.id,
+                restrict,
+            )
+        )
+        return {row[0]: row[1:] for row in self.env.cr.fetchall()}
+
+    @api.model
+    def _mlm_scores_write(self, company, day, scores):
+        """Write `scores` ({partner_id: values}) in one statement, dated `day`:
+        insert the new customers' rows, update the others."""
+        ids = list(scores)
+        values = [scores[pid] for pid in ids]
+
+        def array(items):
+            # One array literal ('{1,2,3}') passed as a parameter, which
+            # PostgreSQL parses in one go (psycopg2's ARRAY[...] costs a parse
+            # per element). Items are numbers and selection keys or digit
+            # codes: nothing that needs quoting in an array literal.
+            items = list(items)
+            if None in items:
+                items = ["NULL" if item is None else item for item in items]
+            return "{" + ",".join(map(str, items)) + "}"
+
+        def column(name):
+            return array([value[name] for value in values])
+
+        self.env.cr.execute(
+            SQL(
+                """
+                INSERT INTO loyalty_mlm_partner_score AS s (
+                       partner_id, company_id, score_date, recency_score,
+                       frequency_score, monetary_score, rfm_code, usage_segment,
+                       quadrant, churn_risk, clv)
+                SELECT v.id, %(company)s, %(day)s, v.r, v.f, v.m, v.code,
+                       v.segment, v.quadrant, v.churn, v.clv
+                  FROM unnest(%(ids)s::int[], %(r)s::int[], %(f)s::int[],
+                              %(m)s::int[], %(code)s::varchar[],
+                              %(segment)s::varchar[], %(quadrant)s::varchar[],
+                              %(churn)s::int[], %(clv)s::float8[])
+                       AS v(id, r, f, m, code, segment, quadrant, churn, clv)
+                    ON CONFLICT (partner_id, company_id) DO UPDATE
+                   SET score_date = EXCLUDED.score_date,
+                       recency_score = EXCLUDED.recency_score,
+                       frequency_score = EXCLUDED.frequency_score,
+                       monetary_score = EXCLUDED.monetary_score,
+                       rfm_code = EXCLUDED.rfm_code,
+                       usage_segment = EXCLUDED.usage_segment,
+                       quadrant = EXCLUDED.quadrant,
+                       churn_risk = EXCLUDED.churn_risk,
+                       clv = EXCLUDED.clv
+                """,
+                company=company.id,
+                day=day,
+                ids=array(ids),
+                r=column("mlm_recency_score"),
+                f=column("mlm_frequency_score"),
+                m=column("mlm_monetary_score"),
+                code=column("mlm_rfm_code"),
+                segment=column("mlm_usage_segment"),
+                quadrant=column("mlm_quadrant"),
+                churn=column("mlm_churn_risk"),
+                clv=column("mlm_clv"),
+            )
+        )
+        self._mlm_scores_invalidate()
+        return len(ids)
+
+    @api.model
+    def _mlm_scores_invalidate(self):
+        """Forget cached scores after the SQL writes (and the related badges)."""
+        self.env["loyalty.mlm.partner.score"].invalidate_model()
+        self.invalidate_model(list(SCORE_FIELDS))
+        for model in ("crm.lead", "sale.order"):
+            fnames = [name for name in SCORE_FIELDS if name in self.env[model]._fields]
+            self.env[model].invalidate_model(fnames)
+
+    @api.model
+    def _mlm_scores_clear(self, company, partner_ids):
+        """Remove the scores of `partner_ids` in `company`, in one statement."""
+        self.env.cr.execute(
+            SQL(
+                "DELETE FROM loyalty_mlm_partner_score"
+                " WHERE company_id = %s AND partner_id = ANY(%s)",
+                company.id,
+                list(partner_ids),
+            )
+        )
+        self._mlm_scores_invalidate()
+        return self.env.cr.rowcount
+
+    # Demo -------------------------------------------------------------------
+
+    @api.model
+    def _mlm_scores_demo(self):
+        """Order histories for the score demo customers, then a full refresh.
+
+        Confirmed through the real sale flow, then dated back. Every usage
+        segment and quadrant is represented (see demo/res_partner_scores_demo.xml).
+        """
+        ref = self.env.ref
+        beans = ref("loyalty_mlm.product_espresso_beans_demo")
+        papers = ref("loyalty_mlm.product_filter_papers_demo")
+        story = {
+            # customer: (product, quantity, [days ago of each order])
+            "tf1": (beans, 3, range(10, 730, 30)),
+            "tf2": (beans, 2, range(5, 730, 35)),
+            "tf3": (beans, 1, range(12, 700, 30)),
+            "risk": (beans, 4, range(180, 540, 14)),
+            "bf1": (beans, 15, [30]),
+            "bf2": (beans, 8, [120, 20]),
+            "bf3": (beans, 10, [90]),
+            "ba1": (papers, 10, range(7, 730, 35)),
+            "ba2": (papers, 8, range(15, 730, 42)),
+            "ba3": (papers, 12, range(3, 540, 30)),
+            "ba4": (papers, 10, range(25, 730, 60)),
+            "st1": (papers, 5, [600]),
+            "st2": (beans, 1, [400, 500]),
+            "st3": (papers, 3, [150]),
+            "st4": (beans, 1, [450]),
+            "md1": (beans, 2, range(45, 730, 90)),
+        }
+        now = fields.Datetime.now()
+        orders = self.env["sale.order"]
+        dates = []
+        for key, (product, quantity, days_ago) in story.items():
+            partner = ref(f"loyalty_mlm.res_partner_score_{key}_demo")
+            for days in days_ago:
+                orders |= orders.create(
+                    {
+                        "partner_id": partner.id,
+                        "order_line": [
+                            (
+                                0,
+                                0,
+                                {"product_id": product.id, "product_uom_qty": quantity},
+                            )
+                        ],
+                    }
+                )
+                dates.append(now - timedelta(days=days))
+        orders.with_context(tracking_disable=True).action_confirm()
+        for order, when in zip(orders, dates, strict=True):
+            order.date_order = when
+        while self._cron_mlm_refresh_scores(time_budget=600):
+            pass
+
+    # ------------------------------------------------------------
+    # Bonuses, tiers, referral
+    # ------------------------------------------------------------
+    # Every bonus credits the member card through loyalty.card._mlm_post_points:
+    # one balance, each bonus a ledger entry with its kind and source. Tiers
+    # are per company (company-dependent), like the member programme.
+    #
+    # Where each step runs:
+    # * order bonuses (tier, campaign), tier upgrade, referral: on sale order
+    #   confirmation (SaleOrder._mlm_post_order_bonuses) and when the POS
+    #   confirms an order's points (PosOrder.confirm_coupon_programs; referral
+    #   on payment, PosOrder._process_saved_order); reversed with the order;
+    # * welcome bonus and referral code: when a contact becomes a member
+    #   (_mlm_enroll, order confirmation), with a nightly catch-up;
+    # * tier downgrades and the birthday bonus: nightly jobs.
+
+    mlm_tier_id = fields.Many2one(
+        "loyalty.mlm.tier",
+        string="Tier",
+        company_dependent=True,
+        readonly=True,
+        copy=False,
+        help="Reached on the order that qualifies; lost at the nightly review "
+        "after the grace period below the threshold.",
+    )
+    mlm_tier_below_since = fields.Date(
+        string="Below Tier Since",
+        company_dependent=True,
+        readonly=True,
+        copy=False,
+        help="First nightly review that found the member below their tier's "
+        "threshold; downgraded when the grace period has passed.",
+    )
+    mlm_tier_value = fields.Float(
+        string="Tier Qualification (12 months)",
+        compute="_compute_mlm_tier_value",
+        digits=(16, 2),
+        help="Points earned or net spend (see Settings) over the last 12 months.",
+    )
+    mlm_tier_history_ids = fields.One2many(
+        "loyalty.mlm.tier.history", "partner_id", string="Tier History"
+    )
+    mlm_birthdate = fields.Date(
+        string="Birthday",
+        copy=False,
+        help="Members get the birthday bonus on this day every year (29 February: "
+        "on 28 February in other years).",
+    )
+    mlm_referral_code = fields.Char(
+        string="Referral Code",
+        readonly=True,
+        copy=False,
+        index="btree_not_null",
+        help="Given to every member: new customers quote it to be linked to them.",
+    )
+    mlm_referrer_id = fields.Many2one(
+        "res.partner",
+        string="Referred By",
+        index="btree_not_null",
+        copy=False,
+        ondelete="set null",
+        help="The member who brought this contact in: both get the referral "
+        "bonus on this contact's first confirmed or paid order.",
+    )
+    mlm_referrer_code = fields.Char(
+        string="Referrer's Code",
+        compute="_compute_mlm_referrer_code",
+        inverse="_inverse_mlm_referrer_code",
+        help="Type the referral code the member gave to link the referrer.",
+    )
+    mlm_referral_date = fields.Date(
+        string="Referral Rewarded On",
+        readonly=True,
+        copy=False,
+        help="When the referral bonuses of this contact were credited (once).",
+    )
+    mlm_referred_ids = fields.One2many(
+        "res.partner", "mlm_referrer_id", string="Referred Contacts"
+    )
+    mlm_referral_count = fields.Integer(
+        string="Successful Referrals",
+        compute="_compute_mlm_referral_count",
+        help="Referred contacts whose first order was confirmed or paid.",
+    )
+    mlm_is_charity = fields.Boolean(
+        string="Charity", help="Members can donate points to this contact."
+    )
+
+    _sql_constraints = [
+        (
+            "mlm_referral_code_unique",
+            "UNIQUE(mlm_referral_code)",
+            "Each referral code belongs to one member.",
+        ),
+    ]
+
+    def _compute_mlm_tier_value(self):
+        ids = [pid for pid in self.ids if isinstance(pid, int)]
+        values = self._mlm_tier_values(self.env.company, ids) if ids else {}
+        for partner in self:
+            partner.mlm_tier_value = values.get(partner.id, 0.0)
+
+    @api.depends("mlm_referrer_id.mlm_referral_code")
+    def _compute_mlm_referrer_code(self):
+        for partner in self:
+            partner.mlm_referrer_code = partner.mlm_referrer_id.mlm_referral_code
+
+    def _inverse_mlm_referrer_code(self):
+        for partner in self:
+            code = (partner.mlm_referrer_code or "").strip().upper()
+            if code == (partner.mlm_referrer_id.mlm_referral_code or ""):
+                continue
+            referrer = self.browse()
+            if code:
+                # sudo: whoever registers a customer may look a code up.
+                referrer = self.sudo().search(
+                    [("mlm_referral_code", "=", code)], limit=1
+                )
+                if not referrer:
+                    raise ValidationError(
+                        _("No member has the referral code %(code)s.", code=code)
+                    )
+            partner.mlm_referrer_id = referrer.id
+
+    @api.depends("mlm_referred_ids.mlm_referral_date")
+    def _compute_mlm_referral_count(self):
+        saved = self.filtered(lambda partner: isinstance(partner.id, int))
+        counts = saved._mlm_successful_referrals() if saved else {}
+        for partner in self:
+            partner.mlm_referral_count = counts.get(partner.id, 0)
+
+    @api.constrains("mlm_referrer_id")
+    def _check_mlm_referrer_id(self):
+        for partner in self:
+            referrer = partner.mlm_referrer_id
+            if partner.mlm_referral_date:
+                raise ValidationError(
+                    _(
+                        "The referral of %(name)s was rewarded on %(date)s: the "
+                        "referrer can no longer change.",
+                        name=partner.display_name,
+                        date=partner.mlm_referral_date,
+                    )
+                )
+            if not referrer:
+                continue
+            if referrer.commercial_partner_id == partner.commercial_partner_id:
+                raise ValidationError(
+                    _(
+                        "%(name)s cannot be referred by %(referrer)s: nobody can "
+                        "refer themselves or their own company.",
+                        name=partner.display_name,
+                        referrer=referrer.display_name,
+                    )
+                )
+            if not referrer.mlm_member_since:
+                raise ValidationError(
+                    _(
+                        "%(referrer)s is not a member: only members can refer new "
+                        "customers.",
+                        referrer=referrer.display_name,
+                    )
+                )
+        if self._has_cycle("mlm_referrer_id"):
+            raise ValidationError(
+                _(
+                    "This referral would make a loop: %(name)s would end up "
+                    "referring themselves through the chain of referrers.",
+                    name=self[:1].display_name,
+                )
+            )
+
+    def action_mlm_donate(self):
+        self.ensure_one()
+        action = self.env["ir.actions.act_window"]._for_xml_id(
+            "loyalty_mlm.loyalty_mlm_donation_wizard_action"
+        )
+        action["context"] = {"default_partner_id": self.id}
+        return action
+
+    def action_mlm_open_referred(self):
+        self.ensure_one()
+        action = self.env["ir.actions.act_window"]._for_xml_id(
+            "loyalty_mlm.res_partner_action_member"
+        )
+        action["domain"] = [("mlm_referrer_id", "=", self.id)]
+        action["context"] = {"default_mlm_referrer_id": self.id}
+        return action
+
+    # New members -----------------------------------------------------------
+
+    def _mlm_on_member(self, company):
+        """Referral code and welcome bonus for the members among `self`.
+
+        Called when contacts become members (_mlm_enroll, order confirmation)
+        and by the nightly review as a catch-up (cards Odoo creates by itself,
+        e.g. on a quotation). Idempotent.
+        """
+        members = self.filtered("mlm_member_since")
+        members._mlm_ensure_referral_codes()
+        members._mlm_grant_welcome_bonus(company)
+
+    def _mlm_ensure_referral_codes(self):
+        missing = self.filtered(lambda partner: not partner.mlm_referral_code)
+        if not missing:
+            return
+        codes = self._mlm_new_referral_codes(len(missing))
+        for partner, code in zip(missing, codes, strict=True):
+            partner.sudo().mlm_referral_code = code
+
+    @api.model
+    def _mlm_new_referral_codes(self, count):
+        """`count` short codes no contact has: 8 characters, no look-alikes."""
+        codes = set()
+        while len(codes) < count:
+            wanted = count - len(codes)
+            batch = {
+                "".join(secrets.choice(REFERRAL_ALPHABET) for _i in range(8))
+                for _j in range(wanted)
+            }
+            taken = (
+                self.sudo()
+                .with_context(active_test=False)
+                .search_fetch(
+                    [("mlm_referral_code", "in", list(batch))], ["mlm_referral_code"]
+                )
+            )
+            codes |= batch - set(taken.mapped("mlm_referral_code"))
+        return sorted(codes)[:count]
+
+    def _mlm_grant_welcome_bonus(self, company):
+        """Welcome bonus for members of `self` who joined since the bonus was
+        switched on and never had one in `company` (once per member, ever)."""
+        amount = company.mlm_welcome_bonus
+        start = company.mlm_welcome_bonus_start
+        program = company.mlm_program_id
+        if amount <= 0 or not start or not program:
+            return
+        candidates = self.filtered(
+            lambda partner: (
+                partner.mlm_member_since and partner.mlm_member_since >= start
+            )
+        )
+        if not candidates:
+            return
+        ledger = self.env["loyalty.mlm.ledger"].sudo()
+        welcomed = {
+            partner.id
+            for (partner,) in ledger._read_group(
+                [
+                    ("partner_id", "in", candidates.ids),
+                    ("kind", "=", "welcome"),
+                    ("company_id", "=", company.id),
+                ],
+                ["partner_id"],
+            )
+        }
+        cards = (
+            self.env["loyalty.card"]
+            .sudo()
+            .search(
+                [
+                    ("program_id", "=", program.id),
+                    ("partner_id", "in", candidates.ids),
+                    ("partner_id", "not in", list(welcomed)),
+                ]
+            )
+        )
+        for card in cards:
+            card._mlm_post_points(
+                amount, "welcome", source=card.partner_id, reason=_("Welcome bonus")
+            )
+
+    # Order bonuses ------------------------------------------------------------
+
+    @api.model
+    def _mlm_order_bonuses(self, order, channel, earned, lines):
+        """Tier and campaign bonuses of `order` (a confirmed sale order or a
+        paid POS order).
+
+        `earned`: {member card: points the order earned on it}; `lines`:
+        [(product, untaxed amount)] of its product lines. Bonuses are computed
+        on the earned points only (never on other bonuses) and add up: a Gold
+        member (x1.5) in a double points campaign (x2) gets 50% + 100%.
+        Posted with the order as source, so cancelling or refunding the order
+        reverses them (_mlm_reverse_order_bonuses).
+        """
+        company = order.company_id
+        for card, base in earned.items():
+            partner = card.partner_id
+            if base <= 0 or not partner:
+                continue
+            bonuses = []
+            # sudo: cashiers and portal checkouts earn bonuses without any
+            # right on tiers.
+            tier = partner.sudo().with_company(company).mlm_tier_id
+            if tier.multiplier > 1:
+                bonuses.append(
+                    (
+                        "tier_bonus",
+                        float_round(base * (tier.multiplier - 1), PRECISION),
+                        _(
+                            "%(tier)s tier bonus (x%(multiplier)s)",
+                            tier=tier.name,
+                            multiplier=format(tier.multiplier, "g"),
+                        ),
+                    )
+                )
+            campaigns = self.env["loyalty.mlm.campaign"]._mlm_bonuses(
+                company, channel, order.date_order, partner, lines, base
+            )
+            bonuses += [
+                ("campaign_bonus", points, campaign._mlm_reason())
+                for campaign, points in campaigns
+            ]
+            for kind, points, reason in bonuses:
+                if points > 0:
+                    card._mlm_post_points(points, kind, source=order, reason=reason)
+
+    @api.model
+    def _mlm_reverse_order_bonuses(self, orders):
+        """Take back the tier and campaign bonuses of cancelled orders.
+
+        Runs after the native cancellation took back what the order earned
+        and gave back what it spent: what the order still holds on a card is
+        its bonuses, posted back as one reversal (never a deletion).
+        """
+        if not orders:
+            return
+        ledger = self.env["loyalty.mlm.ledger"].sudo()
+        base_domain = [
+            ("res_model", "=", orders._name),
+            ("res_id", "in", orders.ids),
+            ("card_id", "!=", False),
+        ]
+        bonus_keys = {
+            (res_id, card)
+            for res_id, card in ledger._read_group(
+                [*base_domain, ("kind", "in", BONUS_KINDS)], ["res_id", "card_id"]
+            )
+        }
+        if not bonus_keys:
+            return
+        held = ledger._read_group(base_domain, ["res_id", "card_id"], ["points:sum"])
+        for res_id, card, points in held:
+            points = float_round(points, PRECISION)
+            if (res_id, card) in bonus_keys and points > 0:
+                order = orders.browse(res_id)
+                card._mlm_post_points(
+                    -points,
+                    "reversal",
+                    source=order,
+                    reason=_("Bonuses of cancelled order %(order)s", order=order.name),
+                )
+
+    # Tiers --------------------------------------------------------------------
+
+    @api.model
+    def _mlm_tier_values(self, company, partner_ids, today=None):
+        """{partner id: tier qualification value over the last 12 months}.
+
+        Points: earn, tier and campaign bonus entries of the member programme,
+        minus what cancellations and refunds took back (negative reversals
+        sourced to an order). Spend: untaxed amount of confirmed sale orders
+        and paid POS orders (refunds subtract), in company currency. One
+        query either way.
+        """
+        today = today or fields.Date.context_today(self)
+        since = fields.Datetime.to_datetime(today - relativedelta(years=1))
+        if company.mlm_tier_metric == "spend":
+            return self._mlm_tier_spend(company, partner_ids, since)
+        groups = (
+            self.env["loyalty.mlm.ledger"]
+            .sudo()
+            ._read_group(
+                [
+                    ("partner_id", "in", list(partner_ids)),
+                    ("program_id", "=", company.mlm_program_id.id),
+                    ("date", ">=", since),
+                    "|",
+                    ("kind", "in", ("earn", *BONUS_KINDS)),
+                    "&",
+                    "&",
+                    ("kind", "=", "reversal"),
+                    ("points", "<", 0),
+                    ("res_model", "in", ("sale.order", "pos.order")),
+                ],
+                ["partner_id"],
+                ["points:sum"],
+            )
+        )
+        return {partner.id: points for partner, points in groups}
+
+    @api.model
+    def _mlm_tier_spend(self, company, partner_ids, since):
+        self._mlm_flush_order_fields()
+        self.env["sale.order"].flush_model(["amount_untaxed", "currency_rate"])
+        self.env["pos.order"].flush_model(["amount_tax", "currency_rate"])
+        self.env.cr.execute(
+            SQL(
+                """
+                SELECT partner_id, SUM(amount) FROM (
+                    SELECT so.partner_id,
+                           so.amount_untaxed
+                               / COALESCE(NULLIF(so.currency_rate, 0), 1) AS amount
+                      FROM sale_order so
+                     WHERE so.state = 'sale' AND so.company_id = %(company)s
+                       AND so.date_order >= %(since)s
+                       AND so.partner_id = ANY(%(partners)s)
+                     UNION ALL
+                    SELECT po.partner_id,
+                           (po.amount_total - po.amount_tax)
+                               / COALESCE(NULLIF(po.currency_rate, 0), 1)
+                      FROM pos_order po
+                     WHERE po.state IN ('paid', 'done', 'invoiced')
+                       AND po.company_id = %(company)s
+                       AND po.date_order >= %(since)s
+                       AND po.partner_id = ANY(%(partners)s)
+                ) AS orders
+              GROUP BY partner_id
+                """,
+                company=company.id,
+                since=since,
+                partners=list(partner_ids),
+            )
+        )
+        return {
+            row[0]: float_round(row[1], PRECISION) for row in self.env.cr.fetchall()
+        }
+
+    def _mlm_tier_upgrade(self, company):
+        """Move the members of `self` up at once when they reach a higher
+        tier (on the order that makes them qualify); a member back above
+        their tier's threshold is no longer counted as below it."""
+        ladder = self.env["loyalty.mlm.tier"]._mlm_ladder(company)
+        if not ladder or not self:
+            return
+        values = self._mlm_tier_values(company, self.ids)
+        moves = defaultdict(list)
+        back_above = self.browse()
+        for partner in self.with_company(company):
+            value = values.get(partner.id, 0.0)
+            target = ladder._mlm_qualifying(value)
+            current_rank = ladder._mlm_rank(partner.mlm_tier_id)
+            target_rank = ladder._mlm_rank(target)
+            if target and target_rank > current_rank:
+                code = "upgrade" if partner.mlm_tier_id else "start"
+                moves[target, code].append(partner.id)
+            elif partner.mlm_tier_below_since and target_rank >= current_rank:
+                back_above |= partner
+        back_above.sudo().write({"mlm_tier_below_since": False})
+        for (tier, code), partner_ids in moves.items():
+            self.browse(partner_ids)._mlm_tier_move(company, tier, code, values)
+
+    def _mlm_tier_review(self, company, ladder, today):
+        """Nightly decision for the members `self` of `company`.
+
+        Up at once when they reach a higher tier; below the threshold, the
+        first review starts the grace period and a review at least `grace
+        days` later downgrades them to the tier they reach, unless they
+        qualified again meanwhile.
+        """
+        values = self._mlm_tier_values(company, self.ids, today)
+        grace = company.mlm_tier_grace_days
+        moves = defaultdict(list)
+        start_below = self.browse()
+        back_above = self.browse()
+        for partner in self.with_company(company):
+            target = ladder._mlm_qualifying(values.get(partner.id, 0.0))
+            current = partner.mlm_tier_id
+            current_rank = ladder._mlm_rank(current)
+            target_rank = ladder._mlm_rank(target)
+            if current and current_rank < 0:
+                # Its tier was archived or belongs to another company.
+                if target:
+                    moves[target, "start"].append(partner.id)
+            elif target_rank > current_rank:
+                moves[target, "upgrade" if current else "start"].append(partner.id)
+            elif target_rank == current_rank:
+                if partner.mlm_tier_below_since:
+                    back_above |= partner
+            elif not partner.mlm_tier_below_since:
+                start_below |= partner
+            elif (today - partner.mlm_tier_below_since).days >= grace:
+                moves[target, "downgrade"].append(partner.id)
+        partners = self.with_company(company).sudo()
+        partners.browse(start_below.ids).write({"mlm_tier_below_since": today})
+        partners.browse(back_above.ids).write({"mlm_tier_below_since": False})
+        for (tier, code), partner_ids in moves.items():
+            self.browse(partner_ids)._mlm_tier_move(company, tier, code, values)
+
+    def _mlm_tier_move(self, company, tier, reason_code, values):
+        """Put `self` in `tier` (may be empty) in `company`: one write, one
+        history row each."""
+        if not self:
+            return
+        partners = self.with_company(company).sudo()
+        history = [
+            {
+                "partner_id": partner.id,
+                "company_id": company.id,
+                "from_tier_id": partner.mlm_tier_id.id,
+                "to_tier_id": tier.id,
+                "reason_code": reason_code,
+                "metric": values.get(partner.id, 0.0),
+                "user_id": self.env.uid,
+            }
+            for partner in partners
+        ]
+        partners.write({"mlm_tier_id": tier.id, "mlm_tier_below_since": False})
+        self.env["loyalty.mlm.tier.history"].sudo().create(history)
+
+    @api.model
+    def _mlm_programme_member_ids(self, company):
+        """Ids of the contacts with a card in `company`'s member programme."""
+        groups = (
+            self.env["loyalty.card"]
+            .sudo()
+            ._read_group(
+                [
+                    ("program_id", "=", company.mlm_program_id.id),
+                    ("partner_id", "!=", False),
+                ],
+                ["partner_id"],
+            )
+        )
+        return sorted(partner.id for (partner,) in groups)
+
+    @api.model
+    def _cron_review_tiers(self, batch_size=5000):
+        """Nightly: tiers of every member (downgrades after the grace period),
+        plus the new-member catch-up (referral codes, welcome bonuses).
+
+        Batches of `batch_size` members, one qualification query each;
+        idempotent, so an interrupted run simply runs again.
+        """
+        today = fields.Date.context_today(self)
+        done = 0
+        companies = (
+            self.env["res.company"].sudo().search([("mlm_program_id", "!=", False)])
+        )
+        for company in companies:
+            ladder = self.env["loyalty.mlm.tier"]._mlm_ladder(company)
+            for batch in split_every(
+                batch_size, self._mlm_programme_member_ids(company), self.browse
+            ):
+                if ladder:
+                    batch._mlm_tier_review(company, ladder, today)
+                batch._mlm_on_member(company)
+                done += len(batch)
+        self.env["ir.cron"]._notify_progress(done=done, remaining=0)
+        return done
+
+    # Referral -----------------------------------------------------------------
+
+    def _mlm_successful_referrals(self):
+        """{partner id: referred contacts whose referral was rewarded}."""
+        groups = (
+            self.sudo()
+            .with_context(active_test=False)
+            ._read_group(
+                [
+                    ("mlm_referrer_id", "in", self.ids),
+                    ("mlm_referral_date", "!=", False),
+                ],
+                ["mlm_referrer_id"],
+                ["__count"],
+            )
+        )
+        return {partner.id: count for partner, count in groups}
+
+    @api.model
+    def _mlm_referral_rewards(self, orders):
+        """Referral bonuses for the referred customers of `orders` (confirmed
+        sale or paid POS orders of one model) for whom one of them is the
+        first qualifying order: both the referrer and the new customer get
+        their bonus, once (the referred contact's row is locked, then checked
+        again)."""
+        for order in orders.sorted("date_order"):
+            referred = order.partner_id
+            if not referred.mlm_referrer_id or referred.mlm_referral_date:
+                continue
+            self.env.cr.execute(
+                SQL(
+                    "SELECT id FROM res_partner WHERE id = %s FOR NO KEY UPDATE",
+                    referred.id,
+                )
+            )
+            referred.invalidate_recordset(["mlm_referral_date", "mlm_referrer_id"])
+            if referred.mlm_referral_date or not referred.mlm_referrer_id:
+                continue
+            if referred._mlm_has_other_qualifying_order(orders):
+                continue
+            referred._mlm_reward_referral(order)
+
+    def _mlm_has_other_qualifying_order(self, orders):
+        """Whether `self` has a confirmed sale or paid POS order besides
+        `orders` (sale or POS orders)."""
+        self.ensure_one()
+        sale_ids = orders.ids if orders._name == "sale.order" else []
+        pos_ids = orders.ids if orders._name == "pos.order" else []
+        return bool(
+            self.env["sale.order"]
+            .sudo()
+            .search_count(
+                [
+                    ("partner_id", "=", self.id),
+                    ("state", "=", "sale"),
+                    ("id", "not in", sale_ids),
+                ],
+                limit=1,
+            )
+            or self.env["pos.order"]
+            .sudo()
+            .search_count(
+                [
+                    ("partner_id", "=", self.id),
+                    ("state", "in", ("paid", "done", "invoiced")),
+                    ("amount_total", ">", 0),
+                    ("id", "not in", pos_ids),
+                ],
+                limit=1,
+            )
+        )
+
+    def _mlm_reward_referral(self, order):
+        """Credit the referral bonuses of the referred contact `self`."""
+        self.ensure_one()
+        company = order.company_id
+        referrer = self.mlm_referrer_id
+        if not company.mlm_program_id:
+            return
+        # Both become members if they were not (the referrer always is).
+        (referrer | self).sudo()._mlm_enroll(company)
+        cards = (
+            self.env["loyalty.card"]
+            .sudo()
+            .search(
+                [
+                    ("program_id", "=", company.mlm_program_id.id),
+                    ("partner_id", "in", (referrer | self).ids),
+                ]
+            )
+        )
+        card_of = {card.partner_id: card for card in cards}
+        for partner, amount, reason in (
+            (
+                referrer,
+                company.mlm_referral_bonus,
+                _("Referral of %(name)s", name=self.display_name),
+            ),
+            (
+                self,
+                company.mlm_referral_bonus_referred,
+                _("Referred by %(name)s", name=referrer.display_name),
+            ),
+        ):
+            if amount > 0 and partner in card_of:
+                card_of[partner]._mlm_post_points(
+                    amount, "referral", source=self, reason=reason
+                )
+        self.sudo().mlm_referral_date = fields.Date.context_today(self)
+
+    # Birthdays ----------------------------------------------------------------
+
+    @api.model
+    def _mlm_birthday_due(self, company, today):
+        """Members of `company` whose birthday is `today` (29 February
+        birthdays on 28 February in other years) without a birthday bonus
+        this calendar year: one query."""
+        self.flush_model(["mlm_birthdate", "active"])
+        self.env["loyalty.card"].flush_model(["partner_id", "program_id", "active"])
+        self.env["loyalty.mlm.ledger"].flush_model(
+            ["partner_id", "kind", "company_id", "date"]
+        )
+        leap_day_today = (
+            today.month == 2 and today.day == 28 and not calendar.isleap(today.year)
+        )
+        self.env.cr.execute(
+            SQL(
+                """
+                SELECT DISTINCT p.id
+                  FROM res_partner p
+                  JOIN loyalty_card c
+                    ON c.partner_id = p.id AND c.program_id = %(program)s
+                       AND c.active
+                 WHERE p.active AND p.mlm_birthdate IS NOT NULL
+                   AND (
+                        (EXTRACT(MONTH FROM p.mlm_birthdate) = %(month)s
+                         AND EXTRACT(DAY FROM p.mlm_birthdate) = %(day)s)
+                     OR (%(leap_day_today)s
+                         AND EXTRACT(MONTH FROM p.mlm_birthdate) = 2
+                         AND EXTRACT(DAY FROM p.mlm_birthdate) = 29)
+                   )
+                   AND NOT EXISTS (
+                        SELECT 1 FROM loyalty_mlm_ledger l
+                         WHERE l.partner_id = p.id AND l.kind = 'birthday'
+                           AND l.company_id = %(company)s
+                           AND l.date >= %(year_start)s AND l.date < %(year_end)s
+                   )
+              ORDER BY p.id
+                """,
+                program=company.mlm_program_id.id,
+                month=today.month,
+                day=today.day,
+                leap_day_today=leap_day_today,
+                company=company.id,
+                year_start=datetime(today.year, 1, 1),
+                year_end=datetime(today.year + 1, 1, 1),
+            )
+        )
+        return [row[0] for row in self.env.cr.fetchall()]
+
+    def _mlm_grant_birthday_bonus(self, company, today):
+        """Credit the birthday bonus to `self` and queue the birthday mail."""
+        amount = company.mlm_birthday_bonus
+        cards = (
+            self.env["loyalty.card"]
+            .sudo()
+            .search(
+                [
+                    ("program_id", "=", company.mlm_program_id.id),
+                    ("partner_id", "in", self.ids),
+                ]
+            )
+        )
+        template = self.env.ref(
+            "loyalty_mlm.mail_template_mlm_birthday", raise_if_not_found=False
+        )
+        for card in cards:
+            card._mlm_post_points(
+                amount,
+                "birthday",
+                source=card.partner_id,
+                reason=_("Birthday bonus %(year)s", year=today.year),
+            )
+            if template and card.partner_id.email:
+                # Queued, sent by the mail queue job (no force_send).
+                template.with_company(company).with_context(
+                    mlm_bonus_points=amount
+                ).send_mail(card.partner_id.id)
+
+    @api.model
+    def _cron_birthday_bonus(self, batch_size=1000):
+        """Daily: the birthday bonus of the members born on this day.
+
+        At most `batch_size` members per call; ir.cron calls again while
+        some remain. Idempotent: a member with a birthday entry this calendar
+        year is skipped, so a rerun on the same day credits nobody twice.
+        """
+        today = fields.Date.context_today(self)
+        done = remaining = 0
+        companies = (
+            self.env["res.company"]
+            .sudo()
+            .search([("mlm_program_id", "!=", False), ("mlm_birthday_bonus", ">", 0)])
+        )
+        for company in companies:
+            due = self._mlm_birthday_due(company, today)
+            todo = due[: max(batch_size - done, 0)]
+            self.browse(todo)._mlm_grant_birthday_bonus(company, today)
+            done += len(todo)
+            remaining += len(due) - len(todo)
+        self.env["ir.cron"]._notify_progress(done=done, remaining=remaining)
+        return done
+
+    # Demo -------------------------------------------------------------------
+
+    @api.model
+    def _mlm_demo_bonuses(self):
+        """Demo: a referral chain (Anna brought Gijs, who brought Hanna), a
+        donation to the food bank, and every member's tier."""
+        ref = self.env.ref
+        company = self.env.company
+        if not company.mlm_program_id:
+            return
+        anna = ref("loyalty_mlm.res_partner_anna_demo")
+        gijs = ref("loyalty_mlm.res_partner_gijs_demo")
+        hanna = ref("loyalty_mlm.res_partner_hanna_demo")
+        tea = ref("loyalty_mlm.product_organic_tea_demo")
+        anna._mlm_enroll(company)
+        # As the cashier does it: type the code Anna gave Gijs.
+        gijs.mlm_referrer_code = anna.mlm_referral_code
+        order = self.env["sale.order"].create(
+            {
+                "partner_id": gijs.id,
+                "order_line": [
+                    (
+                        0,
+                        0,
+                        {
+                            "product_id": tea.id,
+                            "product_uom_qty": 6,
+                        },
+                    )
+                ],
+            }
+        )
+        order._update_programs_and_rewards()
+        order.action_confirm()
+        hanna.mlm_referrer_id = gijs
+        self.env["loyalty.mlm.donation.wizard"].create(
+            {
+                "partner_id": anna.id,
+                "charity_id": ref("loyalty_mlm.res_partner_food_bank_demo").id,
+                "points": 50,
+            }
+        ).action_donate()
+        self._cron_review_tiers()
+        self._cron_birthday_bonus()

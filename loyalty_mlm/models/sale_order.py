@@ -1,10 +1,70 @@
-from odoo import _, models
+from collections import defaultdict
+
+from odoo import _, api, fields, models
 
 from .loyalty_mlm_ledger import mlm_source
 
 
 class SaleOrder(models.Model):
     _inherit = "sale.order"
+
+    # The customer's segment scores and lifecycle stage on the order form.
+    mlm_usage_segment = fields.Selection(
+        related="partner_id.commercial_partner_id.mlm_usage_segment"
+    )
+    mlm_quadrant = fields.Selection(
+        related="partner_id.commercial_partner_id.mlm_quadrant"
+    )
+    mlm_rfm_code = fields.Char(related="partner_id.commercial_partner_id.mlm_rfm_code")
+    mlm_churn_risk = fields.Integer(
+        related="partner_id.commercial_partner_id.mlm_churn_risk"
+    )
+    mlm_score_date = fields.Date(
+        related="partner_id.commercial_partner_id.mlm_score_date"
+    )
+    mlm_stage_id = fields.Many2one(
+        related="partner_id.commercial_partner_id.mlm_stage_id",
+        string="Lifecycle Stage",
+    )
+
+    # Bonuses, tiers, referral (see res.partner)
+    mlm_points_earned = fields.Float(
+        string="Points Earned",
+        compute="_compute_mlm_points_earned",
+        digits=(16, 2),
+        help="Member points this order earned, tier and campaign bonuses "
+        "included, net of what a cancellation took back.",
+    )
+    mlm_referrer_id = fields.Many2one(
+        related="partner_id.mlm_referrer_id",
+        readonly=False,
+        string="Referred By",
+        help="The member who referred this customer (saved on the customer): "
+        "both get the referral bonus on the customer's first order.",
+    )
+
+    @api.depends("state")
+    def _compute_mlm_points_earned(self):
+        orders = self.filtered(lambda order: isinstance(order.id, int))
+        earned = dict(
+            self.env["loyalty.mlm.ledger"]
+            .sudo()
+            ._read_group(
+                [
+                    ("res_model", "=", self._name),
+                    ("res_id", "in", orders.ids),
+                    "|",
+                    ("kind", "in", ("earn", "tier_bonus", "campaign_bonus")),
+                    "&",
+                    ("kind", "=", "reversal"),
+                    ("points", "<", 0),
+                ],
+                ["res_id"],
+                ["points:sum"],
+            )
+        )
+        for order in self:
+            order.mlm_points_earned = earned.get(order.id, 0.0)
 
     def _mlm_ledger_source(self, positive, negative):
         # A batch of orders is split per order by _get_point_changes below.
@@ -24,6 +84,9 @@ class SaleOrder(models.Model):
         for order in self:
             self.env["res.partner"]._mlm_auto_enroll(order.partner_id, order.company_id)
             order.partner_id._mlm_stage_event(order.company_id)
+        self._mlm_post_order_bonuses()
+        # The incremental score job picks these customers up (one trigger).
+        self.env["res.partner"]._mlm_scores_mark_dirty()
         return res
 
     def _action_cancel(self):
@@ -32,10 +95,41 @@ class SaleOrder(models.Model):
             mlm_ledger_source=self._mlm_ledger_source("reversal", "reversal"),
             mlm_ledger_splitting="cancel",
         )
+        confirmed = self.filtered(lambda order: order.state == "sale")
         try:
-            return super(SaleOrder, orders)._action_cancel()
+            res = super(SaleOrder, orders)._action_cancel()
         finally:
             ledger._mlm_clear_splits()
+        self.env["res.partner"]._mlm_reverse_order_bonuses(confirmed)
+        self.env["res.partner"]._mlm_scores_mark_dirty()
+        return res
+
+    def _mlm_post_order_bonuses(self):
+        """After confirmation: welcome, tier and campaign bonuses, tier
+        upgrade and referral bonuses (see res.partner "Bonuses, tiers,
+        referral"). The tier bonus uses the tier before the order."""
+        Partner = self.env["res.partner"]
+        member_ids = self.env["loyalty.program"]._mlm_member_programme_ids()
+        confirmed = self.filtered(lambda order: order.state == "sale")
+        members = defaultdict(lambda: Partner)
+        for order in confirmed:
+            company = order.company_id
+            order.partner_id._mlm_on_member(company)
+            earned = {
+                card: sum(points for kind, points, _r in parts if kind == "earn")
+                for card, parts in order._mlm_point_parts(member_ids).items()
+            }
+            lines = [
+                (line.product_id, line.price_subtotal)
+                for line in order.order_line
+                if line.product_id and not line.is_reward_line
+            ]
+            Partner._mlm_order_bonuses(order, "sale", earned, lines)
+            for card in earned:
+                members[company] |= card.partner_id
+        for company, partners in members.items():
+            partners._mlm_tier_upgrade(company)
+        Partner._mlm_referral_rewards(confirmed)
 
     def _get_point_changes(self):
         """Announce each order's earn and redeem parts before native code adds

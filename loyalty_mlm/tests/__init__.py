@@ -5,5 +5,10 @@ from . import test_ledger_performance
 from . import test_ledger_pos
 from . import test_pos_sync
 from . import test_pos_ui
+from . import test_scores
 from . import test_stages
 from . import test_ui
+from . import test_tiers
+from . import test_campaigns
+from . import test_bonuses
+from . import test_donations

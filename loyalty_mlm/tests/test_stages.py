@@ -147,7 +147,7 @@ class TestStageRules(StageCase, LoyaltyMlmCommon):
             "Old lapsed", (300,)
         )
         partners.write({"mlm_stage_id": False})
-        self.env["res.partner"]._cron_refresh_stages()
+        self.env["res.partner"]._mlm_refresh_all_stages()
         self.assertEqual(partners.mapped("mlm_stage_id.code"), ["growth", "winback"])
 
     def test_six_stages_are_kept(self):
@@ -177,3 +177,18 @@ class TestStagePos(LoyaltyMlmPosCommon):
     def test_first_paid_pos_order_moves_to_onboarding(self):
         self.sync([(self.product, 1)])
         self.assertEqual(self.member.mlm_stage_id.code, "onboarding")
+
+
+@tagged("post_install", "-at_install")
+class TestStageSurfaces(StageCase, LoyaltyMlmCommon):
+    def test_stage_on_orders_and_leads(self):
+        partner = self.customer("Lapsed lead", (400, 200))
+        self.refresh(partner)
+        lead = self.env["crm.lead"].create(
+            {"name": "Come back?", "partner_id": partner.id, "type": "opportunity"}
+        )
+        order = self.make_order(partner=partner, amount=10.0)
+        self.assertEqual(order.mlm_stage_id.code, "winback")
+        self.assertEqual(lead.mlm_stage_id.code, "winback")
+        found = self.env["crm.lead"].search([("mlm_stage_id.code", "=", "winback")])
+        self.assertIn(lead, found)
