@@ -20,6 +20,12 @@ class StageCase:
             order.date_order = today - timedelta(days=days)
         return partner
 
+    def store_score(self, partner, **values):
+        """A stored score row, as the nightly score refresh writes it."""
+        self.env["loyalty.mlm.partner.score"].create(
+            {"partner_id": partner.id, "company_id": self.env.company.id, **values}
+        )
+
     def refresh(self, partners):
         return partners._mlm_refresh_stages(self.env.company)
 
@@ -76,12 +82,12 @@ class TestStageRules(StageCase, LoyaltyMlmCommon):
             self.skipTest("segment scores not installed")
         partner = self.customer("At risk", (300, 120))
         today = fields.Date.context_today(partner)
-        partner.write({"mlm_churn_risk": 70, "mlm_score_date": today})
+        self.store_score(partner, churn_risk=70, score_date=today)
         self.refresh(partner)
         self.assertEqual(partner.mlm_stage_id.code, "retention")
         self.assertEqual(self.last_move(partner).reason_code, "churn_risk")
         other = self.customer("Safe", (300, 120))
-        other.write({"mlm_churn_risk": 69, "mlm_score_date": today})
+        self.store_score(other, churn_risk=69, score_date=today)
         self.refresh(other)
         self.assertEqual(other.mlm_stage_id.code, "growth")
 
