@@ -344,13 +344,16 @@ def main():
             [partner_ids],
         )
         env.invalidate_all()
-        moved, stage_time, stage_queries = timed(
-            env["res.partner"]._mlm_refresh_all_stages, company
-        )
+
+        def stage_step():
+            # Flushed inside the timer: the ORM defers the stage writes.
+            moved = env["res.partner"]._mlm_refresh_all_stages(company)
+            env.flush_all()
+            return moved
+
+        moved, stage_time, stage_queries = timed(stage_step)
         rows.append((f"  stage step ({moved} moved)", stage_time, stage_queries, None))
-        moved2, stage2_time, stage2_queries = timed(
-            env["res.partner"]._mlm_refresh_all_stages, company
-        )
+        moved2, stage2_time, stage2_queries = timed(stage_step)
         rows.append(
             (f"  stage step again ({moved2} moved)", stage2_time, stage2_queries, None)
         )
