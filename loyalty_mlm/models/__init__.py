@@ -16,3 +16,6 @@ from . import pos_order
 from . import loyalty_mlm_score_run
 from . import loyalty_mlm_partner_score
 from . import crm_lead
+from . import loyalty_mlm_treatment
+from . import loyalty_mlm_treatment_log
+from . import loyalty_mlm_expiry_reminder

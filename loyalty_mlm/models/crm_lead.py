@@ -23,3 +23,19 @@ class CrmLead(models.Model):
         related="partner_id.commercial_partner_id.mlm_stage_id",
         string="Lifecycle Stage",
     )
+    # The customer's next best action and the treatments he received.
+    mlm_treatment_id = fields.Many2one(
+        related="partner_id.commercial_partner_id.mlm_treatment_id"
+    )
+    mlm_next_action = fields.Char(
+        related="partner_id.commercial_partner_id.mlm_next_action"
+    )
+    mlm_next_action_status = fields.Char(
+        related="partner_id.commercial_partner_id.mlm_next_action_status"
+    )
+    mlm_treatment_rationale = fields.Char(
+        related="partner_id.commercial_partner_id.mlm_treatment_rationale"
+    )
+    mlm_treatment_log_ids = fields.One2many(
+        related="partner_id.commercial_partner_id.mlm_treatment_log_ids"
+    )

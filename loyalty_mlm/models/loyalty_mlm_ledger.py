@@ -55,6 +55,7 @@ class LoyaltyMlmLedger(models.Model):
             ("tier_bonus", "Tier bonus"),
             ("campaign_bonus", "Campaign bonus"),
             ("donation", "Donation"),
+            ("treatment", "Treatment bonus"),
         ],
         required=True,
         index=True,

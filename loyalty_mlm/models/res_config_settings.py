@@ -70,3 +70,11 @@ class ResConfigSettings(models.TransientModel):
     mlm_tier_grace_days = fields.Integer(
         related="company_id.mlm_tier_grace_days", readonly=False
     )
+    # Treatments
+    mlm_expiry_reminder_days = fields.Integer(
+        string="Expiry Reminder (days before)",
+        config_parameter="loyalty_mlm.expiry_reminder_days",
+        default=14,
+        help="Members get a mail this many days before points expire, once per "
+        "lot of points; 0: no reminder.",
+    )

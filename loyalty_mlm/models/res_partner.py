@@ -9,7 +9,7 @@ from dateutil.relativedelta import relativedelta
 
 from odoo import _, api, fields, models
 from odoo.exceptions import AccessError, UserError, ValidationError
-from odoo.tools import SQL, float_round, split_every
+from odoo.tools import SQL, float_round, format_date, split_every
 from odoo.tools.query import Query
 
 from ..tools.lifecycle import StageInput, StageParams, decide_stage
@@ -371,7 +371,8 @@ class ResPartner(models.Model):
         self._mlm_on_stage_enter(stage)
 
     def _mlm_on_stage_enter(self, stage):
-        """Hook: `self` just entered `stage` (treatments plug in here)."""
+        """Hook: `self` just entered `stage`: their stage-entry treatments."""
+        self.env["loyalty.mlm.treatment"]._mlm_on_stage_enter(self)
 
     # Stage rules ---------------------------------------------------
 
@@ -809,7 +810,12 @@ class ResPartner(models.Model):
         if not remaining and not self.env.context.get("mlm_scores_only"):
             # One nightly action: the stages are decided from fresh scores.
             # (mlm_scores_only: the benchmark times the two steps apart.)
-            done += self._mlm_refresh_all_stages(companies)
+            # The treatments follow in their own job, in batches, rather than
+            # inside the bulk stage moves.
+            done += self.with_context(
+                mlm_defer_treatments=True
+            )._mlm_refresh_all_stages(companies)
+            self.env["loyalty.mlm.treatment"]._mlm_trigger_run()
         self.env["ir.cron"]._notify_progress(done=done, remaining=remaining)
         return remaining
 
@@ -2182,3 +2188,84 @@ class ResPartner(models.Model):
         ).action_donate()
         self._cron_review_tiers()
         self._cron_birthday_bonus()
+
+    # ------------------------------------------------------------
+    # Treatments
+    # ------------------------------------------------------------
+    # The first active treatment rule a customer meets is his next best
+    # action (see loyalty.mlm.treatment); the log keeps what was done.
+
+    mlm_treatment_id = fields.Many2one(
+        "loyalty.mlm.treatment",
+        string="Next Best Action",
+        compute="_compute_mlm_next_action",
+        help="The treatment that applies to this customer now: the first active "
+        "rule (by sequence) whose conditions he meets.",
+    )
+    mlm_next_action = fields.Char(
+        string="It Does", compute="_compute_mlm_next_action"
+    )
+    mlm_next_action_status = fields.Char(
+        string="When", compute="_compute_mlm_next_action"
+    )
+    mlm_treatment_rationale = fields.Char(
+        string="Why", compute="_compute_mlm_next_action"
+    )
+    mlm_treatment_log_ids = fields.One2many(
+        "loyalty.mlm.treatment.log", "partner_id", string="Treatments Done"
+    )
+
+    @api.depends_context("company")
+    @api.depends("mlm_stage_id")
+    def _compute_mlm_next_action(self):
+        """Set-based: one search per rule for all of `self`, one query for
+        what is due per rule, one for the last executions."""
+        company = self.env.company
+        Treatment = self.env["loyalty.mlm.treatment"]
+        ids = [pid for pid in self.ids if isinstance(pid, int)]
+        rule_of, due, last = {}, set(), {}
+        if ids:
+            now = fields.Datetime.now()
+            matches = Treatment._mlm_rules(company)._mlm_match(company, ids)
+            for rule, partner_ids in matches.items():
+                rule_of.update(dict.fromkeys(partner_ids, rule))
+                due.update((rule.id, pid) for pid in rule._mlm_due(partner_ids, now))
+            if rule_of:
+                groups = self.env["loyalty.mlm.treatment.log"].sudo()._read_group(
+                    [
+                        ("partner_id", "in", list(rule_of)),
+                        ("treatment_id", "in", [r.id for r in matches]),
+                    ],
+                    ["partner_id", "treatment_id"],
+                    ["date:max"],
+                )
+                last = {(p.id, r.id): date for p, r, date in groups}
+        for partner in self:
+            rule = rule_of.get(partner.id, Treatment)
+            partner.mlm_treatment_id = rule
+            partner.mlm_treatment_rationale = rule.rationale or ""
+            partner.mlm_next_action = (
+                "; ".join(rule._mlm_action_labels()) or _("Nothing") if rule else ""
+            )
+            partner.mlm_next_action_status = partner._mlm_next_action_status(
+                rule, (rule.id, partner.id) in due, last.get((partner.id, rule.id))
+            )
+
+    def _mlm_next_action_status(self, rule, is_due, last_date):
+        if not rule:
+            return ""
+        if not rule._mlm_has_actions():
+            return _("No action on purpose")
+        if is_due:
+            return _("Due at the next run")
+        if rule.trigger == "periodic" and last_date:
+            return _(
+                "Done on %(done)s, again from %(next)s",
+                done=format_date(self.env, last_date),
+                next=format_date(
+                    self.env, last_date + timedelta(days=rule.cooldown_days)
+                ),
+            )
+        if last_date:
+            return _("Done on %s", format_date(self.env, last_date))
+        return _("On the next entry into the stage")

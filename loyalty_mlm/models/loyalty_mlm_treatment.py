@@ -1,0 +1,604 @@
+import logging
+from datetime import timedelta
+
+from odoo import Command, _, api, fields, models
+from odoo.exceptions import ValidationError
+from odoo.osv import expression
+from odoo.tools import SQL, format_date, split_every
+
+from .res_partner import QUADRANT_SELECTION, USAGE_SEGMENT_SELECTION
+
+_logger = logging.getLogger(__name__)
+
+# Partners handled per call of the nightly job (ir.cron calls again while
+# some remain, committing in between).
+TREATMENT_BATCH_SIZE = 500
+# A stage move of at most this many contacts (a manual move, an order that
+# moves its customer) runs its stage-entry treatments at once; bigger moves
+# (the nightly refresh) leave them to the treatment job that follows it.
+TREATMENT_INLINE_LIMIT = 20
+
+
+class LoyaltyMlmTreatment(models.Model):
+    """A rule turning a customer's stage and segment into an action.
+
+    The active rules form a decision list: each customer gets the first rule
+    (by sequence) whose conditions he meets, its "next best action". That rule
+    fires on its trigger: once per entry into the stage (the stage history
+    row is the occasion), or periodically, at most once per cooldown. A rule
+    without actions stops the list ("strangers: nothing").
+    """
+
+    _name = "loyalty.mlm.treatment"
+    _description = "Member Treatment Rule"
+    _order = "sequence, id"
+
+    name = fields.Char(required=True, translate=True)
+    active = fields.Boolean(default=True)
+    sequence = fields.Integer(default=10)
+    company_id = fields.Many2one(
+        "res.company",
+        string="Company",
+        index=True,
+        help="Empty: the rule applies in every company.",
+    )
+    rationale = fields.Char(
+        translate=True, help="Why this treatment: one line for the sales team."
+    )
+    # Conditions -----------------------------------------------------------
+    stage_ids = fields.Many2many(
+        "loyalty.mlm.stage", string="Stages", help="Empty: any stage."
+    )
+    usage_segment = fields.Selection(
+        USAGE_SEGMENT_SELECTION, string="Usage Segment", help="Empty: any segment."
+    )
+    quadrant = fields.Selection(
+        QUADRANT_SELECTION, string="Loyalty x Profit", help="Empty: any quadrant."
+    )
+    segment_match = fields.Selection(
+        [("all", "Both"), ("any", "Either")],
+        string="Segment and Quadrant",
+        default="all",
+        required=True,
+        help="With both a usage segment and a quadrant: must the customer be in "
+        "both, or is either enough (heavy user or True Friend)?",
+    )
+    tier_ids = fields.Many2many(
+        "loyalty.mlm.tier", string="Tiers", help="Empty: any tier, or none."
+    )
+    churn_risk_min = fields.Integer(string="Churn Risk From (%)", default=0)
+    churn_risk_max = fields.Integer(string="Churn Risk To (%)", default=100)
+    stage_days_min = fields.Integer(
+        string="Days in Stage From", help="At least this many days in the stage."
+    )
+    stage_days_max = fields.Integer(
+        string="Days in Stage To", help="At most this many days; 0: no limit."
+    )
+    # Trigger --------------------------------------------------------------
+    trigger = fields.Selection(
+        [("stage_entry", "On stage entry"), ("periodic", "Periodic")],
+        required=True,
+        default="stage_entry",
+        help="On stage entry: once each time a customer enters the stage. "
+        "Periodic: at every nightly run, at most once per cooldown.",
+    )
+    cooldown_days = fields.Integer(
+        string="Cooldown (days)",
+        default=30,
+        help="The rule never fires again for the same customer within this many "
+        "days of its last execution for him.",
+    )
+    # Actions --------------------------------------------------------------
+    mail_template_id = fields.Many2one(
+        "mail.template",
+        string="Send Mail",
+        domain=[("model", "=", "res.partner")],
+        help="Sent to the customer in his language. The template may show "
+        "ctx.get('mlm_coupon_code') and ctx.get('mlm_bonus_points').",
+    )
+    activity_type_id = fields.Many2one(
+        "mail.activity.type",
+        string="Schedule Activity",
+        domain=[("res_model", "in", (False, "res.partner"))],
+        help="For the customer's salesperson (or the fallback user below).",
+    )
+    activity_summary = fields.Char(string="Activity Summary", translate=True)
+    activity_deadline_days = fields.Integer(string="Activity Due In (days)", default=3)
+    activity_user_id = fields.Many2one(
+        "res.users",
+        string="Fallback Responsible",
+        help="Gets the activity for customers without a salesperson; empty: "
+        "no activity for them.",
+    )
+    bonus_points = fields.Float(
+        string="Credit Points", digits=(16, 2), help="Credited to the member card."
+    )
+    coupon_program_id = fields.Many2one(
+        "loyalty.program",
+        string="Issue Coupon",
+        domain=[("program_type", "=", "coupons")],
+    )
+    coupon_validity_days = fields.Integer(
+        string="Coupon Valid For (days)", default=30, help="0: no expiry."
+    )
+    tag_ids = fields.Many2many(
+        "res.partner.category", string="Add Tags", help="Contact tags to add."
+    )
+    action_summary = fields.Char(
+        string="Actions", compute="_compute_action_summary", translate=False
+    )
+    log_count = fields.Integer(compute="_compute_log_count", string="Executions")
+
+    # ------------------------------------------------------------
+    # Computes and constraints
+    # ------------------------------------------------------------
+
+    @api.depends(
+        "mail_template_id",
+        "activity_type_id",
+        "activity_summary",
+        "activity_deadline_days",
+        "bonus_points",
+        "coupon_program_id",
+        "tag_ids",
+    )
+    def _compute_action_summary(self):
+        for rule in self:
+            rule.action_summary = "; ".join(rule._mlm_action_labels()) or _(
+                "Nothing"
+            )
+
+    def _compute_log_count(self):
+        counts = dict(
+            self.env["loyalty.mlm.treatment.log"]._read_group(
+                [("treatment_id", "in", self.ids)], ["treatment_id"], ["__count"]
+            )
+        )
+        for rule in self:
+            rule.log_count = counts.get(rule, 0)
+
+    @api.constrains(
+        "churn_risk_min",
+        "churn_risk_max",
+        "stage_days_min",
+        "stage_days_max",
+        "cooldown_days",
+        "trigger",
+    )
+    def _check_mlm_conditions(self):
+        for rule in self:
+            if not 0 <= rule.churn_risk_min <= rule.churn_risk_max <= 100:
+                raise ValidationError(
+                    _(
+                        "%(rule)s: the churn risk range must lie between 0 and 100, "
+                        "from the lower to the higher value.",
+                        rule=rule.name,
+                    )
+                )
+            if rule.stage_days_min < 0 or rule.stage_days_max < 0:
+                raise ValidationError(
+                    _("%(rule)s: days in stage cannot be negative.", rule=rule.name)
+                )
+            if rule.stage_days_max and rule.stage_days_max < rule.stage_days_min:
+                raise ValidationError(
+                    _(
+                        "%(rule)s: the days in stage range ends before it starts.",
+                        rule=rule.name,
+                    )
+                )
+            if rule.cooldown_days < 0 or (
+                rule.trigger == "periodic" and rule.cooldown_days < 1
+            ):
+                raise ValidationError(
+                    _(
+                        "%(rule)s: a periodic treatment needs a cooldown of at "
+                        "least one day.",
+                        rule=rule.name,
+                    )
+                )
+
+    @api.constrains("bonus_points", "activity_deadline_days", "coupon_validity_days")
+    def _check_mlm_actions(self):
+        for rule in self:
+            if rule.bonus_points < 0:
+                raise ValidationError(
+                    _(
+                        "%(rule)s: a treatment credits points, never takes them.",
+                        rule=rule.name,
+                    )
+                )
+            if rule.activity_deadline_days < 0 or rule.coupon_validity_days < 0:
+                raise ValidationError(
+                    _(
+                        "%(rule)s: a number of days cannot be negative.",
+                        rule=rule.name,
+                    )
+                )
+
+    # ------------------------------------------------------------
+    # Actions
+    # ------------------------------------------------------------
+
+    def action_mlm_open_log(self):
+        self.ensure_one()
+        action = self.env["ir.actions.act_window"]._for_xml_id(
+            "loyalty_mlm.loyalty_mlm_treatment_log_action"
+        )
+        action["domain"] = [("treatment_id", "=", self.id)]
+        return action
+
+    # ------------------------------------------------------------
+    # Matching
+    # ------------------------------------------------------------
+
+    def _mlm_action_labels(self):
+        """What the rule does, in words (the next best action, the log)."""
+        self.ensure_one()
+        labels = []
+        if self.mail_template_id:
+            labels.append(_("Mail: %s", self.mail_template_id.name))
+        if self.activity_type_id:
+            labels.append(
+                _(
+                    "%(type)s for the salesperson within %(days)s days",
+                    type=self.activity_summary or self.activity_type_id.name,
+                    days=self.activity_deadline_days,
+                )
+            )
+        if self.bonus_points:
+            labels.append(_("%s bonus points", f"{self.bonus_points:g}"))
+        if self.coupon_program_id:
+            labels.append(_("Coupon: %s", self.coupon_program_id.name))
+        if self.tag_ids:
+            labels.append(_("Tags: %s", ", ".join(self.tag_ids.mapped("name"))))
+        return labels
+
+    def _mlm_has_actions(self):
+        self.ensure_one()
+        return bool(
+            self.mail_template_id
+            or self.activity_type_id
+            or self.bonus_points
+            or self.coupon_program_id
+            or self.tag_ids
+        )
+
+    def _mlm_partner_domain(self, now):
+        """The rule's conditions as a domain on res.partner (scores in the
+        current company)."""
+        self.ensure_one()
+        domain = [("mlm_stage_id", "!=", False)]
+        if self.stage_ids:
+            domain.append(("mlm_stage_id", "in", self.stage_ids.ids))
+        segments = []
+        if self.usage_segment:
+            segments.append([("mlm_usage_segment", "=", self.usage_segment)])
+        if self.quadrant:
+            segments.append([("mlm_quadrant", "=", self.quadrant)])
+        if segments:
+            combine = expression.OR if self.segment_match == "any" else expression.AND
+            domain = expression.AND([domain, combine(segments)])
+        if self.tier_ids:
+            domain.append(("mlm_tier_id", "in", self.tier_ids.ids))
+        if self.churn_risk_min > 0:
+            domain.append(("mlm_churn_risk", ">=", self.churn_risk_min))
+        if self.churn_risk_max < 100:
+            domain.append(("mlm_churn_risk", "<=", self.churn_risk_max))
+        # Days in stage = whole days since the stage date (see the contact).
+        if self.stage_days_min:
+            domain.append(
+                ("mlm_stage_date", "<=", now - timedelta(days=self.stage_days_min))
+            )
+        if self.stage_days_max:
+            domain.append(
+                ("mlm_stage_date", ">", now - timedelta(days=self.stage_days_max + 1))
+            )
+        return domain
+
+    @api.model
+    def _mlm_rules(self, company):
+        return self.search(
+            [("company_id", "in", (False, company.id))], order="sequence, id"
+        )
+
+    def _mlm_match(self, company, partner_ids=None):
+        """{rule: set of partner ids} for the rules `self` of `company`: each
+        customer under the first rule he meets. One search per rule."""
+        now = fields.Datetime.now()
+        Partner = self.env["res.partner"].with_company(company).sudo()
+        company_domain = [("company_id", "in", (False, company.id))]
+        if partner_ids is not None:
+            company_domain.append(("id", "in", list(partner_ids)))
+        taken = set()
+        matches = {}
+        for rule in self:
+            ids = set(
+                Partner.search(
+                    expression.AND([company_domain, rule._mlm_partner_domain(now)])
+                ).ids
+            )
+            matches[rule] = ids - taken
+            taken |= ids
+        return matches
+
+    def _mlm_due(self, partner_ids, now):
+        """{partner id: occasion key} of `partner_ids` (matched to the rule
+        `self`) for whom the rule must fire now.
+
+        Stage entry: the occasion is the history row of the customer's entry
+        into his current stage, if it happened after the rule was created
+        (rules do not replay old moves). Periodic: the occasion is the day.
+        Either way, nothing within the cooldown of the last execution.
+        """
+        self.ensure_one()
+        if not partner_ids or not self._mlm_has_actions():
+            return {}
+        partner_ids = sorted(partner_ids)
+        if self.trigger == "stage_entry":
+            self.env["loyalty.mlm.stage.history"].flush_model()
+            self.env.cr.execute(
+                SQL(
+                    """
+                    SELECT DISTINCT ON (h.partner_id) h.partner_id, h.id, h.date
+                      FROM loyalty_mlm_stage_history h
+                     WHERE h.partner_id = ANY(%s)
+                  ORDER BY h.partner_id, h.date DESC, h.id DESC
+                    """,
+                    partner_ids,
+                )
+            )
+            candidates = {
+                pid: f"stage:{hid}"
+                for pid, hid, date in self.env.cr.fetchall()
+                if date >= self.create_date
+            }
+        else:
+            candidates = dict.fromkeys(partner_ids, f"day:{now.date().isoformat()}")
+        if not candidates:
+            return {}
+        since = now - timedelta(days=self.cooldown_days) if self.cooldown_days else now
+        self.env["loyalty.mlm.treatment.log"].flush_model()
+        self.env.cr.execute(
+            SQL(
+                """
+                SELECT partner_id FROM loyalty_mlm_treatment_log
+                 WHERE treatment_id = %(rule)s AND partner_id = ANY(%(partners)s)
+                   AND (occasion = ANY(%(occasions)s) OR date > %(since)s)
+                """,
+                rule=self.id,
+                partners=list(candidates),
+                occasions=list(set(candidates.values())),
+                since=since,
+            )
+        )
+        for (partner_id,) in self.env.cr.fetchall():
+            candidates.pop(partner_id, None)
+        return candidates
+
+    @api.model
+    def _mlm_plan(self, company, partner_ids=None, triggers=None):
+        """[(rule, {partner id: occasion})] due now in `company`."""
+        now = fields.Datetime.now()
+        plan = []
+        rules = self._mlm_rules(company)
+        for rule, matched in rules._mlm_match(company, partner_ids).items():
+            if triggers and rule.trigger not in triggers:
+                continue
+            due = rule._mlm_due(matched, now)
+            if due:
+                plan.append((rule, due))
+        return plan
+
+    # ------------------------------------------------------------
+    # Execution
+    # ------------------------------------------------------------
+
+    @api.model
+    def _mlm_apply(self, company, partner_ids=None, triggers=None, limit=None):
+        """Run the due treatments of `company` (for `partner_ids` only if
+        given; at most `limit` customers). Returns (done, failed, left)."""
+        plan = self._mlm_plan(company, partner_ids, triggers)
+        total = sum(len(due) for _rule, due in plan)
+        done = failed = 0
+        for rule, due in plan:
+            for pid in sorted(due):
+                if limit is not None and done + failed >= limit:
+                    return done, failed, total - done - failed
+                if rule._mlm_fire(company, pid, due[pid]):
+                    done += 1
+                else:
+                    failed += 1
+        return done, failed, 0
+
+    def _mlm_fire(self, company, partner_id, occasion):
+        """Claim the occasion in the log, then execute the actions, all in one
+        savepoint: a failing action undoes the claim too, so the customer is
+        neither half-treated nor skipped (the next run tries again); a claim
+        already taken (a rerun) does nothing. Returns False on failure."""
+        self.ensure_one()
+        partner = self.env["res.partner"].browse(partner_id)
+        try:
+            with self.env.cr.savepoint():
+                log = self._mlm_claim(company, partner, occasion)
+                if log:
+                    self._mlm_execute(company, partner, log)
+        except Exception:
+            _logger.exception(
+                "Treatment %s failed for contact %s: retried at the next run.",
+                self.id,
+                partner_id,
+            )
+            self.env.invalidate_all()
+            return False
+        return True
+
+    def _mlm_claim(self, company, partner, occasion):
+        """The new log row of this occasion, or an empty recordset when a
+        previous (or concurrent) run already claimed it."""
+        self.env.cr.execute(
+            SQL(
+                """
+                INSERT INTO loyalty_mlm_treatment_log
+                       (treatment_id, partner_id, occasion, date, company_id,
+                        stage_id, trigger, create_uid, create_date, write_uid,
+                        write_date)
+                VALUES (%(rule)s, %(partner)s, %(occasion)s, %(now)s,
+                        %(company)s, %(stage)s, %(trigger)s, %(uid)s,
+                        %(now)s, %(uid)s, %(now)s)
+           ON CONFLICT (treatment_id, partner_id, occasion) DO NOTHING
+             RETURNING id
+                """,
+                rule=self.id,
+                partner=partner.id,
+                occasion=occasion,
+                now=fields.Datetime.now(),
+                company=company.id,
+                stage=partner.mlm_stage_id.id or None,
+                trigger=self.trigger,
+                uid=self.env.uid,
+            )
+        )
+        row = self.env.cr.fetchone()
+        return self.env["loyalty.mlm.treatment.log"].browse(row[0] if row else [])
+
+    def _mlm_execute(self, company, partner, log):
+        """The rule's actions for one customer, written down on `log`.
+
+        Points and coupon first, so the mail can quote them."""
+        self.ensure_one()
+        partner = partner.with_company(company)
+        done, values = [], {}
+        mail_ctx = {}
+        if self.bonus_points:
+            card = partner.mlm_card_id
+            if card:
+                card._mlm_post_points(
+                    self.bonus_points, "treatment", source=log, reason=self.name
+                )
+                done.append(_("%s bonus points credited", f"{self.bonus_points:g}"))
+                mail_ctx["mlm_bonus_points"] = f"{self.bonus_points:g}"
+            else:
+                done.append(_("No points: not a member"))
+        if self.coupon_program_id:
+            coupon = self._mlm_issue_coupon(partner)
+            values["coupon_id"] = coupon.id
+            mail_ctx["mlm_coupon_code"] = coupon.code
+            done.append(_("Coupon %s issued", coupon.code))
+        if self.tag_ids:
+            partner.write({"category_id": [Command.link(t.id) for t in self.tag_ids]})
+            done.append(_("Tags added: %s", ", ".join(self.tag_ids.mapped("name"))))
+        if self.activity_type_id:
+            activity = self._mlm_schedule_activity(partner)
+            if activity:
+                values["activity_id"] = activity.id
+                done.append(
+                    _(
+                        "Activity for %(user)s due %(date)s",
+                        user=activity.user_id.name,
+                        date=format_date(self.env, activity.date_deadline),
+                    )
+                )
+            else:
+                done.append(_("No activity: no salesperson"))
+        if self.mail_template_id:
+            if partner.email:
+                if partner.mlm_member_since:
+                    partner._mlm_ensure_referral_codes()
+                mail_id = self.mail_template_id.with_company(company).with_context(
+                    **mail_ctx
+                ).send_mail(partner.id)
+                values["mail_id"] = mail_id
+                done.append(_("Mail sent: %s", self.mail_template_id.name))
+            else:
+                done.append(_("No mail: no email address"))
+        values["summary"] = "\n".join(done)
+        log.write(values)
+
+    def _mlm_issue_coupon(self, partner):
+        """A coupon of the rule's programme for `partner`, as Odoo's coupon
+        generation wizard makes one (one point buys the reward)."""
+        today = fields.Date.context_today(self)
+        validity = self.coupon_validity_days
+        coupon = self.env["loyalty.card"].create(
+            {
+                "program_id": self.coupon_program_id.id,
+                "partner_id": partner.id,
+                "points": 1,
+                "expiration_date": today + timedelta(days=validity)
+                if validity
+                else False,
+            }
+        )
+        self.env["loyalty.history"].create(
+            {"description": self.name, "card_id": coupon.id, "issued": 1}
+        )
+        return coupon
+
+    def _mlm_schedule_activity(self, partner):
+        user = partner.user_id or self.activity_user_id
+        if not user:
+            return self.env["mail.activity"]
+        return partner.activity_schedule(
+            activity_type_id=self.activity_type_id.id,
+            summary=self.activity_summary or self.activity_type_id.summary or "",
+            note=self.rationale or "",
+            date_deadline=fields.Date.context_today(self)
+            + timedelta(days=self.activity_deadline_days),
+            user_id=user.id,
+        )
+
+    # ------------------------------------------------------------
+    # Crons
+    # ------------------------------------------------------------
+
+    @api.model
+    def _mlm_trigger_run(self):
+        """Ask the treatment job to run as soon as this transaction ends."""
+        cron = self.env.ref(
+            "loyalty_mlm.ir_cron_treatments", raise_if_not_found=False
+        )
+        if cron:
+            # sudo: triggering a system job; any user may ask for it.
+            cron.sudo()._trigger()
+
+    @api.model
+    def _cron_mlm_treatments(self, batch_size=TREATMENT_BATCH_SIZE):
+        """Nightly, after the stage refresh: every due treatment, resumably.
+
+        At most `batch_size` customers per call; ir.cron commits and calls
+        again while some remain. Each customer's occasion is claimed in the
+        log with his actions, so a rerun or a resumed run skips exactly the
+        customers already treated. A customer whose action fails is left for
+        the next night (when every customer of a call failed, the call
+        reports nothing left rather than spinning on them).
+        """
+        done = failed = left = 0
+        companies = self.env["res.company"].sudo().search([])
+        for company in companies:
+            budget = max(batch_size - done - failed, 0)
+            if not budget:
+                left += sum(len(due) for _r, due in self._mlm_plan(company))
+                continue
+            c_done, c_failed, c_left = self.sudo()._mlm_apply(company, limit=budget)
+            done, failed, left = done + c_done, failed + c_failed, left + c_left
+        if not done:
+            left = 0
+        self.env["ir.cron"]._notify_progress(done=done + failed, remaining=left)
+        return done
+
+    @api.model
+    def _mlm_on_stage_enter(self, partners):
+        """The stage-entry treatments of `partners`, who just moved: at once for
+        a few, from the treatment job for a bulk move."""
+        if not partners:
+            return
+        if (
+            len(partners) > TREATMENT_INLINE_LIMIT
+            or self.env.context.get("mlm_defer_treatments")
+        ):
+            self._mlm_trigger_run()
+            return
+        # sudo: the treatments are the system's reaction to the move, whoever
+        # caused it (a cashier's order, a manager's manual move).
+        for batch in split_every(TREATMENT_INLINE_LIMIT, partners.ids):
+            self.sudo()._mlm_apply(self.env.company, batch, triggers=("stage_entry",))
