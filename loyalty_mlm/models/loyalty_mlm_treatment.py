@@ -144,9 +144,7 @@ class LoyaltyMlmTreatment(models.Model):
     )
     def _compute_action_summary(self):
         for rule in self:
-            rule.action_summary = "; ".join(rule._mlm_action_labels()) or _(
-                "Nothing"
-            )
+            rule.action_summary = "; ".join(rule._mlm_action_labels()) or _("Nothing")
 
     def _compute_log_count(self):
         counts = dict(
@@ -321,14 +319,16 @@ class LoyaltyMlmTreatment(models.Model):
             taken |= ids
         return matches
 
-    def _mlm_due(self, partner_ids, now):
+    def _mlm_due(self, company, partner_ids, now):
         """{partner id: occasion key} of `partner_ids` (matched to the rule
-        `self`) for whom the rule must fire now.
+        `self`) for whom the rule must fire now in `company`.
 
         Stage entry: the occasion is the history row of the customer's entry
         into his current stage, if it happened after the rule was created
         (rules do not replay old moves). Periodic: the occasion is the day.
-        Either way, nothing within the cooldown of the last execution.
+        Either way, nothing within the cooldown of the last execution in the
+        company (a customer shared by two companies is treated by each, as
+        he is scored and carded by each).
         """
         self.ensure_one()
         if not partner_ids or not self._mlm_has_actions():
@@ -348,12 +348,14 @@ class LoyaltyMlmTreatment(models.Model):
                 )
             )
             candidates = {
-                pid: f"stage:{hid}"
+                pid: f"{company.id}:stage:{hid}"
                 for pid, hid, date in self.env.cr.fetchall()
                 if date >= self.create_date
             }
         else:
-            candidates = dict.fromkeys(partner_ids, f"day:{now.date().isoformat()}")
+            candidates = dict.fromkeys(
+                partner_ids, f"{company.id}:day:{now.date().isoformat()}"
+            )
         if not candidates:
             return {}
         since = now - timedelta(days=self.cooldown_days) if self.cooldown_days else now
@@ -363,9 +365,11 @@ class LoyaltyMlmTreatment(models.Model):
                 """
                 SELECT partner_id FROM loyalty_mlm_treatment_log
                  WHERE treatment_id = %(rule)s AND partner_id = ANY(%(partners)s)
+                   AND company_id = %(company)s
                    AND (occasion = ANY(%(occasions)s) OR date > %(since)s)
                 """,
                 rule=self.id,
+                company=company.id,
                 partners=list(candidates),
                 occasions=list(set(candidates.values())),
                 since=since,
@@ -384,7 +388,7 @@ class LoyaltyMlmTreatment(models.Model):
         for rule, matched in rules._mlm_match(company, partner_ids).items():
             if triggers and rule.trigger not in triggers:
                 continue
-            due = rule._mlm_due(matched, now)
+            due = rule._mlm_due(company, matched, now)
             if due:
                 plan.append((rule, due))
         return plan
@@ -470,7 +474,13 @@ class LoyaltyMlmTreatment(models.Model):
         done, values = [], {}
         mail_ctx = {}
         if self.bonus_points:
-            card = partner.mlm_card_id
+            card = self.env["loyalty.card"].search(
+                [
+                    ("program_id", "=", company.mlm_program_id.id),
+                    ("partner_id", "=", partner.id),
+                ],
+                limit=1,
+            )
             if card:
                 card._mlm_post_points(
                     self.bonus_points, "treatment", source=log, reason=self.name
@@ -504,9 +514,11 @@ class LoyaltyMlmTreatment(models.Model):
             if partner.email:
                 if partner.mlm_member_since:
                     partner._mlm_ensure_referral_codes()
-                mail_id = self.mail_template_id.with_company(company).with_context(
-                    **mail_ctx
-                ).send_mail(partner.id)
+                mail_id = (
+                    self.mail_template_id.with_company(company)
+                    .with_context(**mail_ctx)
+                    .send_mail(partner.id)
+                )
                 values["mail_id"] = mail_id
                 done.append(_("Mail sent: %s", self.mail_template_id.name))
             else:
@@ -554,9 +566,7 @@ class LoyaltyMlmTreatment(models.Model):
     @api.model
     def _mlm_trigger_run(self):
         """Ask the treatment job to run as soon as this transaction ends."""
-        cron = self.env.ref(
-            "loyalty_mlm.ir_cron_treatments", raise_if_not_found=False
-        )
+        cron = self.env.ref("loyalty_mlm.ir_cron_treatments", raise_if_not_found=False)
         if cron:
             # sudo: triggering a system job; any user may ask for it.
             cron.sudo()._trigger()
@@ -573,7 +583,9 @@ class LoyaltyMlmTreatment(models.Model):
         reports nothing left rather than spinning on them).
         """
         done = failed = left = 0
-        companies = self.env["res.company"].sudo().search([])
+        companies = (
+            self.env["res.company"].sudo().search([("mlm_program_id", "!=", False)])
+        )
         for company in companies:
             budget = max(batch_size - done - failed, 0)
             if not budget:
@@ -592,9 +604,8 @@ class LoyaltyMlmTreatment(models.Model):
         a few, from the treatment job for a bulk move."""
         if not partners:
             return
-        if (
-            len(partners) > TREATMENT_INLINE_LIMIT
-            or self.env.context.get("mlm_defer_treatments")
+        if len(partners) > TREATMENT_INLINE_LIMIT or self.env.context.get(
+            "mlm_defer_treatments"
         ):
             self._mlm_trigger_run()
             return

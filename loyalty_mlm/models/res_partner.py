@@ -2202,9 +2202,7 @@ class ResPartner(models.Model):
         help="The treatment that applies to this customer now: the first active "
         "rule (by sequence) whose conditions he meets.",
     )
-    mlm_next_action = fields.Char(
-        string="It Does", compute="_compute_mlm_next_action"
-    )
+    mlm_next_action = fields.Char(string="It Does", compute="_compute_mlm_next_action")
     mlm_next_action_status = fields.Char(
         string="When", compute="_compute_mlm_next_action"
     )
@@ -2229,15 +2227,22 @@ class ResPartner(models.Model):
             matches = Treatment._mlm_rules(company)._mlm_match(company, ids)
             for rule, partner_ids in matches.items():
                 rule_of.update(dict.fromkeys(partner_ids, rule))
-                due.update((rule.id, pid) for pid in rule._mlm_due(partner_ids, now))
+                due.update(
+                    (rule.id, pid) for pid in rule._mlm_due(company, partner_ids, now)
+                )
             if rule_of:
-                groups = self.env["loyalty.mlm.treatment.log"].sudo()._read_group(
-                    [
-                        ("partner_id", "in", list(rule_of)),
-                        ("treatment_id", "in", [r.id for r in matches]),
-                    ],
-                    ["partner_id", "treatment_id"],
-                    ["date:max"],
+                groups = (
+                    self.env["loyalty.mlm.treatment.log"]
+                    .sudo()
+                    ._read_group(
+                        [
+                            ("partner_id", "in", list(rule_of)),
+                            ("treatment_id", "in", [r.id for r in matches]),
+                            ("company_id", "=", company.id),
+                        ],
+                        ["partner_id", "treatment_id"],
+                        ["date:max"],
+                    )
                 )
                 last = {(p.id, r.id): date for p, r, date in groups}
         for partner in self:
