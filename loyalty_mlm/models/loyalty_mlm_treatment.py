@@ -244,7 +244,8 @@ class LoyaltyMlmTreatment(models.Model):
                 )
             )
         if self.bonus_points:
-            labels.append(_("%s bonus points", f"{self.bonus_points:g}"))
+            points = f"{self.bonus_points:g}"
+            labels.append(_("%s bonus points", points))
         if self.coupon_program_id:
             labels.append(_("Coupon: %s", self.coupon_program_id.name))
         if self.tag_ids:
@@ -485,8 +486,9 @@ class LoyaltyMlmTreatment(models.Model):
                 card._mlm_post_points(
                     self.bonus_points, "treatment", source=log, reason=self.name
                 )
-                done.append(_("%s bonus points credited", f"{self.bonus_points:g}"))
-                mail_ctx["mlm_bonus_points"] = f"{self.bonus_points:g}"
+                points = f"{self.bonus_points:g}"
+                done.append(_("%s bonus points credited", points))
+                mail_ctx["mlm_bonus_points"] = points
             else:
                 done.append(_("No points: not a member"))
         if self.coupon_program_id:

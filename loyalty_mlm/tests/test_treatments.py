@@ -595,6 +595,7 @@ class TestDefaultTreatments(TreatmentCase):
         self.env["ir.module.module"]._load_module_terms(
             ["loyalty_mlm"], ["nl_NL"], overwrite=True
         )
+        self.env.invalidate_all()
         dutch = self.customer("Daan", "onboarding", lang="nl_NL")
         english = self.customer("Emma", "onboarding", lang="en_US")
         self.run_job()
