@@ -13,3 +13,4 @@ from . import test_campaigns
 from . import test_bonuses
 from . import test_donations
 from . import test_treatments
+from . import test_expiry_reminder
