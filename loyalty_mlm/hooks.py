@@ -1,4 +1,7 @@
 import logging
+from datetime import timedelta
+
+from odoo import fields
 
 _logger = logging.getLogger(__name__)
 
@@ -21,4 +24,10 @@ def post_init_hook(env):
     _logger.info(
         "loyalty_mlm: scores and lifecycle stages computed for %s customers",
         partners.search_count([("mlm_stage_id", "!=", False)]),
+    )
+    # The stages just computed describe the past: no welcome mail or winback
+    # coupon for them. Stage-entry treatments fire for the moves from now on.
+    # (Datetimes are stored to the second: start after the second of the moves.)
+    env["loyalty.mlm.treatment"].with_context(active_test=False).search([]).write(
+        {"date_start": fields.Datetime.now() + timedelta(seconds=1)}
     )

@@ -82,6 +82,14 @@ class LoyaltyMlmTreatment(models.Model):
         help="On stage entry: once each time a customer enters the stage. "
         "Periodic: at every nightly run, at most once per cooldown.",
     )
+    date_start = fields.Datetime(
+        string="Fires From",
+        required=True,
+        default=fields.Datetime.now,
+        help="Stage entries from this moment on fire the rule; older entries "
+        "(before the rule existed, or the stages computed at installation) "
+        "do not.",
+    )
     cooldown_days = fields.Integer(
         string="Cooldown (days)",
         default=30,
@@ -325,8 +333,8 @@ class LoyaltyMlmTreatment(models.Model):
         `self`) for whom the rule must fire now in `company`.
 
         Stage entry: the occasion is the history row of the customer's entry
-        into his current stage, if it happened after the rule was created
-        (rules do not replay old moves). Periodic: the occasion is the day.
+        into his current stage, if it happened after the rule's start (rules
+        do not replay old moves). Periodic: the occasion is the day.
         Either way, nothing within the cooldown of the last execution in the
         company (a customer shared by two companies is treated by each, as
         he is scored and carded by each).
@@ -351,7 +359,7 @@ class LoyaltyMlmTreatment(models.Model):
             candidates = {
                 pid: f"{company.id}:stage:{hid}"
                 for pid, hid, date in self.env.cr.fetchall()
-                if date >= self.create_date
+                if date >= self.date_start
             }
         else:
             candidates = dict.fromkeys(

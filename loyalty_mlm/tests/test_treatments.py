@@ -8,6 +8,7 @@ from odoo.exceptions import AccessError, ValidationError
 from odoo.tests import new_test_user, tagged
 from odoo.tools import format_date
 
+from ..hooks import post_init_hook
 from .common import LoyaltyMlmCommon
 
 
@@ -335,12 +336,7 @@ class TestTreatmentTriggers(OwnRulesCase):
         """A rule created after a customer's stage entry waits for his next one."""
         partner = self.customer("Long ago", "growth")
         rule = self.rule(trigger="stage_entry", cooldown_days=0)
-        self.env.flush_all()
-        self.env.cr.execute(
-            "UPDATE loyalty_mlm_treatment SET create_date = %s WHERE id = %s",
-            (fields.Datetime.now() + timedelta(minutes=5), rule.id),
-        )
-        rule.invalidate_recordset(["create_date"])
+        rule.date_start = fields.Datetime.now() + timedelta(minutes=5)
         self.assertEqual(self.run_job(), 0)
         self.assertEqual(
             partner.mlm_next_action_status, "On the next entry into the stage"
@@ -604,4 +600,25 @@ class TestDefaultTreatments(TreatmentCase):
         self.assertIn("Bedankt voor je eerste bestelling", mail.body_html)
         self.assertEqual(
             self.mails(english).subject, "Welcome, Emma: how your points work"
+        )
+
+    def test_install_backfill_sends_nothing(self):
+        """Installing on a database with customers computes their stages: those
+        are past entries, no welcome mail or winback coupon for them."""
+        lapsed = self.env["res.partner"].create(
+            {"name": "Lapsed Before", "email": "lb@example.com", "customer_rank": 1}
+        )
+        order = self.make_order(partner=lapsed, amount=50.0)
+        order.action_confirm()
+        order.date_order = fields.Datetime.now() - timedelta(days=400)
+        post_init_hook(self.env)
+        self.assertEqual(lapsed.mlm_stage_id, self.stages["winback"])
+        self.run_job()
+        winback = self.env.ref("loyalty_mlm.treatment_winback")
+        self.assertEqual(
+            self.logs(lapsed, winback), self.env["loyalty.mlm.treatment.log"]
+        )
+        self.assertEqual(lapsed.mlm_treatment_id, winback)
+        self.assertEqual(
+            lapsed.mlm_next_action_status, "On the next entry into the stage"
         )
