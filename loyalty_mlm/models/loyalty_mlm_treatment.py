@@ -2,7 +2,7 @@ import logging
 from datetime import timedelta
 
 from odoo import Command, _, api, fields, models
-from odoo.exceptions import ValidationError
+from odoo.exceptions import UserError, ValidationError
 from odoo.osv import expression
 from odoo.tools import SQL, format_date, split_every
 
@@ -220,6 +220,20 @@ class LoyaltyMlmTreatment(models.Model):
                         rule=rule.name,
                     )
                 )
+
+    @api.ondelete(at_uninstall=False)
+    def _unlink_except_executed(self):
+        if (
+            self.env["loyalty.mlm.treatment.log"]
+            .sudo()
+            .search_count([("treatment_id", "in", self.ids)], limit=1)
+        ):
+            raise UserError(
+                _(
+                    "A treatment that was executed keeps its log: archive it "
+                    "instead of deleting it."
+                )
+            )
 
     # ------------------------------------------------------------
     # Actions
@@ -575,11 +589,16 @@ class LoyaltyMlmTreatment(models.Model):
 
     @api.model
     def _mlm_trigger_run(self):
-        """Ask the treatment job to run as soon as this transaction ends."""
+        """Ask the treatment job to run as soon as this transaction ends
+        (once per transaction, however many bulk moves it makes)."""
+        marked = self.env.cr.precommit.data
+        if marked.get("loyalty_mlm.treatments_triggered"):
+            return
         cron = self.env.ref("loyalty_mlm.ir_cron_treatments", raise_if_not_found=False)
         if cron:
             # sudo: triggering a system job; any user may ask for it.
             cron.sudo()._trigger()
+            marked["loyalty_mlm.treatments_triggered"] = True
 
     @api.model
     def _cron_mlm_treatments(self, batch_size=TREATMENT_BATCH_SIZE):

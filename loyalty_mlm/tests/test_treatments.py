@@ -4,7 +4,7 @@ from unittest.mock import patch
 from freezegun import freeze_time
 
 from odoo import fields
-from odoo.exceptions import AccessError, ValidationError
+from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.tests import new_test_user, tagged
 from odoo.tools import format_date
 
@@ -36,6 +36,11 @@ class TreatmentCase(LoyaltyMlmCommon):
         cls.env["res.partner"].search([("mlm_stage_id", "!=", False)]).write(
             {"mlm_stage_id": False}
         )
+
+    def setUp(self):
+        super().setUp()
+        # The job is triggered once per transaction: tests share one.
+        self.env.cr.precommit.data.pop("loyalty_mlm.treatments_triggered", None)
 
     def customer(
         self, name, stage, segment=None, quadrant=None, churn=0, member=True, **vals
@@ -313,6 +318,22 @@ class TestTreatmentTriggers(OwnRulesCase):
         self.run_job()
         self.assertEqual(len(self.logs(partner)), 2)
         self.assertLedgerInvariant()
+
+    def test_nightly_refresh_chains_the_job(self):
+        cron = self.env.ref("loyalty_mlm.ir_cron_treatments")
+        Trigger = self.env["ir.cron.trigger"]
+        before = Trigger.search_count([("cron_id", "=", cron.id)])
+        while self.env["res.partner"]._cron_mlm_refresh_scores():
+            pass  # the stage step, then the trigger, come with the last call
+        self.assertEqual(Trigger.search_count([("cron_id", "=", cron.id)]), before + 1)
+
+    def test_executed_rule_is_archived_not_deleted(self):
+        rule = self.rule()
+        self.customer("Kept", "growth")
+        self.run_job()
+        with self.assertRaises(UserError):
+            rule.unlink()
+        self.rule(name="Never ran").unlink()
 
     def test_bulk_move_is_left_to_the_job(self):
         self.rule(trigger="stage_entry", cooldown_days=0)
