@@ -203,7 +203,12 @@ class LoyaltyMlmTreatment(models.Model):
                     )
                 )
 
-    @api.constrains("bonus_points", "activity_deadline_days", "coupon_validity_days")
+    @api.constrains(
+        "bonus_points",
+        "activity_deadline_days",
+        "coupon_validity_days",
+        "coupon_program_id",
+    )
     def _check_mlm_actions(self):
         for rule in self:
             if rule.bonus_points < 0:
@@ -211,6 +216,15 @@ class LoyaltyMlmTreatment(models.Model):
                     _(
                         "%(rule)s: a treatment credits points, never takes them.",
                         rule=rule.name,
+                    )
+                )
+            program = rule.coupon_program_id
+            if program and program.program_type != "coupons":
+                raise ValidationError(
+                    _(
+                        "%(rule)s: %(program)s is not a coupons programme.",
+                        rule=rule.name,
+                        program=program.name,
                     )
                 )
             if rule.activity_deadline_days < 0 or rule.coupon_validity_days < 0:
@@ -335,7 +349,8 @@ class LoyaltyMlmTreatment(models.Model):
         for rule in self:
             ids = set(
                 Partner.search(
-                    expression.AND([company_domain, rule._mlm_partner_domain(now)])
+                    expression.AND([company_domain, rule._mlm_partner_domain(now)]),
+                    order="id",
                 ).ids
             )
             matches[rule] = ids - taken

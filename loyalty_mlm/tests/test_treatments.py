@@ -260,6 +260,8 @@ class TestTreatmentActions(OwnRulesCase):
             self.rule(trigger="periodic", cooldown_days=0)
         with self.assertRaises(ValidationError):
             self.rule(bonus_points=-5)
+        with self.assertRaises(ValidationError):
+            self.rule(coupon_program_id=self.program.id)  # the member programme
 
     def test_access(self):
         rule = self.rule()
