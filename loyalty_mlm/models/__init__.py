@@ -16,3 +16,4 @@ from . import pos_order
 from . import loyalty_mlm_score_run
 from . import loyalty_mlm_partner_score
 from . import crm_lead
+from . import pos_config

@@ -12,3 +12,4 @@ from . import test_tiers
 from . import test_campaigns
 from . import test_bonuses
 from . import test_donations
+from . import test_targeted_programs
