@@ -61,7 +61,11 @@ class TestPosTargetedPromotion(TestPointOfSaleHttpCommon):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.env["loyalty.program"].search([]).write({"active": False})
+        cls.letter_tray.taxes_id = False
+        # Only this promotion (and the member programme) at the register.
+        cls.env["loyalty.program"].search(
+            [("id", "!=", cls.env.company.mlm_program_id.id)]
+        ).write({"active": False})
         cls.promo = cls.env["loyalty.program"].create(
             {
                 "name": "Welcome back",
