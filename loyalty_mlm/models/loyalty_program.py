@@ -96,7 +96,7 @@ class LoyaltyProgram(models.Model):
         Partner = self.env["res.partner"]
         for program in self:
             if not program.mlm_restricted:
-                program.mlm_eligible_count = Partner.search_count([])
+                program.mlm_eligible_count = 0  # not shown: everybody
                 continue
             domain = program._mlm_partner_domain()
             if program.partner_ids or (program.partner_domain or "[]") != "[]":

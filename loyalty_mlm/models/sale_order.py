@@ -138,9 +138,15 @@ class SaleOrder(models.Model):
         the price the customer was quoted. Nothing is confirmed or posted; the
         salesperson updates the rewards (Reward button) and confirms again."""
         for order in self.filtered(lambda order: order.state in ("draft", "sent")):
+            # Points of a 'current' programme that claim no reward are
+            # dropped by native confirmation: they grant nothing.
+            granted = order.coupon_point_ids.filtered(
+                lambda entry: (
+                    entry.points and entry.coupon_id.program_id.applies_on != "current"
+                )
+            )
             programs = (
-                order.order_line.reward_id.program_id
-                | order.coupon_point_ids.filtered("points").coupon_id.program_id
+                order.order_line.reward_id.program_id | granted.coupon_id.program_id
             )
             partner = order._get_applicable_partner_for_loyalty_program()
             program, message = programs.with_company(

@@ -3,6 +3,10 @@ from odoo.tests import new_test_user, tagged
 
 from .common import LoyaltyMlmCommon, LoyaltyMlmPosCommon
 
+# Reading the targeted programmes of a page of customers (any size): the
+# customers, their commercial entities' stages, tiers, scores, the programmes.
+QUERIES_PER_PAGE = 7
+
 
 def winback_promotion(env, company, **values):
     """An automatic 15% off the order, for Winback customers only."""
@@ -144,6 +148,39 @@ class TestTargetedProgramsSale(LoyaltyMlmCommon):
         self.assertEqual(self.card_of(self.partner).points, 100.0)
         self.assertLedgerInvariant()
 
+    def test_stage_change_blocks_a_next_order_coupon(self):
+        """Points for later (a next-order coupon) are a grant too."""
+        self.promo.active = False
+        coupons = self.env["loyalty.program"].create(
+            {
+                "name": "Come back soon",
+                "program_type": "next_order_coupons",
+                "trigger": "auto",
+                "applies_on": "future",
+                "mlm_stage_ids": [(6, 0, self.winback.ids)],
+                "rule_ids": [(5, 0, 0), (0, 0, {"minimum_qty": 1})],
+                "reward_ids": [
+                    (5, 0, 0),
+                    (0, 0, {"reward_type": "discount", "discount": 10}),
+                ],
+            }
+        )
+        order = self.make_order(self.partner)
+        entry = order.coupon_point_ids.filtered(
+            lambda entry: entry.coupon_id.program_id == coupons
+        )
+        self.assertEqual(entry.points, 1.0)
+        self.partner._mlm_move(self.growth, "active")
+        with self.assertRaisesRegex(UserError, "Come back soon"):
+            order.action_confirm()
+        self.assertEqual(order.state, "draft")
+        order.action_open_reward_wizard()
+        order.action_confirm()
+        self.assertEqual(order.state, "sale")
+        cards = self.env["loyalty.card"].search([("program_id", "=", coupons.id)])
+        self.assertEqual(cards.filtered("points"), self.env["loyalty.card"])
+        self.assertLedgerInvariant()
+
     def test_becoming_eligible_after_the_quote(self):
         order = self.make_order(self.partner_b)
         order.action_open_reward_wizard()
@@ -153,6 +190,35 @@ class TestTargetedProgramsSale(LoyaltyMlmCommon):
         self.assertEqual(self.reward_lines(order).price_subtotal, -15.0)
         order.action_confirm()
         self.assertEqual(order.state, "sale")
+
+    def test_coupon_code_of_targeted_programme(self):
+        coupons = self.env["loyalty.program"].create(
+            {
+                "name": "Come back soon",
+                "program_type": "coupons",
+                "trigger": "with_code",
+                "applies_on": "current",
+                "mlm_stage_ids": [(6, 0, self.winback.ids)],
+                "reward_ids": [
+                    (5, 0, 0),
+                    (0, 0, {"reward_type": "discount", "discount": 10}),
+                ],
+            }
+        )
+        self.env["loyalty.card"].create(
+            [
+                {"program_id": coupons.id, "code": code, "points": 1}
+                for code in ("BACK-0001", "BACK-0002")
+            ]
+        )
+        refused = self.make_order(self.partner_b)._try_apply_code("BACK-0001")
+        self.assertEqual(
+            refused["error"],
+            "Bram Member is not eligible for the programme Come back soon "
+            "(only for: Winback).",
+        )
+        accepted = self.make_order(self.partner)._try_apply_code("BACK-0002")
+        self.assertEqual(accepted.get("error"), None)
 
     def test_scores_tiers_and_free_domain_combine(self):
         """Every restriction that is set must pass; the free domain is OCA's
@@ -264,6 +330,29 @@ class TestTargetedProgramsPos(LoyaltyMlmPosCommon):
             ],
         )
 
+    def test_partner_data_query_count_does_not_grow(self):
+        """The register loads customers in pages: the eligibility of a page
+        costs the same few queries whatever its size."""
+        many = self.env["res.partner"].create(
+            [{"name": f"Customer {i}"} for i in range(40)]
+        )
+        many[:20]._mlm_move(self.winback, "lapsed")
+        many = many.with_user(self.pos_user)
+
+        def read(partners):
+            self.env.invalidate_all()
+            return partners.read(["mlm_pos_program_ids"])
+
+        read(many[:5])  # warm up: the registry's first reads
+        with self.assertQueryCount(QUERIES_PER_PAGE):
+            read(many[:5])
+        with self.assertQueryCount(QUERIES_PER_PAGE):
+            result = read(many)
+        self.assertEqual(
+            [row["mlm_pos_program_ids"] for row in result],
+            [[self.promo.id]] * 20 + [False] * 20,
+        )
+
     def test_sync_eligible_order(self):
         result = self.env["pos.order"].sync_from_ui([self.promo_order(self.member)])
         order = self.env["pos.order"].browse(result["pos.order"][0]["id"])
@@ -296,6 +385,8 @@ class TestTargetedProgramsPos(LoyaltyMlmPosCommon):
             {
                 "name": "Come back soon",
                 "program_type": "next_order_coupons",
+                "trigger": "auto",
+                "applies_on": "future",
                 "company_id": self.company.id,
                 "mlm_stage_ids": [(6, 0, self.winback.ids)],
                 "rule_ids": [(5, 0, 0), (0, 0, {"minimum_qty": 1})],
