@@ -102,6 +102,24 @@ class TestPosTargetedPromotion(TestPointOfSaleHttpCommon):
                 ],
             }
         )
+        cls.env["loyalty.program"].create(
+            {
+                "name": "Winback code",
+                "program_type": "promo_code",
+                "trigger": "with_code",
+                "applies_on": "current",
+                "company_id": cls.env.company.id,
+                "mlm_stage_ids": [(6, 0, cls.env.ref("loyalty_mlm.stage_winback").ids)],
+                "rule_ids": [
+                    (5, 0, 0),
+                    (0, 0, {"mode": "with_code", "code": "WELCOMEBACK"}),
+                ],
+                "reward_ids": [
+                    (5, 0, 0),
+                    (0, 0, {"reward_type": "discount", "discount": 10}),
+                ],
+            }
+        )
         cls.winback_customer, cls.growth_customer = cls.env["res.partner"].create(
             [{"name": "Winback Customer"}, {"name": "Growth Customer"}]
         )
