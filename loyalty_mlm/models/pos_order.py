@@ -45,7 +45,8 @@ class PosOrder(models.Model):
         # A Winback customer's order moves them out of Winback when it is
         # paid, before the register sends the points: judge those points by
         # what the customer was when the order arrived.
-        self.browse(order_id).mlm_program_ids = eligible
+        if eligible or existing_order:
+            self.browse(order_id).mlm_program_ids = eligible
         return order_id
 
     @api.model
