@@ -13,6 +13,20 @@ from .odoo_src import newest_pins
 from .shell import run, say
 
 STAMP = ".loyalty_mlm-stamp"
+# Odoo add-ons from PyPI that loyalty_mlm depends on; they declare the `odoo`
+# package as a dependency, which the venv must not install: --no-deps.
+ADDONS_REQUIREMENTS = "requirements-addons.txt"
+
+
+def _requirements(path):
+    """Requirement lines of `path` (none if it does not exist)."""
+    if not path.exists():
+        return []
+    return [
+        line.strip()
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
 
 
 def venv_python(venv):
@@ -31,12 +45,9 @@ def ensure_venv(venv, root, odoo_src, apt):
         lines += newest_pins(
             Path(odoo_src, "requirements.txt").read_text(encoding="utf-8")
         )
-    lines += [
-        line.strip()
-        for line in Path(root, "requirements-dev.txt").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
-    wanted = "\n".join([sys.version, str(odoo_src), *lines])
+    lines += _requirements(Path(root, "requirements-dev.txt"))
+    addons = _requirements(Path(root, ADDONS_REQUIREMENTS))
+    wanted = "\n".join([sys.version, str(odoo_src), *lines, "--no-deps", *addons])
     digest = hashlib.sha256(wanted.encode()).hexdigest()
     python = venv_python(venv)
     stamp = venv / STAMP
@@ -62,6 +73,11 @@ def ensure_venv(venv, root, odoo_src, apt):
         ]
     )
     run([str(python), "-m", "pip", "install", "-q", "-r", str(requirements)])
+    if addons:
+        say("Installing the Odoo add-ons loyalty_mlm depends on (no dependencies)")
+        run(
+            [str(python), "-m", "pip", "install", "-q", "--no-deps", *addons],
+        )
     site = subprocess.run(
         [
             str(python),

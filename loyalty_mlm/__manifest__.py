@@ -9,7 +9,15 @@
     "license": "LGPL-3",
     "application": True,
     "installable": True,
-    "depends": ["contacts", "crm", "sale_loyalty", "sale_margin", "pos_loyalty"],
+    "depends": [
+        "contacts",
+        "crm",
+        "sale_loyalty",
+        "sale_margin",
+        "pos_loyalty",
+        # OCA: partner domain on loyalty programmes (requirements-addons.txt)
+        "sale_loyalty_partner_applicability",
+    ],
     "data": [
         "security/loyalty_mlm_security.xml",
         "security/ir.model.access.csv",
@@ -36,6 +44,7 @@
         "views/loyalty_mlm_stage_views.xml",
         "views/loyalty_mlm_tier_views.xml",
         "views/loyalty_mlm_campaign_views.xml",
+        "views/loyalty_program_views.xml",
         "report/loyalty_mlm_statement_report.xml",
         "report/loyalty_mlm_donation_report_views.xml",
         "views/loyalty_mlm_dashboard_views.xml",
@@ -45,6 +54,7 @@
         "demo/loyalty_mlm_demo.xml",
         "demo/res_partner_scores_demo.xml",
         "demo/loyalty_mlm_bonus_demo.xml",
+        "demo/loyalty_program_targeted_demo.xml",
     ],
     "post_init_hook": "post_init_hook",
     "assets": {

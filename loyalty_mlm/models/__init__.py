@@ -19,3 +19,4 @@ from . import crm_lead
 from . import loyalty_mlm_treatment
 from . import loyalty_mlm_treatment_log
 from . import loyalty_mlm_expiry_reminder
+from . import pos_config

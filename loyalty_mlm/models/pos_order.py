@@ -1,8 +1,12 @@
+import logging
+
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools import float_compare, float_round
 
 from .loyalty_mlm_ledger import PRECISION, mlm_source
+
+_logger = logging.getLogger(__name__)
 
 
 class PosOrder(models.Model):
@@ -15,6 +19,17 @@ class PosOrder(models.Model):
         help="The loyalty points of this order were applied (a retried call "
         "from the register does not apply them again).",
     )
+    mlm_program_ids = fields.Many2many(
+        "loyalty.program",
+        "pos_order_mlm_program_rel",
+        "order_id",
+        "program_id",
+        string="Targeted Programmes",
+        copy=False,
+        readonly=True,
+        help="The targeted programmes the customer could use when the order "
+        "reached the server (before the order itself moved their stage).",
+    )
 
     @api.model
     def _process_order(self, order, existing_order):
@@ -25,7 +40,62 @@ class PosOrder(models.Model):
         discount is larger, or when the card has fewer points than spent.
         """
         self._mlm_check_redemptions(order)
-        return super()._process_order(order, existing_order)
+        eligible = self._mlm_check_targeted_programs(order)
+        order_id = super()._process_order(order, existing_order)
+        # A Winback customer's order moves them out of Winback when it is
+        # paid, before the register sends the points: judge those points by
+        # what the customer was when the order arrived.
+        if eligible or existing_order:
+            self.browse(order_id).mlm_program_ids = eligible
+        return order_id
+
+    @api.model
+    def _mlm_check_targeted_programs(self, order):
+        """Refuse the whole order (nothing saved) when one of its reward lines
+        or coupons belongs to a targeted programme its customer may not use
+        (the register decided on data loaded when the session opened).
+
+        Returns the targeted programmes of the register the customer may use.
+        """
+        session = self.env["pos.session"].browse(order.get("session_id"))
+        company = session.company_id or self.env.company
+        partner = (
+            self.env["res.partner"]
+            .browse(order.get("partner_id") or [])
+            .with_company(company)
+        )
+        targeted = session.config_id._get_program_ids().filtered("mlm_restricted")
+        eligible = targeted.with_company(company).filtered(
+            lambda program: program._is_partner_valid(partner)
+        )
+        lines = [
+            cmd[2]
+            for cmd in order.get("lines") or []
+            if cmd[0] in (0, 1) and (cmd[2].get("reward_id") or cmd[2].get("coupon_id"))
+        ]
+        if not lines:
+            return eligible
+        programs = (
+            self.env["loyalty.reward"]
+            .browse({line["reward_id"] for line in lines if line.get("reward_id")})
+            .program_id
+        )
+        coupon_ids = {
+            line["coupon_id"]
+            for line in lines
+            if isinstance(line.get("coupon_id"), int) and line["coupon_id"] > 0
+        }
+        programs |= self.env["loyalty.card"].browse(coupon_ids).exists().program_id
+        program, message = programs.with_company(company)._mlm_check_partner(partner)
+        if program:
+            raise UserError(
+                _(
+                    "%(reason)s The order was not saved: remove the reward and "
+                    "validate the order again.",
+                    reason=message,
+                )
+            )
+        return eligible
 
     @api.model
     def _mlm_check_redemptions(self, order):
@@ -91,6 +161,10 @@ class PosOrder(models.Model):
         point_changes = {str(key): value for key, value in point_changes.items()}
         changes = {int(key): value for key, value in point_changes.items()}
         cards = self.env["loyalty.card"].browse(list(changes)).exists()
+        for card in cards.filtered("partner_id"):
+            program, message = card.program_id._mlm_check_partner(card.partner_id)
+            if program:
+                return {"successful": False, "payload": {"message": message}}
         for card in cards._mlm_member_cards():
             if card.points < 0 and changes[card.id] < 0:
                 return {
@@ -130,6 +204,7 @@ class PosOrder(models.Model):
         self.ensure_one()
         if self.mlm_points_confirmed:
             return self._mlm_confirmed_coupon_result(coupon_data)
+        coupon_data = self._mlm_drop_targeted_points(coupon_data)
         data = {int(key): value for key, value in coupon_data.items()}
         cards = (
             self.env["loyalty.card"].sudo().browse([k for k in data if k > 0]).exists()
@@ -166,6 +241,31 @@ class PosOrder(models.Model):
         self.mlm_points_confirmed = True
         self._mlm_post_order_bonuses(result)
         return result
+
+    def _mlm_drop_targeted_points(self, coupon_data):
+        """Leave out the points of targeted programmes the customer could not
+        use when the order arrived (mlm_program_ids). The order sync already
+        refused their rewards; this catches points a register computed on
+        stale data. The order is saved by now: refusing here would leave it
+        half done, so those points are simply not given (and logged)."""
+        programs = self.env["loyalty.program"].browse(
+            {value.get("program_id") for value in coupon_data.values()} - {None}
+        )
+        refused = programs.filtered("mlm_restricted") - self.mlm_program_ids
+        if not refused:
+            return coupon_data
+        _logger.warning(
+            "POS order %s: points of targeted programmes %s not given, "
+            "customer %s not eligible",
+            self.name,
+            refused.ids,
+            self.partner_id.id,
+        )
+        return {
+            key: value
+            for key, value in coupon_data.items()
+            if value.get("program_id") not in refused.ids
+        }
 
     def _mlm_post_order_bonuses(self, result):
         """Tier and campaign bonuses of this order on the points it just

@@ -106,6 +106,33 @@ class ResPartner(models.Model):
         help="Points that expire in the next 30 days.",
     )
 
+    # Targeted programmes (loyalty.program): the register offers a targeted
+    # programme only to the customers listed eligible here, computed with the
+    # server's own rule when the customers load (no request on selection).
+    # compute_sudo: the rule may read any field of the contact (free domain);
+    # the cashier only gets programme ids.
+    mlm_pos_program_ids = fields.Json(
+        string="Targeted Programmes (POS)",
+        compute="_compute_mlm_pos_program_ids",
+        compute_sudo=True,
+    )
+
+    @api.depends_context("company")
+    def _compute_mlm_pos_program_ids(self):
+        programs = self.env["loyalty.program"].search(
+            [
+                ("mlm_restricted", "=", True),
+                ("pos_ok", "=", True),
+                *self.env["loyalty.program"]._check_company_domain(self.env.company),
+            ]
+        )
+        eligible = {partner.id: [] for partner in self}
+        for program in programs:
+            for partner in self.filtered(program._is_partner_valid):
+                eligible[partner.id].append(program.id)
+        for partner in self:
+            partner.mlm_pos_program_ids = eligible[partner.id]
+
     def _compute_mlm_card_id(self):
         program = self.env.company.mlm_program_id
         cards = self.env["loyalty.card"].sudo()
@@ -155,6 +182,7 @@ class ResPartner(models.Model):
             "mlm_points",
             "mlm_points_expiring_soon",
             "mlm_redemption_blocked",
+            "mlm_pos_program_ids",
         ]
 
     def action_mlm_enroll(self):

@@ -1,6 +1,7 @@
 from collections import defaultdict
 
 from odoo import _, api, fields, models
+from odoo.exceptions import UserError
 
 from .loyalty_mlm_ledger import mlm_source
 
@@ -72,6 +73,7 @@ class SaleOrder(models.Model):
         return mlm_source(self._name, res_id, positive, negative)
 
     def action_confirm(self):
+        self._mlm_check_targeted_programs()
         ledger = self.env["loyalty.mlm.ledger"]
         orders = self.with_context(
             mlm_ledger_source=self._mlm_ledger_source("earn", "redeem"),
@@ -103,6 +105,63 @@ class SaleOrder(models.Model):
         self.env["res.partner"]._mlm_reverse_order_bonuses(confirmed)
         self.env["res.partner"]._mlm_scores_mark_dirty()
         return res
+
+    # ------------------------------------------------------------
+    # Targeted programmes (loyalty.program): OCA's
+    # sale_loyalty_partner_applicability leaves a programme out of a quote
+    # whose customer may not use it; here the message says why, and the
+    # confirmation checks again.
+    # ------------------------------------------------------------
+
+    def _get_applicable_partner_for_loyalty_program(self):
+        # Tiers and scores are per company: the order's.
+        return (
+            super()
+            ._get_applicable_partner_for_loyalty_program()
+            .with_company(self.company_id)
+        )
+
+    def _program_check_compute_points(self, programs):
+        result = super()._program_check_compute_points(programs)
+        partner = self._get_applicable_partner_for_loyalty_program()
+        for program in programs.filtered("mlm_restricted"):
+            if not program._is_partner_valid(partner):
+                result[program] = {
+                    "error": program._mlm_not_eligible_message(self.partner_id)
+                }
+        return result
+
+    def _mlm_check_targeted_programs(self):
+        """Refuse to confirm an order that grants a targeted programme its
+        customer may no longer use (the stage or the scores changed since the
+        quote): native confirmation would silently drop the reward and change
+        the price the customer was quoted. Nothing is confirmed or posted; the
+        salesperson updates the rewards (Reward button) and confirms again."""
+        for order in self.filtered(lambda order: order.state in ("draft", "sent")):
+            # Points of a 'current' programme that claim no reward are
+            # dropped by native confirmation: they grant nothing.
+            granted = order.coupon_point_ids.filtered(
+                lambda entry: (
+                    entry.points and entry.coupon_id.program_id.applies_on != "current"
+                )
+            )
+            programs = (
+                order.order_line.reward_id.program_id | granted.coupon_id.program_id
+            )
+            partner = order._get_applicable_partner_for_loyalty_program()
+            program, message = programs.with_company(
+                order.company_id
+            )._mlm_check_partner(partner)
+            if program:
+                raise UserError(
+                    _(
+                        "%(order)s cannot be confirmed: %(reason)s Click Reward to "
+                        "update the promotions, check the new total with the "
+                        "customer, then confirm again.",
+                        order=order.name,
+                        reason=message,
+                    )
+                )
 
     def _mlm_post_order_bonuses(self):
         """After confirmation: welcome, tier and campaign bonuses, tier

@@ -14,3 +14,4 @@ from . import test_bonuses
 from . import test_donations
 from . import test_treatments
 from . import test_expiry_reminder
+from . import test_targeted_programs
