@@ -91,6 +91,12 @@ class ResPartner(models.Model):
         compute="_compute_mlm_card_id",
         digits=(16, 2),
     )
+    mlm_card_code = fields.Char(
+        string="Member Card Code",
+        compute="_compute_mlm_card_id",
+        search="_search_mlm_card_code",
+        help="Code of the member card: the register finds the member by it.",
+    )
     mlm_redemption_blocked = fields.Boolean(
         string="Redemption Blocked",
         compute="_compute_mlm_card_id",
@@ -118,7 +124,22 @@ class ResPartner(models.Model):
             card = card_per_partner.get(partner.id, cards.browse())
             partner.mlm_card_id = card
             partner.mlm_points = card.points
+            partner.mlm_card_code = card.code
             partner.mlm_redemption_blocked = card.points < 0
+
+    def _search_mlm_card_code(self, operator, value):
+        # sudo: cashiers look members up by card without rights on cards.
+        cards = (
+            self.env["loyalty.card"]
+            .sudo()
+            ._search(
+                [
+                    ("program_id", "=", self.env.company.mlm_program_id.id),
+                    ("code", operator, value),
+                ]
+            )
+        )
+        return [("id", "in", cards.subselect("partner_id"))]
 
     def _compute_mlm_points_expiring_soon(self):
         today = fields.Date.context_today(self)
@@ -155,6 +176,11 @@ class ResPartner(models.Model):
             "mlm_points",
             "mlm_points_expiring_soon",
             "mlm_redemption_blocked",
+            # Tier, codes: badge, customer list columns and search, receipt.
+            "mlm_tier_name",
+            "mlm_tier_color",
+            "mlm_referral_code",
+            "mlm_card_code",
         ]
 
     def action_mlm_enroll(self):
@@ -1397,6 +1423,9 @@ class ResPartner(models.Model):
         help="Reached on the order that qualifies; lost at the nightly review "
         "after the grace period below the threshold.",
     )
+    # For the register (the POS loads no tier model).
+    mlm_tier_name = fields.Char(related="mlm_tier_id.name", string="Tier Name")
+    mlm_tier_color = fields.Integer(related="mlm_tier_id.color", string="Tier Colour")
     mlm_tier_below_since = fields.Date(
         string="Below Tier Since",
         company_dependent=True,
@@ -1495,6 +1524,47 @@ class ResPartner(models.Model):
                         _("No member has the referral code %(code)s.", code=code)
                     )
             partner.mlm_referrer_id = referrer.id
+
+    @api.onchange("mlm_referrer_code")
+    def _onchange_mlm_referrer_code(self):
+        """Check a typed referral code at once (the register's customer editor
+        is this form): a code that would be refused is cleared with the
+        reason, before anything is saved. The constraint below still decides
+        at save."""
+        code = (self.mlm_referrer_code or "").strip().upper()
+        if not code or code == (self.mlm_referrer_id.mlm_referral_code or ""):
+            return None
+        # sudo: whoever registers a customer may look a code up.
+        referrer = self.sudo().search([("mlm_referral_code", "=", code)], limit=1)
+        if not referrer:
+            message = _("No member has the referral code %(code)s.", code=code)
+        elif self._origin and self._origin in referrer._mlm_referrer_chain():
+            message = _(
+                "%(name)s cannot be referred by %(referrer)s: nobody can refer "
+                "themselves, directly or through the chain of referrers.",
+                name=self._origin.display_name,
+                referrer=referrer.display_name,
+            )
+        else:
+            return None
+        self.mlm_referrer_code = self.mlm_referrer_id.mlm_referral_code
+        # A dialog: the register shows dialogs, not the web client's toasts.
+        return {
+            "warning": {
+                "type": "dialog",
+                "title": _("Referral code refused"),
+                "message": message,
+            }
+        }
+
+    def _mlm_referrer_chain(self):
+        """`self` and its referrers, up the chain (stops on a loop)."""
+        self.ensure_one()
+        chain, partner = self.browse(), self
+        while partner and partner not in chain:
+            chain |= partner
+            partner = partner.mlm_referrer_id
+        return chain
 
     @api.depends("mlm_referred_ids.mlm_referral_date")
     def _compute_mlm_referral_count(self):
