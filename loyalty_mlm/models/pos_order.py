@@ -1,3 +1,5 @@
+from collections import defaultdict
+
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools import float_compare, float_round
@@ -129,7 +131,9 @@ class PosOrder(models.Model):
         """
         self.ensure_one()
         if self.mlm_points_confirmed:
-            return self._mlm_confirmed_coupon_result(coupon_data)
+            result = self._mlm_confirmed_coupon_result(coupon_data)
+            result["mlm_receipt"] = self._mlm_receipt()
+            return result
         data = {int(key): value for key, value in coupon_data.items()}
         cards = (
             self.env["loyalty.card"].sudo().browse([k for k in data if k > 0]).exists()
@@ -165,7 +169,49 @@ class PosOrder(models.Model):
             ledger._mlm_clear_splits()
         self.mlm_points_confirmed = True
         self._mlm_post_order_bonuses(result)
+        # The receipt's member block comes back with this call: no extra request.
+        result["mlm_receipt"] = self._mlm_receipt()
         return result
+
+    def _mlm_receipt(self):
+        """What the receipt shows the member: the points this order earned
+        (base, tier and campaign bonuses), spent, the new balance, the tier and
+        the referral code; False when the customer is no member."""
+        self.ensure_one()
+        partner = self.partner_id
+        program = self.company_id.mlm_program_id
+        if not partner or not program:
+            return False
+        card, points = self.env["loyalty.card"], defaultdict(float)
+        for member_card, kind, total in (
+            self.env["loyalty.mlm.ledger"]
+            .sudo()
+            ._read_group(
+                [
+                    ("res_model", "=", self._name),
+                    ("res_id", "=", self.id),
+                    ("partner_id", "=", partner.id),
+                    ("program_id", "=", program.id),
+                ],
+                ["card_id", "kind"],
+                ["points:sum"],
+            )
+        ):
+            card = member_card
+            points[kind] += total
+        if not card:
+            return False
+        member = partner.sudo().with_company(self.company_id)
+        return {
+            "card_id": card.id,
+            "earned": float_round(points["earn"], PRECISION),
+            "tier_bonus": float_round(points["tier_bonus"], PRECISION),
+            "campaign_bonus": float_round(points["campaign_bonus"], PRECISION),
+            "spent": float_round(-points["redeem"], PRECISION),
+            "balance": float_round(card.points, PRECISION),
+            "tier": member.mlm_tier_id.name or "",
+            "referral_code": member.mlm_referral_code or "",
+        }
 
     def _mlm_post_order_bonuses(self, result):
         """Tier and campaign bonuses of this order on the points it just
