@@ -9,7 +9,14 @@
     "license": "LGPL-3",
     "application": True,
     "installable": True,
-    "depends": ["contacts", "crm", "sale_loyalty", "sale_margin", "pos_loyalty"],
+    "depends": [
+        "contacts",
+        "crm",
+        "sale_loyalty",
+        "sale_margin",
+        "pos_loyalty",
+        "portal",
+    ],
     "data": [
         "security/loyalty_mlm_security.xml",
         "security/ir.model.access.csv",
@@ -36,6 +43,7 @@
         "report/loyalty_mlm_statement_report.xml",
         "report/loyalty_mlm_donation_report_views.xml",
         "views/loyalty_mlm_dashboard_views.xml",
+        "views/portal_templates.xml",
         "views/loyalty_mlm_menus.xml",
     ],
     "demo": [
