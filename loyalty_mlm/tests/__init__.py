@@ -12,3 +12,5 @@ from . import test_tiers
 from . import test_campaigns
 from . import test_bonuses
 from . import test_donations
+from . import test_pos_performance
+from . import test_portal
