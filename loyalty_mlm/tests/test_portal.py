@@ -39,7 +39,10 @@ class TestPortalMember(HttpCase):
         return html.fromstring(response.text).xpath(css("o_mlm_portal_member"))
 
     def test_member_sees_code_points_and_tier(self):
-        (block,) = self.member_block("mlm_portal_member")
+        # The sidebar and its small-screen (offcanvas) copy.
+        blocks = self.member_block("mlm_portal_member")
+        self.assertEqual(len(blocks), 2)
+        block = blocks[0]
         self.assertEqual(
             [
                 block.xpath("." + css(name))[0].text_content().strip()
