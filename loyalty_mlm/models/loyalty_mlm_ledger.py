@@ -5,6 +5,7 @@ from dateutil.relativedelta import relativedelta
 
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
+from odoo.osv import expression
 from odoo.tools import SQL, float_is_zero, float_round
 
 _logger = logging.getLogger(__name__)
@@ -317,17 +318,39 @@ class LoyaltyMlmLedger(models.Model):
         return grouped
 
     def _mlm_open_positions(self, card_id, new_entries):
-        """Open lots and debts of a card before `new_entries`, oldest first."""
-        older = [("card_id", "=", card_id), ("id", "not in", new_entries.ids)]
-        lots = self.sudo().search(
-            [*older, ("points", ">", 0), ("remaining", ">", 0)], order="date, id"
-        )
-        debts = self.sudo().search(
-            [*older, ("points", "<", 0), ("unallocated", ">", 0)], order="date, id"
+        """Open lots and debts of a card before `new_entries`, oldest first.
+
+        One query, and only what the new entries can touch: open lots when
+        one of them is negative, debts when one is positive (the usual order
+        earns only: its entries never read the card's lots, however many)."""
+        wanted = []
+        if any(entry.points < 0 for entry in new_entries):
+            wanted.append([("points", ">", 0), ("remaining", ">", 0)])
+        if any(entry.points > 0 for entry in new_entries):
+            wanted.append([("points", "<", 0), ("unallocated", ">", 0)])
+        if not wanted:
+            return [], []
+        positions = self.sudo().search_fetch(
+            expression.AND(
+                [
+                    [("card_id", "=", card_id), ("id", "not in", new_entries.ids)],
+                    expression.OR(wanted),
+                ]
+            ),
+            [
+                "date",
+                "points",
+                "remaining",
+                "unallocated",
+                "res_model",
+                "res_id",
+                "expiry_date",
+            ],
+            order="date, id",
         )
         return (
-            [{"entry": lot, "open": lot.remaining} for lot in lots],
-            [{"entry": debt, "open": debt.unallocated} for debt in debts],
+            [{"entry": e, "open": e.remaining} for e in positions if e.points > 0],
+            [{"entry": e, "open": e.unallocated} for e in positions if e.points < 0],
         )
 
     @staticmethod

@@ -1,4 +1,5 @@
 from odoo import api, fields, models
+from odoo.tools import ormcache
 
 
 class LoyaltyProgram(models.Model):
@@ -23,10 +24,18 @@ class LoyaltyProgram(models.Model):
 
     @api.model
     def _mlm_member_programme_ids(self):
-        """Ids of every company's member programme (one query)."""
+        """Ids of every company's member programme."""
+        return set(self._mlm_member_programme_ids_cached())
+
+    @api.model
+    @ormcache()
+    def _mlm_member_programme_ids_cached(self):
+        # Asked several times by every card change and order sync (the hot
+        # path): cached until a company's member programme changes (see
+        # res.company create/write).
         companies = (
             self.env["res.company"]
             .sudo()
             .search_fetch([("mlm_program_id", "!=", False)], ["mlm_program_id"])
         )
-        return set(companies.mlm_program_id.ids)
+        return frozenset(companies.mlm_program_id.ids)

@@ -136,7 +136,14 @@ class PosOrder(models.Model):
             return result
         data = {int(key): value for key, value in coupon_data.items()}
         cards = (
-            self.env["loyalty.card"].sudo().browse([k for k in data if k > 0]).exists()
+            # search_fetch, not exists(): the same query reads what follows.
+            self.env["loyalty.card"]
+            .sudo()
+            .with_context(active_test=False)
+            .search_fetch(
+                [("id", "in", [k for k in data if k > 0])],
+                ["program_id", "partner_id", "points", "code", "company_id"],
+            )
         )
         member_cards = cards._mlm_member_cards()
         member_cards._mlm_lock()
@@ -168,87 +175,94 @@ class PosOrder(models.Model):
         finally:
             ledger._mlm_clear_splits()
         self.mlm_points_confirmed = True
-        self._mlm_post_order_bonuses(result)
+        points = self._mlm_post_order_bonuses(result)
         # The receipt's member block comes back with this call: no extra request.
-        result["mlm_receipt"] = self._mlm_receipt()
+        result["mlm_receipt"] = self._mlm_receipt(points)
         return result
 
-    def _mlm_receipt(self):
-        """What the receipt shows the member: the points this order earned
-        (base, tier and campaign bonuses), spent, the new balance, the tier and
-        the referral code; False when the customer is no member."""
+    def _mlm_order_points(self):
+        """{card: {ledger kind: points}} this order posted on member cards
+        (one query)."""
         self.ensure_one()
-        partner = self.partner_id
-        program = self.company_id.mlm_program_id
-        if not partner or not program:
-            return False
-        card, points = self.env["loyalty.card"], defaultdict(float)
-        for member_card, kind, total in (
+        points = defaultdict(lambda: defaultdict(float))
+        for card, kind, total in (
             self.env["loyalty.mlm.ledger"]
             .sudo()
             ._read_group(
                 [
                     ("res_model", "=", self._name),
                     ("res_id", "=", self.id),
-                    ("partner_id", "=", partner.id),
-                    ("program_id", "=", program.id),
+                    ("card_id", "!=", False),
                 ],
                 ["card_id", "kind"],
                 ["points:sum"],
             )
         ):
-            card = member_card
-            points[kind] += total
-        if not card:
-            return False
-        member = partner.sudo().with_company(self.company_id)
-        return {
-            "card_id": card.id,
-            "earned": float_round(points["earn"], PRECISION),
-            "tier_bonus": float_round(points["tier_bonus"], PRECISION),
-            "campaign_bonus": float_round(points["campaign_bonus"], PRECISION),
-            "spent": float_round(-points["redeem"], PRECISION),
-            "balance": float_round(card.points, PRECISION),
-            "tier": member.mlm_tier_id.name or "",
-            "referral_code": member.mlm_referral_code or "",
-        }
+            points[card][kind] += total
+        return points
 
     def _mlm_post_order_bonuses(self, result):
         """Tier and campaign bonuses of this order on the points it just
         earned, then the tier upgrade (see res.partner "Bonuses, tiers,
         referral"); the register is answered with the balances bonuses
+        included. Returns {card: {kind: points}} of this order, bonuses
         included."""
         self.ensure_one()
         Partner = self.env["res.partner"]
-        earned = dict(
-            self.env["loyalty.mlm.ledger"]
-            .sudo()
-            ._read_group(
-                [
-                    ("res_model", "=", self._name),
-                    ("res_id", "=", self.id),
-                    ("kind", "=", "earn"),
-                    ("card_id", "!=", False),
-                ],
-                ["card_id"],
-                ["points:sum"],
-            )
-        )
+        points = self._mlm_order_points()
+        earned = {
+            card: kinds["earn"] for card, kinds in points.items() if "earn" in kinds
+        }
         if not earned:
-            return
+            return points
         lines = [
             (line.product_id, line.price_subtotal)
             for line in self.lines
             if not line.is_reward_line
         ]
-        Partner._mlm_order_bonuses(self, "pos", earned, lines)
+        posted = Partner._mlm_order_bonuses(self, "pos", earned, lines)
+        for card, bonuses in posted.items():
+            for kind, bonus in bonuses:
+                points[card][kind] += bonus
         Partner.browse([card.partner_id.id for card in earned])._mlm_tier_upgrade(
             self.company_id
         )
-        points = {card.id: card.points for card in earned}
+        balances = {card.id: card.points for card in earned}
         for update in result.get("coupon_updates") or []:
-            if update.get("id") in points:
-                update["points"] = points[update["id"]]
+            if update.get("id") in balances:
+                update["points"] = balances[update["id"]]
+        return points
+
+    def _mlm_receipt(self, points=None):
+        """What the receipt shows the member: the points this order earned
+        (base, tier and campaign bonuses), spent, the new balance, the tier and
+        the referral code; False when the customer is no member. `points`:
+        this order's {card: {kind: points}} when the caller has them."""
+        self.ensure_one()
+        partner = self.partner_id
+        program = self.company_id.mlm_program_id
+        if not partner or not program:
+            return False
+        if points is None:
+            points = self._mlm_order_points()
+        card = next(
+            (c for c in points if c.partner_id == partner and c.program_id == program),
+            None,
+        )
+        if not card:
+            return False
+        kinds = points[card]
+        member = partner.sudo().with_company(self.company_id)
+        return {
+            "card_id": card.id,
+            "earned": float_round(kinds["earn"], PRECISION),
+            "tier_bonus": float_round(kinds["tier_bonus"], PRECISION),
+            "campaign_bonus": float_round(kinds["campaign_bonus"], PRECISION),
+            "spent": float_round(-kinds["redeem"], PRECISION),
+            "balance": float_round(card.points, PRECISION),
+            "tier": member.mlm_tier_id.name or "",
+            "referral_code": member.mlm_referral_code or "",
+        }
 
     def _mlm_confirmed_coupon_result(self, coupon_data):
         """What confirm_coupon_programs answered, rebuilt without any change."""

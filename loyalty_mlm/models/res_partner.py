@@ -237,8 +237,9 @@ class ResPartner(models.Model):
                 )
             )
         cards = self.env["loyalty.card"].sudo()
-        existing = cards.search(
-            [("program_id", "=", program.id), ("partner_id", "in", self.ids)]
+        existing = cards.search_fetch(
+            [("program_id", "=", program.id), ("partner_id", "in", self.ids)],
+            ["partner_id"],
         )
         missing = self - existing.partner_id
         if missing:
@@ -1727,9 +1728,11 @@ class ResPartner(models.Model):
         on the earned points only (never on other bonuses) and add up: a Gold
         member (x1.5) in a double points campaign (x2) gets 50% + 100%.
         Posted with the order as source, so cancelling or refunding the order
-        reverses them (_mlm_reverse_order_bonuses).
+        reverses them (_mlm_reverse_order_bonuses). Returns what was posted:
+        {card: [(kind, points)]}.
         """
         company = order.company_id
+        posted = defaultdict(list)
         for card, base in earned.items():
             partner = card.partner_id
             if base <= 0 or not partner:
@@ -1760,6 +1763,8 @@ class ResPartner(models.Model):
             for kind, points, reason in bonuses:
                 if points > 0:
                     card._mlm_post_points(points, kind, source=order, reason=reason)
+                    posted[card].append((kind, points))
+        return posted
 
     @api.model
     def _mlm_reverse_order_bonuses(self, orders):
