@@ -261,6 +261,11 @@ class LoyaltyMlmLedger(models.Model):
                         months=months[company]
                     )
             vals.setdefault("user_id", self.env.uid)
+            # A new entry's allocation state goes with the insert (no
+            # recompute and update per entry); the allocations made below
+            # recompute the entries they touch.
+            vals.setdefault("remaining", max(vals["points"], 0.0))
+            vals.setdefault("unallocated", max(-vals["points"], 0.0))
         entries = self.sudo().create(vals_list)
         entries._mlm_allocate()
         return entries

@@ -148,6 +148,9 @@ class PosOrder(models.Model):
         member_cards = cards._mlm_member_cards()
         member_cards._mlm_lock()
         ledger = self.env["loyalty.mlm.ledger"]
+        # What this order posts on existing member cards, known without
+        # reading the ledger back (see _mlm_post_order_bonuses).
+        points = defaultdict(lambda: defaultdict(float))
         for card in member_cards:
             codes = set(data[card.id].get("line_codes") or [])
             spent = sum(
@@ -156,6 +159,10 @@ class PosOrder(models.Model):
                 if line.reward_identifier_code in codes
             )
             net = data[card.id].get("points") or 0.0
+            for kind, value in (("earn", net + spent), ("redeem", -spent)):
+                value = float_round(value, PRECISION)
+                if value:
+                    points[card][kind] += value
             ledger._mlm_register_splits(
                 card,
                 [
@@ -175,7 +182,10 @@ class PosOrder(models.Model):
         finally:
             ledger._mlm_clear_splits()
         self.mlm_points_confirmed = True
-        points = self._mlm_post_order_bonuses(result)
+        member_ids = self.env["loyalty.program"]._mlm_member_programme_ids()
+        if any(key < 0 and data[key].get("program_id") in member_ids for key in data):
+            points = None  # the register created a member card: read back
+        points = self._mlm_post_order_bonuses(result, points)
         # The receipt's member block comes back with this call: no extra request.
         result["mlm_receipt"] = self._mlm_receipt(points)
         return result
@@ -201,15 +211,17 @@ class PosOrder(models.Model):
             points[card][kind] += total
         return points
 
-    def _mlm_post_order_bonuses(self, result):
+    def _mlm_post_order_bonuses(self, result, points=None):
         """Tier and campaign bonuses of this order on the points it just
         earned, then the tier upgrade (see res.partner "Bonuses, tiers,
         referral"); the register is answered with the balances bonuses
-        included. Returns {card: {kind: points}} of this order, bonuses
+        included. `points`: {card: {kind: points}} this order posted, when
+        the caller knows (else read from the ledger). Returns it, bonuses
         included."""
         self.ensure_one()
         Partner = self.env["res.partner"]
-        points = self._mlm_order_points()
+        if points is None:
+            points = self._mlm_order_points()
         earned = {
             card: kinds["earn"] for card, kinds in points.items() if "earn" in kinds
         }

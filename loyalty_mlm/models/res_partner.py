@@ -593,8 +593,10 @@ class ResPartner(models.Model):
         """An order was confirmed or paid: first order (acquisition to
         onboarding) and winback customers move now, not at night."""
         partners = self.commercial_partner_id
+        ids = self.env["loyalty.mlm.stage"]._mlm_ids_by_code()
+        moving = {ids.get("acquisition"), ids.get("winback")}
         waiting = partners.filtered(
-            lambda p: p.mlm_stage_code in (False, "acquisition", "winback")
+            lambda p: not p.mlm_stage_id or p.mlm_stage_id.id in moving
         )
         if waiting:
             # Stage bookkeeping is the system's: a salesperson or cashier need
@@ -1738,6 +1740,8 @@ class ResPartner(models.Model):
             if base <= 0 or not partner:
                 continue
             bonuses = []
+            # The whole ladder in one read (the tier upgrade reads it next).
+            self.env["loyalty.mlm.tier"]._mlm_ladder(company).mapped("multiplier")
             # sudo: cashiers and portal checkouts earn bonuses without any
             # right on tiers.
             tier = partner.sudo().with_company(company).mlm_tier_id

@@ -7,7 +7,7 @@ from .common import LoyaltyMlmPosCommon
 # Odoo's caches emptied first, so the figure does not depend on which test
 # ran before (bench/bench_pos_sync.py measures the warm cost against Odoo
 # without the module).
-SYNC_QUERIES = 255
+SYNC_QUERIES = 252
 
 
 @tagged("post_install", "-at_install")
