@@ -1888,10 +1888,18 @@ class ResPartner(models.Model):
         ladder = self.env["loyalty.mlm.tier"]._mlm_ladder(company)
         if not ladder or not self:
             return
-        values = self._mlm_tier_values(company, self.ids)
+        # Members on the top rung cannot move up: no need to add up their
+        # year (the order sync's hot path), unless they were found below.
+        top = ladder[-1]
+        climbing = self.with_company(company).filtered(
+            lambda partner: partner.mlm_tier_id != top or partner.mlm_tier_below_since
+        )
+        if not climbing:
+            return
+        values = self._mlm_tier_values(company, climbing.ids)
         moves = defaultdict(list)
         back_above = self.browse()
-        for partner in self.with_company(company):
+        for partner in climbing:
             value = values.get(partner.id, 0.0)
             target = ladder._mlm_qualifying(value)
             current_rank = ladder._mlm_rank(partner.mlm_tier_id)
