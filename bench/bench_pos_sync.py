@@ -1,17 +1,17 @@
 """Benchmark of the register's order sync with loyalty_mlm (issue 8).
 
-    .venv/bin/python bench/bench_pos_sync.py -d mlm_dev --orders 50 --history 200
-    .venv/bin/python bench/bench_pos_sync.py -d mlm_base --orders 50 --history 200
+    .venv/bin/python bench/bench_pos_sync.py -d mlm_base -d mlm_dev \
+        --orders 100 --history 200
 
-Run it against a database with loyalty_mlm installed and against the
-baseline: a database with the same dependencies (contacts, crm,
+The first database is the baseline: the same dependencies (contacts, crm,
 sale_loyalty, sale_margin, pos_loyalty, portal) and NOT loyalty_mlm, e.g.
 
-    odoo-bin -c .run/odoo.cfg -d mlm_base --stop-after-init \\
+    odoo-bin -c .run/odoo.cfg -d mlm_base --stop-after-init \
         -i contacts,crm,sale_loyalty,sale_margin,pos_loyalty,portal
 
-Both runs build the same fixtures in one transaction that is rolled back at
-the end (nothing is left in the database):
+the next ones have loyalty_mlm installed. Each database gets the same
+fixtures in one transaction that is rolled back at the end (nothing is left
+in the database):
 
 1. a cash journal, a POS config and an open session of the main company, a
    product at 10.00 untaxed, a loyalty programme (1 point per currency unit,
@@ -20,12 +20,14 @@ the end (nothing is left in the database):
 2. the customer's history: `--history` paid orders through the same path;
 3. `--orders` identical orders (3 x 10.00, earning 30 points), each through
    the register's two calls: `pos.order.sync_from_ui` then
-   `confirm_coupon_programs` (points), as the payment screen does;
-4. prints queries and wall time per order (mean and median of the measured
-   orders, after one warm-up order).
+   `confirm_coupon_programs` (points), as the payment screen does, one order
+   on each database in turn (the machine's load weighs on both alike);
+4. prints queries and wall time per order for each database, and the
+   difference to the baseline (target: at most +5 queries and +15% wall
+   time per order, whatever the history).
 
-Then compare the two outputs (target: at most +5 queries and +15% wall time
-per order, whatever the history). Not a test: timings depend on the machine.
+Both databases are served by one process (one registry each). Not a test:
+timings depend on the machine.
 """
 
 import argparse
@@ -40,14 +42,20 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("-d", "--database", required=True)
+    parser.add_argument(
+        "-d",
+        "--database",
+        action="append",
+        required=True,
+        help="repeat: the first is the baseline, orders alternate between them",
+    )
     parser.add_argument("-c", "--config", default=str(ROOT / ".run" / "odoo.cfg"))
     parser.add_argument("--orders", type=int, default=50)
     parser.add_argument("--history", type=int, default=0)
     parser.add_argument(
         "--dump-queries",
         metavar="FILE",
-        help="write the SQL of the last measured order to FILE (numbers masked)",
+        help="write the SQL of one more order to FILE.<database> (numbers masked)",
     )
     return parser.parse_args()
 
@@ -182,57 +190,90 @@ def dump_queries(path, function):
     Path(path).write_text("\n".join(lines) + "\n")
 
 
+class Run:
+    """One database's cursor, fixtures and measures."""
+
+    def __init__(self, odoo, database, history):
+        from odoo import SUPERUSER_ID, api  # noqa: PLC0415
+
+        self.database = database
+        self.registry = odoo.modules.registry.Registry(database)
+        self.cr = self.registry.cursor()
+        # A cashier-like user would add access checks; the superuser keeps the
+        # comparison about the code paths.
+        self.env = api.Environment(self.cr, SUPERUSER_ID, {"tracking_disable": True})
+        self.installed = bool(
+            self.env["ir.module.module"].search_count(
+                [("name", "=", "loyalty_mlm"), ("state", "=", "installed")]
+            )
+        )
+        self.setup = fixtures(self.env)
+        for _index in range(history):
+            self.sell()
+        self.sell()  # warm-up
+        self.queries, self.times = [], []
+
+    def sell(self):
+        sell(self.env, *self.setup)
+
+    def measure(self, sql_db):
+        count = sql_db.sql_counter
+        start = time.perf_counter()
+        self.sell()
+        self.times.append(time.perf_counter() - start)
+        self.queries.append(sql_db.sql_counter - count)
+
+    def report(self, baseline=None):
+        queries = statistics.mean(self.queries)
+        median = statistics.median(self.times) * 1000
+        print(
+            f"{self.database} (loyalty_mlm "
+            f"{'installed' if self.installed else 'NOT installed'}): "
+            f"queries per order mean {queries:.1f} (min {min(self.queries)}, "
+            f"max {max(self.queries)}), wall time per order median "
+            f"{median:.1f} ms, mean {statistics.mean(self.times) * 1000:.1f} ms"
+        )
+        if baseline:
+            base_queries = statistics.mean(baseline.queries)
+            base_median = statistics.median(baseline.times) * 1000
+            print(
+                f"  versus {baseline.database}: {queries - base_queries:+.1f} "
+                f"queries, {(median / base_median - 1) * 100:+.1f}% wall time "
+                "(medians)"
+            )
+
+    def close(self):
+        self.cr.rollback()
+        self.cr.close()
+
+
 def main():
     args = parse_args()
     sys.path.insert(0, str(ROOT))
     import odoo  # noqa: PLC0415
     import odoo.sql_db  # noqa: PLC0415
-    from odoo import SUPERUSER_ID, api  # noqa: PLC0415
     from odoo.tools import config  # noqa: PLC0415
 
     config.parse_config(
-        ["-c", args.config, "-d", args.database, "--log-level=warn", "--no-http"]
+        ["-c", args.config, "-d", args.database[0], "--log-level=warn", "--no-http"]
     )
-    registry = odoo.modules.registry.Registry(args.database)
-    with registry.cursor() as cr:
-        env = api.Environment(cr, SUPERUSER_ID, {"tracking_disable": True})
-        # A cashier-like user would add access checks; the superuser keeps the
-        # comparison about the code paths.
-        setup = fixtures(env)
-        for _index in range(args.history):
-            sell(env, *setup)
-        sell(env, *setup)  # warm-up
-        queries, times = [], []
+    runs = [Run(odoo, database, args.history) for database in args.database]
+    try:
+        # Interleaved, one order on each database in turn: the machine's load
+        # weighs on both alike.
         for _index in range(args.orders):
-            count = odoo.sql_db.sql_counter
-            start = time.perf_counter()
-            sell(env, *setup)
-            times.append(time.perf_counter() - start)
-            queries.append(odoo.sql_db.sql_counter - count)
+            for run in runs:
+                run.measure(odoo.sql_db)
         if args.dump_queries:
-            dump_queries(args.dump_queries, lambda: sell(env, *setup))
-        installed = bool(
-            env["ir.module.module"].search_count(
-                [("name", "=", "loyalty_mlm"), ("state", "=", "installed")]
-            )
-        )
-        card = setup[-1]
-        card.invalidate_recordset()
-        print(
-            f"database {args.database} (loyalty_mlm "
-            f"{'installed' if installed else 'NOT installed'}), "
-            f"history {args.history} orders, {args.orders} orders measured"
-        )
-        print(
-            f"queries per order: mean {statistics.mean(queries):.1f}, "
-            f"min {min(queries)}, max {max(queries)}"
-        )
-        print(
-            f"wall time per order: mean {statistics.mean(times) * 1000:.1f} ms, "
-            f"median {statistics.median(times) * 1000:.1f} ms"
-        )
-        print(f"card balance at the end: {card.points}")
-        cr.rollback()
+            for run in runs:
+                path = f"{args.dump_queries}.{run.database}"
+                dump_queries(path, run.sell)
+        print(f"history {args.history} orders, {args.orders} orders measured")
+        for run in runs:
+            run.report(runs[0] if run is not runs[0] else None)
+    finally:
+        for run in runs:
+            run.close()
 
 
 if __name__ == "__main__":
