@@ -14,3 +14,4 @@ from . import test_bonuses
 from . import test_donations
 from . import test_pos_performance
 from . import test_portal
+from . import test_pos_customer_editor
