@@ -6,7 +6,7 @@ from dateutil.relativedelta import relativedelta
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
 from odoo.osv import expression
-from odoo.tools import SQL, float_is_zero, float_round
+from odoo.tools import SQL, create_index, float_is_zero, float_round
 
 _logger = logging.getLogger(__name__)
 
@@ -94,6 +94,25 @@ class LoyaltyMlmLedger(models.Model):
         digits=(16, PRECISION),
         help="Points this entry took that no lot covered yet (negative balance).",
     )
+
+    def init(self):
+        # Open lots and open debts of a card (_mlm_open_positions, on every
+        # posting): partial indexes keep that lookup as cheap for a member
+        # with years of entries as for a new one.
+        create_index(
+            self.env.cr,
+            "loyalty_mlm_ledger_open_lot_index",
+            self._table,
+            ["card_id", "date"],
+            where="remaining > 0",
+        )
+        create_index(
+            self.env.cr,
+            "loyalty_mlm_ledger_open_debt_index",
+            self._table,
+            ["card_id", "date"],
+            where="unallocated > 0",
+        )
 
     # ------------------------------------------------------------
     # Computes
