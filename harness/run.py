@@ -76,6 +76,8 @@ def write_config(ctx):
     options = {
         "addons_path": ",".join(str(p) for p in addons),
         "data_dir": str(ctx.run_dir / "data"),
+        # Browser tests' screenshots (failures, the POS badge for the README).
+        "screenshots": str(ctx.run_dir / "screenshots"),
         "http_port": ctx.environ.get("LOYALTY_MLM_HTTP_PORT", "8069"),
         "max_cron_threads": "0",
         **ctx.db_options,

@@ -15,6 +15,7 @@
         "sale_loyalty",
         "sale_margin",
         "pos_loyalty",
+        "portal",
         # OCA: partner domain on loyalty programmes (requirements-addons.txt)
         "sale_loyalty_partner_applicability",
     ],
@@ -48,6 +49,7 @@
         "report/loyalty_mlm_statement_report.xml",
         "report/loyalty_mlm_donation_report_views.xml",
         "views/loyalty_mlm_dashboard_views.xml",
+        "views/portal_templates.xml",
         "views/loyalty_mlm_menus.xml",
     ],
     "demo": [

@@ -5,7 +5,7 @@ import pytz
 from odoo import _, api, fields, models
 from odoo.exceptions import ValidationError
 from odoo.osv import expression
-from odoo.tools import float_round
+from odoo.tools import float_round, ormcache
 
 from odoo.addons.base.models.res_partner import _tz_get
 
@@ -150,6 +150,20 @@ class LoyaltyMlmCampaign(models.Model):
                     )
                 )
 
+    @api.model_create_multi
+    def create(self, vals_list):
+        self.env.registry.clear_cache()  # _mlm_windows
+        return super().create(vals_list)
+
+    def write(self, vals):
+        if {"company_id", "channel", "date_start", "date_end", "active"} & set(vals):
+            self.env.registry.clear_cache()  # _mlm_windows
+        return super().write(vals)
+
+    def unlink(self):
+        self.env.registry.clear_cache()  # _mlm_windows
+        return super().unlink()
+
     # ------------------------------------------------------------
     # Business methods
     # ------------------------------------------------------------
@@ -166,15 +180,32 @@ class LoyaltyMlmCampaign(models.Model):
     def _mlm_running(self, company, channel, when):
         """Campaigns of `company` for `channel` whose window contains `when`
         (a UTC datetime) on one of their weekdays."""
-        campaigns = self.sudo().search(
-            [
-                ("company_id", "=", company.id),
-                ("channel", "in", (channel, "both")),
-                ("date_start", "<=", when),
-                ("date_end", ">=", when),
-            ]
-        )
+        ids = [
+            campaign_id
+            for campaign_id, start, end in self._mlm_windows(company.id, channel)
+            if start <= when <= end
+        ]
+        if not ids:
+            return self.sudo().browse()
+        campaigns = self.sudo().browse(ids)
         return campaigns.filtered(lambda campaign: campaign._mlm_on_weekday(when))
+
+    @api.model
+    @ormcache("company_id", "channel")
+    def _mlm_windows(self, company_id, channel):
+        """((id, start, end),) of the active campaigns of a company and
+        channel, cached: every earning order asks, and most of the time no
+        campaign is running (see create/write/unlink)."""
+        return tuple(
+            (campaign.id, campaign.date_start, campaign.date_end)
+            for campaign in self.sudo().search_fetch(
+                [
+                    ("company_id", "=", company_id),
+                    ("channel", "in", (channel, "both")),
+                ],
+                ["date_start", "date_end"],
+            )
+        )
 
     def _mlm_on_weekday(self, when):
         self.ensure_one()

@@ -5,7 +5,8 @@ from dateutil.relativedelta import relativedelta
 
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
-from odoo.tools import SQL, float_is_zero, float_round
+from odoo.osv import expression
+from odoo.tools import SQL, create_index, float_is_zero, float_round
 
 _logger = logging.getLogger(__name__)
 
@@ -94,6 +95,25 @@ class LoyaltyMlmLedger(models.Model):
         digits=(16, PRECISION),
         help="Points this entry took that no lot covered yet (negative balance).",
     )
+
+    def init(self):
+        # Open lots and open debts of a card (_mlm_open_positions, on every
+        # posting): partial indexes keep that lookup as cheap for a member
+        # with years of entries as for a new one.
+        create_index(
+            self.env.cr,
+            "loyalty_mlm_ledger_open_lot_index",
+            self._table,
+            ["card_id", "date"],
+            where="remaining > 0",
+        )
+        create_index(
+            self.env.cr,
+            "loyalty_mlm_ledger_open_debt_index",
+            self._table,
+            ["card_id", "date"],
+            where="unallocated > 0",
+        )
 
     # ------------------------------------------------------------
     # Computes
@@ -261,6 +281,11 @@ class LoyaltyMlmLedger(models.Model):
                         months=months[company]
                     )
             vals.setdefault("user_id", self.env.uid)
+            # A new entry's allocation state goes with the insert (no
+            # recompute and update per entry); the allocations made below
+            # recompute the entries they touch.
+            vals.setdefault("remaining", max(vals["points"], 0.0))
+            vals.setdefault("unallocated", max(-vals["points"], 0.0))
         entries = self.sudo().create(vals_list)
         entries._mlm_allocate()
         return entries
@@ -318,17 +343,39 @@ class LoyaltyMlmLedger(models.Model):
         return grouped
 
     def _mlm_open_positions(self, card_id, new_entries):
-        """Open lots and debts of a card before `new_entries`, oldest first."""
-        older = [("card_id", "=", card_id), ("id", "not in", new_entries.ids)]
-        lots = self.sudo().search(
-            [*older, ("points", ">", 0), ("remaining", ">", 0)], order="date, id"
-        )
-        debts = self.sudo().search(
-            [*older, ("points", "<", 0), ("unallocated", ">", 0)], order="date, id"
+        """Open lots and debts of a card before `new_entries`, oldest first.
+
+        One query, and only what the new entries can touch: open lots when
+        one of them is negative, debts when one is positive (the usual order
+        earns only: its entries never read the card's lots, however many)."""
+        wanted = []
+        if any(entry.points < 0 for entry in new_entries):
+            wanted.append([("points", ">", 0), ("remaining", ">", 0)])
+        if any(entry.points > 0 for entry in new_entries):
+            wanted.append([("points", "<", 0), ("unallocated", ">", 0)])
+        if not wanted:
+            return [], []
+        positions = self.sudo().search_fetch(
+            expression.AND(
+                [
+                    [("card_id", "=", card_id), ("id", "not in", new_entries.ids)],
+                    expression.OR(wanted),
+                ]
+            ),
+            [
+                "date",
+                "points",
+                "remaining",
+                "unallocated",
+                "res_model",
+                "res_id",
+                "expiry_date",
+            ],
+            order="date, id",
         )
         return (
-            [{"entry": lot, "open": lot.remaining} for lot in lots],
-            [{"entry": debt, "open": debt.unallocated} for debt in debts],
+            [{"entry": e, "open": e.remaining} for e in positions if e.points > 0],
+            [{"entry": e, "open": e.unallocated} for e in positions if e.points < 0],
         )
 
     @staticmethod

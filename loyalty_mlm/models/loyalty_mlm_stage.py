@@ -1,5 +1,6 @@
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
+from odoo.tools import ormcache
 
 from ..tools.lifecycle import STAGES
 
@@ -47,6 +48,16 @@ class LoyaltyMlmStage(models.Model):
         for stage in self:
             stage.partner_count = counts.get(stage, 0)
 
+    @api.model_create_multi
+    def create(self, vals_list):
+        self.env.registry.clear_cache()  # _mlm_ids_by_code
+        return super().create(vals_list)
+
+    def write(self, vals):
+        if "code" in vals:
+            self.env.registry.clear_cache()  # _mlm_ids_by_code
+        return super().write(vals)
+
     @api.ondelete(at_uninstall=False)
     def _unlink_except_lifecycle_stage(self):
         if any(stage.code in STAGES for stage in self):
@@ -61,3 +72,12 @@ class LoyaltyMlmStage(models.Model):
     def _by_code(self):
         """{code: stage} of the six stages (one query)."""
         return {stage.code: stage for stage in self.sudo().search([])}
+
+    @api.model
+    @ormcache()
+    def _mlm_ids_by_code(self):
+        """{code: stage id}, cached: every paid order asks (the stage codes
+        never change, see `code`)."""
+        return {
+            stage.code: stage.id for stage in self.sudo().search_fetch([], ["code"])
+        }

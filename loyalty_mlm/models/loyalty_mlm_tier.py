@@ -1,6 +1,6 @@
 from odoo import _, api, fields, models
 from odoo.exceptions import ValidationError
-from odoo.tools import float_compare
+from odoo.tools import float_compare, ormcache
 
 
 class LoyaltyMlmTier(models.Model):
@@ -78,6 +78,20 @@ class LoyaltyMlmTier(models.Model):
                     )
                 )
 
+    @api.model_create_multi
+    def create(self, vals_list):
+        self.env.registry.clear_cache()  # _mlm_ladder_ids
+        return super().create(vals_list)
+
+    def write(self, vals):
+        if {"threshold", "sequence", "company_id", "active"} & set(vals):
+            self.env.registry.clear_cache()  # _mlm_ladder_ids
+        return super().write(vals)
+
+    def unlink(self):
+        self.env.registry.clear_cache()  # _mlm_ladder_ids
+        return super().unlink()
+
     def action_mlm_open_members(self):
         self.ensure_one()
         action = self.env["ir.actions.act_window"]._for_xml_id(
@@ -94,9 +108,19 @@ class LoyaltyMlmTier(models.Model):
     @api.model
     def _mlm_ladder(self, company):
         """The active tiers of `company`, lowest threshold first."""
-        return self.sudo().search(
-            [("company_id", "in", [company.id, False])],
-            order="threshold, sequence, id",
+        return self.sudo().browse(self._mlm_ladder_ids(company.id))
+
+    @api.model
+    @ormcache("company_id")
+    def _mlm_ladder_ids(self, company_id):
+        # Cached: every earning order asks (see create/write/unlink).
+        return tuple(
+            self.sudo()
+            .search(
+                [("company_id", "in", [company_id, False])],
+                order="threshold, sequence, id",
+            )
+            .ids
         )
 
     def _mlm_qualifying(self, value):

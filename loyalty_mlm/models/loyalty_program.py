@@ -1,5 +1,6 @@
 from odoo import _, api, fields, models
 from odoo.osv import expression
+from odoo.tools import ormcache
 
 from .res_partner import QUADRANT_SELECTION, USAGE_SEGMENT_SELECTION
 
@@ -105,13 +106,21 @@ class LoyaltyProgram(models.Model):
 
     @api.model
     def _mlm_member_programme_ids(self):
-        """Ids of every company's member programme (one query)."""
+        """Ids of every company's member programme."""
+        return set(self._mlm_member_programme_ids_cached())
+
+    @api.model
+    @ormcache()
+    def _mlm_member_programme_ids_cached(self):
+        # Asked several times by every card change and order sync (the hot
+        # path): cached until a company's member programme changes (see
+        # res.company create/write).
         companies = (
             self.env["res.company"]
             .sudo()
             .search_fetch([("mlm_program_id", "!=", False)], ["mlm_program_id"])
         )
-        return set(companies.mlm_program_id.ids)
+        return frozenset(companies.mlm_program_id.ids)
 
     # ------------------------------------------------------------
     # Targeted programmes

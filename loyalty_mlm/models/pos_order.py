@@ -1,4 +1,5 @@
 import logging
+from collections import defaultdict
 
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
@@ -203,15 +204,27 @@ class PosOrder(models.Model):
         """
         self.ensure_one()
         if self.mlm_points_confirmed:
-            return self._mlm_confirmed_coupon_result(coupon_data)
+            result = self._mlm_confirmed_coupon_result(coupon_data)
+            result["mlm_receipt"] = self._mlm_receipt()
+            return result
         coupon_data = self._mlm_drop_targeted_points(coupon_data)
         data = {int(key): value for key, value in coupon_data.items()}
         cards = (
-            self.env["loyalty.card"].sudo().browse([k for k in data if k > 0]).exists()
+            # search_fetch, not exists(): the same query reads what follows.
+            self.env["loyalty.card"]
+            .sudo()
+            .with_context(active_test=False)
+            .search_fetch(
+                [("id", "in", [k for k in data if k > 0])],
+                ["program_id", "partner_id", "points", "code", "company_id"],
+            )
         )
         member_cards = cards._mlm_member_cards()
         member_cards._mlm_lock()
         ledger = self.env["loyalty.mlm.ledger"]
+        # What this order posts on existing member cards, known without
+        # reading the ledger back (see _mlm_post_order_bonuses).
+        points = defaultdict(lambda: defaultdict(float))
         for card in member_cards:
             codes = set(data[card.id].get("line_codes") or [])
             spent = sum(
@@ -220,6 +233,10 @@ class PosOrder(models.Model):
                 if line.reward_identifier_code in codes
             )
             net = data[card.id].get("points") or 0.0
+            for kind, value in (("earn", net + spent), ("redeem", -spent)):
+                value = float_round(value, PRECISION)
+                if value:
+                    points[card][kind] += value
             ledger._mlm_register_splits(
                 card,
                 [
@@ -239,7 +256,12 @@ class PosOrder(models.Model):
         finally:
             ledger._mlm_clear_splits()
         self.mlm_points_confirmed = True
-        self._mlm_post_order_bonuses(result)
+        member_ids = self.env["loyalty.program"]._mlm_member_programme_ids()
+        if any(key < 0 and data[key].get("program_id") in member_ids for key in data):
+            points = None  # the register created a member card: read back
+        points = self._mlm_post_order_bonuses(result, points)
+        # The receipt's member block comes back with this call: no extra request.
+        result["mlm_receipt"] = self._mlm_receipt(points)
         return result
 
     def _mlm_drop_targeted_points(self, coupon_data):
@@ -267,42 +289,91 @@ class PosOrder(models.Model):
             if value.get("program_id") not in refused.ids
         }
 
-    def _mlm_post_order_bonuses(self, result):
-        """Tier and campaign bonuses of this order on the points it just
-        earned, then the tier upgrade (see res.partner "Bonuses, tiers,
-        referral"); the register is answered with the balances bonuses
-        included."""
+    def _mlm_order_points(self):
+        """{card: {ledger kind: points}} this order posted on member cards
+        (one query)."""
         self.ensure_one()
-        Partner = self.env["res.partner"]
-        earned = dict(
+        points = defaultdict(lambda: defaultdict(float))
+        for card, kind, total in (
             self.env["loyalty.mlm.ledger"]
             .sudo()
             ._read_group(
                 [
                     ("res_model", "=", self._name),
                     ("res_id", "=", self.id),
-                    ("kind", "=", "earn"),
                     ("card_id", "!=", False),
                 ],
-                ["card_id"],
+                ["card_id", "kind"],
                 ["points:sum"],
             )
-        )
+        ):
+            points[card][kind] += total
+        return points
+
+    def _mlm_post_order_bonuses(self, result, points=None):
+        """Tier and campaign bonuses of this order on the points it just
+        earned, then the tier upgrade (see res.partner "Bonuses, tiers,
+        referral"); the register is answered with the balances bonuses
+        included. `points`: {card: {kind: points}} this order posted, when
+        the caller knows (else read from the ledger). Returns it, bonuses
+        included."""
+        self.ensure_one()
+        Partner = self.env["res.partner"]
+        if points is None:
+            points = self._mlm_order_points()
+        earned = {
+            card: kinds["earn"] for card, kinds in points.items() if "earn" in kinds
+        }
         if not earned:
-            return
+            return points
         lines = [
             (line.product_id, line.price_subtotal)
             for line in self.lines
             if not line.is_reward_line
         ]
-        Partner._mlm_order_bonuses(self, "pos", earned, lines)
+        posted = Partner._mlm_order_bonuses(self, "pos", earned, lines)
+        for card, bonuses in posted.items():
+            for kind, bonus in bonuses:
+                points[card][kind] += bonus
         Partner.browse([card.partner_id.id for card in earned])._mlm_tier_upgrade(
             self.company_id
         )
-        points = {card.id: card.points for card in earned}
+        balances = {card.id: card.points for card in earned}
         for update in result.get("coupon_updates") or []:
-            if update.get("id") in points:
-                update["points"] = points[update["id"]]
+            if update.get("id") in balances:
+                update["points"] = balances[update["id"]]
+        return points
+
+    def _mlm_receipt(self, points=None):
+        """What the receipt shows the member: the points this order earned
+        (base, tier and campaign bonuses), spent, the new balance, the tier and
+        the referral code; False when the customer is no member. `points`:
+        this order's {card: {kind: points}} when the caller has them."""
+        self.ensure_one()
+        partner = self.partner_id
+        program = self.company_id.mlm_program_id
+        if not partner or not program:
+            return False
+        if points is None:
+            points = self._mlm_order_points()
+        card = next(
+            (c for c in points if c.partner_id == partner and c.program_id == program),
+            None,
+        )
+        if not card:
+            return False
+        kinds = points[card]
+        member = partner.sudo().with_company(self.company_id)
+        return {
+            "card_id": card.id,
+            "earned": float_round(kinds["earn"], PRECISION),
+            "tier_bonus": float_round(kinds["tier_bonus"], PRECISION),
+            "campaign_bonus": float_round(kinds["campaign_bonus"], PRECISION),
+            "spent": float_round(-kinds["redeem"], PRECISION),
+            "balance": float_round(card.points, PRECISION),
+            "tier": member.mlm_tier_id.name or "",
+            "referral_code": member.mlm_referral_code or "",
+        }
 
     def _mlm_confirmed_coupon_result(self, coupon_data):
         """What confirm_coupon_programs answered, rebuilt without any change."""

@@ -250,8 +250,18 @@ class ResCompany(models.Model):
         if any(company.mlm_points_validity_months < 0 for company in self):
             raise ValidationError(_("The points validity cannot be negative."))
 
+    @api.model_create_multi
+    def create(self, vals_list):
+        if any(vals.get("mlm_program_id") for vals in vals_list):
+            # loyalty.program._mlm_member_programme_ids is cached.
+            self.env.registry.clear_cache()
+        return super().create(vals_list)
+
     def write(self, vals):
         res = super().write(vals)
+        if "mlm_program_id" in vals or "active" in vals:
+            # loyalty.program._mlm_member_programme_ids is cached.
+            self.env.registry.clear_cache()
         if vals.get("mlm_program_id"):
             # Cards that existed before the programme was chosen start their
             # ledger with an opening entry, so balance == ledger from now on.

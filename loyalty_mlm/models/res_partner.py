@@ -91,6 +91,12 @@ class ResPartner(models.Model):
         compute="_compute_mlm_card_id",
         digits=(16, 2),
     )
+    mlm_card_code = fields.Char(
+        string="Member Card Code",
+        compute="_compute_mlm_card_id",
+        search="_search_mlm_card_code",
+        help="Code of the member card: the register finds the member by it.",
+    )
     mlm_redemption_blocked = fields.Boolean(
         string="Redemption Blocked",
         compute="_compute_mlm_card_id",
@@ -145,7 +151,22 @@ class ResPartner(models.Model):
             card = card_per_partner.get(partner.id, cards.browse())
             partner.mlm_card_id = card
             partner.mlm_points = card.points
+            partner.mlm_card_code = card.code
             partner.mlm_redemption_blocked = card.points < 0
+
+    def _search_mlm_card_code(self, operator, value):
+        # sudo: cashiers look members up by card without rights on cards.
+        cards = (
+            self.env["loyalty.card"]
+            .sudo()
+            ._search(
+                [
+                    ("program_id", "=", self.env.company.mlm_program_id.id),
+                    ("code", operator, value),
+                ]
+            )
+        )
+        return [("id", "in", cards.subselect("partner_id"))]
 
     def _compute_mlm_points_expiring_soon(self):
         today = fields.Date.context_today(self)
@@ -183,6 +204,11 @@ class ResPartner(models.Model):
             "mlm_points_expiring_soon",
             "mlm_redemption_blocked",
             "mlm_pos_program_ids",
+            # Tier, codes: badge, customer list columns and search, receipt.
+            "mlm_tier_name",
+            "mlm_tier_color",
+            "mlm_referral_code",
+            "mlm_card_code",
         ]
 
     def action_mlm_enroll(self):
@@ -239,8 +265,9 @@ class ResPartner(models.Model):
                 )
             )
         cards = self.env["loyalty.card"].sudo()
-        existing = cards.search(
-            [("program_id", "=", program.id), ("partner_id", "in", self.ids)]
+        existing = cards.search_fetch(
+            [("program_id", "=", program.id), ("partner_id", "in", self.ids)],
+            ["partner_id"],
         )
         missing = self - existing.partner_id
         if missing:
@@ -595,8 +622,10 @@ class ResPartner(models.Model):
         """An order was confirmed or paid: first order (acquisition to
         onboarding) and winback customers move now, not at night."""
         partners = self.commercial_partner_id
+        ids = self.env["loyalty.mlm.stage"]._mlm_ids_by_code()
+        moving = {ids.get("acquisition"), ids.get("winback")}
         waiting = partners.filtered(
-            lambda p: p.mlm_stage_code in (False, "acquisition", "winback")
+            lambda p: not p.mlm_stage_id or p.mlm_stage_id.id in moving
         )
         if waiting:
             # Stage bookkeeping is the system's: a salesperson or cashier need
@@ -1431,6 +1460,9 @@ class ResPartner(models.Model):
         help="Reached on the order that qualifies; lost at the nightly review "
         "after the grace period below the threshold.",
     )
+    # For the register (the POS loads no tier model).
+    mlm_tier_name = fields.Char(related="mlm_tier_id.name", string="Tier Name")
+    mlm_tier_color = fields.Integer(related="mlm_tier_id.color", string="Tier Colour")
     mlm_tier_below_since = fields.Date(
         string="Below Tier Since",
         company_dependent=True,
@@ -1529,6 +1561,47 @@ class ResPartner(models.Model):
                         _("No member has the referral code %(code)s.", code=code)
                     )
             partner.mlm_referrer_id = referrer.id
+
+    @api.onchange("mlm_referrer_code")
+    def _onchange_mlm_referrer_code(self):
+        """Check a typed referral code at once (the register's customer editor
+        is this form): a code that would be refused is cleared with the
+        reason, before anything is saved. The constraint below still decides
+        at save."""
+        code = (self.mlm_referrer_code or "").strip().upper()
+        if not code or code == (self.mlm_referrer_id.mlm_referral_code or ""):
+            return None
+        # sudo: whoever registers a customer may look a code up.
+        referrer = self.sudo().search([("mlm_referral_code", "=", code)], limit=1)
+        if not referrer:
+            message = _("No member has the referral code %(code)s.", code=code)
+        elif self._origin and self._origin in referrer._mlm_referrer_chain():
+            message = _(
+                "%(name)s cannot be referred by %(referrer)s: nobody can refer "
+                "themselves, directly or through the chain of referrers.",
+                name=self._origin.display_name,
+                referrer=referrer.display_name,
+            )
+        else:
+            return None
+        self.mlm_referrer_code = self.mlm_referrer_id.mlm_referral_code
+        # A dialog: the register shows dialogs, not the web client's toasts.
+        return {
+            "warning": {
+                "type": "dialog",
+                "title": _("Referral code refused"),
+                "message": message,
+            }
+        }
+
+    def _mlm_referrer_chain(self):
+        """`self` and its referrers, up the chain (stops on a loop)."""
+        self.ensure_one()
+        chain, partner = self.browse(), self
+        while partner and partner not in chain:
+            chain |= partner
+            partner = partner.mlm_referrer_id
+        return chain
 
     @api.depends("mlm_referred_ids.mlm_referral_date")
     def _compute_mlm_referral_count(self):
@@ -1691,14 +1764,18 @@ class ResPartner(models.Model):
         on the earned points only (never on other bonuses) and add up: a Gold
         member (x1.5) in a double points campaign (x2) gets 50% + 100%.
         Posted with the order as source, so cancelling or refunding the order
-        reverses them (_mlm_reverse_order_bonuses).
+        reverses them (_mlm_reverse_order_bonuses). Returns what was posted:
+        {card: [(kind, points)]}.
         """
         company = order.company_id
+        posted = defaultdict(list)
         for card, base in earned.items():
             partner = card.partner_id
             if base <= 0 or not partner:
                 continue
             bonuses = []
+            # The whole ladder in one read (the tier upgrade reads it next).
+            self.env["loyalty.mlm.tier"]._mlm_ladder(company).mapped("multiplier")
             # sudo: cashiers and portal checkouts earn bonuses without any
             # right on tiers.
             tier = partner.sudo().with_company(company).mlm_tier_id
@@ -1724,6 +1801,8 @@ class ResPartner(models.Model):
             for kind, points, reason in bonuses:
                 if points > 0:
                     card._mlm_post_points(points, kind, source=order, reason=reason)
+                    posted[card].append((kind, points))
+        return posted
 
     @api.model
     def _mlm_reverse_order_bonuses(self, orders):
@@ -1843,10 +1922,18 @@ class ResPartner(models.Model):
         ladder = self.env["loyalty.mlm.tier"]._mlm_ladder(company)
         if not ladder or not self:
             return
-        values = self._mlm_tier_values(company, self.ids)
+        # Members on the top rung cannot move up: no need to add up their
+        # year (the order sync's hot path), unless they were found below.
+        top = ladder[-1]
+        climbing = self.with_company(company).filtered(
+            lambda partner: partner.mlm_tier_id != top or partner.mlm_tier_below_since
+        )
+        if not climbing:
+            return
+        values = self._mlm_tier_values(company, climbing.ids)
         moves = defaultdict(list)
         back_above = self.browse()
-        for partner in self.with_company(company):
+        for partner in climbing:
             value = values.get(partner.id, 0.0)
             target = ladder._mlm_qualifying(value)
             current_rank = ladder._mlm_rank(partner.mlm_tier_id)

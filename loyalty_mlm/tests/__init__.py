@@ -15,3 +15,6 @@ from . import test_donations
 from . import test_treatments
 from . import test_expiry_reminder
 from . import test_targeted_programs
+from . import test_pos_performance
+from . import test_portal
+from . import test_pos_customer_editor

@@ -17,6 +17,12 @@ patch(PosOrder.prototype, {
             this._mlmPointsCap = undefined;
         }
     },
+    /** The member block of the receipt (see PosData.call). */
+    export_for_printing() {
+        const result = super.export_for_printing(...arguments);
+        result.mlmReceipt = this.uiState.mlmReceipt || false;
+        return result;
+    },
     _getRealCouponPoints(couponId) {
         const points = super._getRealCouponPoints(couponId);
         return this._mlmPointsCap ? Math.min(points, this._mlmPointsCap) : points;

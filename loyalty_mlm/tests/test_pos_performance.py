@@ -1,0 +1,63 @@
+from odoo.tests import tagged
+
+from .common import LoyaltyMlmPosCommon
+
+# Queries of one member order through the register's two calls (order sync,
+# then the confirmation of its points), whatever the member's history; with
+# Odoo's caches emptied first, so the figure does not depend on which test
+# ran before (bench/bench_pos_sync.py measures the warm cost against Odoo
+# without the module).
+SYNC_QUERIES = 252
+
+
+@tagged("post_install", "-at_install")
+class TestPosSyncPerformance(LoyaltyMlmPosCommon):
+    """The cost of the order sync with our module stays the same for a member
+    with a short and a long history (orders, ledger entries)."""
+
+    def payload(self, points):
+        card = self.card()
+        return {
+            str(card.id): {
+                "points": points,
+                "program_id": self.program.id,
+                "coupon_id": card.id,
+                "partner_id": self.member.id,
+            }
+        }
+
+    def sell(self):
+        """One member order as the register sends it: sync, then points."""
+        data = self.create_ui_order_data([(self.product, 3)], customer=self.member)
+        result = self.env["pos.order"].sync_from_ui([data])
+        order = self.env["pos.order"].browse(result["pos.order"][0]["id"])
+        return order.confirm_coupon_programs(self.payload(30.0))
+
+    def make_history(self, orders, adjustments):
+        self.member._mlm_enroll(self.company)
+        # Both members are Silver (x1.25) before and after their history: the
+        # same bonus entries per order, so only the history differs.
+        self.member.with_company(self.company).mlm_tier_id = self.env.ref(
+            "loyalty_mlm.loyalty_mlm_tier_silver"
+        )
+        for _index in range(orders):
+            self.sell()
+        for index in range(adjustments):
+            self.card()._mlm_adjust(1.0, f"History {index}")
+
+    def measure(self):
+        self.sell()  # the session's first order does more
+        self.env.invalidate_all()
+        self.env.registry.clear_cache()
+        with self.assertQueryCount(SYNC_QUERIES):
+            result = self.sell()
+        self.assertEqual(result["mlm_receipt"]["earned"], 30.0)
+        self.assertEqual(self.env["loyalty.mlm.ledger"]._mlm_reconcile(self.card()), {})
+
+    def test_sync_cost_short_history(self):
+        self.make_history(orders=1, adjustments=1)
+        self.measure()
+
+    def test_sync_cost_long_history(self):
+        self.make_history(orders=30, adjustments=200)
+        self.measure()
