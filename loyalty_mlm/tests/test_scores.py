@@ -425,12 +425,12 @@ class TestScores(LoyaltyMlmPosCommon):
                     self.sell(customer, self.beans, 1, 10)
             self.refresh()  # warm-up: caches, and one previous run to forget
             forget_scores()  # so that every customer is written again
-            with self.assertQueryCount(16):
+            with self.assertQueryCount(17):
                 self.refresh(batch_size=100)
             self.assertEqual(
                 Partner.search_count([("mlm_rfm_code", "!=", False)]), count
             )
         # Batches of 10: the same plus one statement per extra batch.
         forget_scores()
-        with self.assertQueryCount(20):
+        with self.assertQueryCount(21):
             self.refresh(batch_size=10)
