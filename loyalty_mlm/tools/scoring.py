@@ -639,9 +639,11 @@ def _lower_table(values: list[float]) -> dict:
     return _lower_table_sorted(sorted(values))
 
 
-def _lower_table_sorted(ordered: list) -> dict:
+def _lower_table_sorted(ordered: list, lower: dict | None = None) -> dict:
+    """`_lower_table` of a sorted list; `lower`: its `_first_index`, if known."""
+    if lower is None:
+        lower = _first_index(ordered)
     # _first_index holds the distinct values from the highest down.
-    lower = _first_index(ordered)
     distinct = list(lower)
     distinct.reverse()
     return {
@@ -852,10 +854,13 @@ def _quintile_of(worse: dict, n: int) -> dict:
     return {value: 1 + (5 * w) // n for value, w in worse.items()}
 
 
-def _high_of(lower: dict, n: int, split_pct: float) -> dict:
-    """`_is_high` per distinct value, from the strictly-lower counts."""
-    spread = len(lower) > 1
-    return {value: _is_high(w, n, spread, split_pct) for value, w in lower.items()}
+# "543" for (5, 4, 3), looked up rather than formatted for every customer.
+_RFM_CODES = {
+    (r, f, m): f"{r}{f}{m}"
+    for r in range(1, 6)
+    for f in range(1, 6)
+    for m in range(1, 6)
+}
 
 
 def score_population(
@@ -865,7 +870,9 @@ def score_population(
 
     Returns (scores, reference): scores[i] is the tuple of customer i's values
     in `SCORE_KEYS` order, i.e. the values `score_customers` gives him;
-    reference is what `build_reference` gives for the same population. A
+    reference is what `build_reference` gives for the same population. The
+    percentile tests of the segments and quadrants use the reference's cut
+    points, which reproduce them exactly (see `score_with_reference`). A
     partner id appearing twice, or a customer without orders, is a caller bug
     and raises ValueError.
     """
@@ -893,33 +900,39 @@ def score_population(
 
     # RFM (quintile_scores): fewer days since the last order is better.
     f_lower = _first_index(frequency_sorted)
-    m_lower = _first_index(revenue_sorted)
-    m_higher = _higher_counts(revenue_sorted)
     r_of = _quintile_of(_higher_counts(recency_sorted), n)
     f_of = _quintile_of(f_lower, n)
-    m_of = _quintile_of(m_lower, n)
+    m_of = _quintile_of(_first_index(revenue_sorted), n)
 
-    # Usage segments (usage_segments), per distinct revenue.
-    segment_of = {}
-    for value, worse in m_lower.items():
-        above_threshold = value > params.low_threshold
-        if above_threshold and m_higher[value] * 100 < n * params.heavy_pct:
-            segment_of[value] = "heavy"
-        elif not above_threshold or worse * 100 < n * params.low_pct:
-            segment_of[value] = "low"
-        else:
-            segment_of[value] = "medium"
-
-    # Quadrants (quadrants): the loyalty rank sums, then both axes.
+    # Loyalty (quadrants): the sum of three rank counts.
     reg_lower = _first_index(regularity_sorted)
     ten_lower = _first_index(tenure_sorted)
     loyalty = [
         f_lower[f] + reg_lower[g] + ten_lower[t]
         for f, g, t in zip(frequency, regularity, tenure, strict=True)
     ]
-    loyalty_sorted = sorted(loyalty)
-    loyal_of = _high_of(_first_index(loyalty_sorted), n, params.loyalty_split_pct)
-    profit_of = _high_of(_first_index(margin_sorted), n, params.profit_split_pct)
+    reference = {
+        "date": today.isoformat(),
+        "n": n,
+        "company_interval_days": params.company_interval_days,
+        "recency": _quintile_cuts_sorted(recency_sorted, False),
+        "frequency": _quintile_cuts_sorted(frequency_sorted, True),
+        "monetary": _quintile_cuts_sorted(revenue_sorted, True),
+        "segments": _segment_cuts_sorted(revenue_sorted, params),
+        "loyalty_frequency": _lower_table_sorted(frequency_sorted, f_lower),
+        "loyalty_regularity": _lower_table_sorted(regularity_sorted, reg_lower),
+        "loyalty_tenure": _lower_table_sorted(tenure_sorted, ten_lower),
+        "loyalty": _high_cut_sorted(sorted(loyalty), params.loyalty_split_pct),
+        "margin": _high_cut_sorted(margin_sorted, params.profit_split_pct),
+    }
+
+    # Segments and quadrants from the cut points, as score_with_reference
+    # tests them (a value against one or two cuts per customer).
+    low_threshold = params.low_threshold
+    heavy_cut = reference["segments"]["heavy_cut"]
+    low_cut = reference["segments"]["low_cut"]
+    loyal_const, loyal_cut = reference["loyalty"]["const"], reference["loyalty"]["cut"]
+    profit_const, profit_cut = reference["margin"]["const"], reference["margin"]["cut"]
 
     # Churn risk and CLV (churn_risk, clv), per customer.
     company_days = params.company_interval_days
@@ -929,7 +942,8 @@ def score_population(
         else DEFAULT_INTERVAL_DAYS
     )
     scores = []
-    for days, interval, o12, r12, m12, total, rtotal, loyal_value in zip(
+    append = scores.append
+    for days, interval, o12, r12, m12, total, rtotal, loyalty_sum in zip(
         recency,
         population.avg_interval_days,
         frequency,
@@ -940,42 +954,44 @@ def score_population(
         loyalty,
         strict=True,
     ):
+        r, f, m = r_of[days], f_of[o12], m_of[r12]
+        above_threshold = r12 > low_threshold
+        if above_threshold and heavy_cut is not None and r12 >= heavy_cut:
+            segment = "heavy"
+        elif not above_threshold or (low_cut is not None and r12 <= low_cut):
+            segment = "low"
+        else:
+            segment = "medium"
+        if loyal_const is not None:
+            loyal = loyal_const
+        else:
+            loyal = loyal_cut is None or loyalty_sum > loyal_cut
+        if m12 <= 0:
+            profitable = False
+        elif profit_const is not None:
+            profitable = profit_const
+        else:
+            profitable = profit_cut is None or m12 > profit_cut
+        if loyal:
+            quadrant = "true_friend" if profitable else "barnacle"
+        else:
+            quadrant = "butterfly" if profitable else "stranger"
         expected = (
             float(interval)
             if interval is not None and interval > 0
             else default_expected
         )
         churn = _churn_risk(days, expected)
-        r, f, m = r_of[days], f_of[o12], m_of[r12]
-        profitable = m12 > 0 and profit_of[m12]
-        if loyal_of[loyal_value]:
-            quadrant = "true_friend" if profitable else "barnacle"
-        else:
-            quadrant = "butterfly" if profitable else "stranger"
-        scores.append(
+        append(
             (
                 r,
                 f,
                 m,
-                f"{r}{f}{m}",
-                segment_of[r12],
+                _RFM_CODES[r, f, m],
+                segment,
                 quadrant,
                 churn,
                 _clv(o12, r12, m12, total, rtotal, churn, params),
             )
         )
-    reference = {
-        "date": today.isoformat(),
-        "n": n,
-        "company_interval_days": params.company_interval_days,
-        "recency": _quintile_cuts_sorted(recency_sorted, False),
-        "frequency": _quintile_cuts_sorted(frequency_sorted, True),
-        "monetary": _quintile_cuts_sorted(revenue_sorted, True),
-        "segments": _segment_cuts_sorted(revenue_sorted, params),
-        "loyalty_frequency": _lower_table_sorted(frequency_sorted),
-        "loyalty_regularity": _lower_table_sorted(regularity_sorted),
-        "loyalty_tenure": _lower_table_sorted(tenure_sorted),
-        "loyalty": _high_cut_sorted(loyalty_sorted, params.loyalty_split_pct),
-        "margin": _high_cut_sorted(margin_sorted, params.profit_split_pct),
-    }
     return scores, reference
