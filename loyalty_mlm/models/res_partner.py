@@ -782,11 +782,13 @@ class ResPartner(models.Model):
         """Nightly: rescore every customer of every company, resumably.
 
         Each call aggregates all orders of a company in one query, scores the
-        whole population in memory (tools/scoring.py) and writes the contacts
-        in batches of `batch_size`, one UPDATE each, until `time_budget`
-        seconds have passed (at least one batch). It reports its progress to
-        ir.cron, which commits and calls again while contacts remain: the next
-        call resumes the same run (a loyalty.mlm.score.run still "running").
+        whole population in memory (tools/scoring.py:score_population) and
+        writes the contacts in batches of `batch_size`, one statement each
+        (new customers inserted first, then the others updated), until
+        `time_budget` seconds have passed (at least one batch). It reports
+        its progress to ir.cron, which commits and calls again while contacts
+        remain: the next call resumes the same run (a loyalty.mlm.score.run
+        still "running").
 
         Only contacts whose stored scores differ from the computed ones are
         written, so the contacts an interrupted call already wrote are skipped
