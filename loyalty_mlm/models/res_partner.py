@@ -4,6 +4,7 @@ import secrets
 import time
 from collections import defaultdict
 from datetime import datetime, timedelta
+from operator import itemgetter
 
 from dateutil.relativedelta import relativedelta
 
@@ -14,11 +15,13 @@ from odoo.tools.query import Query
 
 from ..tools.lifecycle import StageInput, StageParams, decide_stage
 from ..tools.scoring import (
+    SCORE_KEYS,
     CustomerStats,
+    Population,
     ScoringParams,
-    build_reference,
-    company_interval,
-    score_customers,
+    population_from_stats,
+    population_interval,
+    score_population,
     score_with_reference,
 )
 from .loyalty_mlm_ledger import PRECISION
@@ -65,6 +68,8 @@ SCORE_WORK_MEM = "256MB"
 # The incremental refresh looks this far before the previous run's start, for
 # orders committed by transactions that were still open when it started.
 SCORE_INCREMENTAL_OVERLAP = timedelta(hours=1)
+# First key of the per-company score lock (pg_advisory_xact_lock(key, company)).
+SCORE_LOCK_KEY = 0x4D4C4D53  # "MLMS"
 
 
 def _mlm_score_searcher(fname):
@@ -835,11 +840,13 @@ class ResPartner(models.Model):
         """Nightly: rescore every customer of every company, resumably.
 
         Each call aggregates all orders of a company in one query, scores the
-        whole population in memory (tools/scoring.py) and writes the contacts
-        in batches of `batch_size`, one UPDATE each, until `time_budget`
-        seconds have passed (at least one batch). It reports its progress to
-        ir.cron, which commits and calls again while contacts remain: the next
-        call resumes the same run (a loyalty.mlm.score.run still "running").
+        whole population in memory (tools/scoring.py:score_population) and
+        writes the contacts in batches of `batch_size`, one statement each
+        (new customers inserted first, then the others updated), until
+        `time_budget` seconds have passed (at least one batch). It reports
+        its progress to ir.cron, which commits and calls again while contacts
+        remain: the next call resumes the same run (a loyalty.mlm.score.run
+        still "running").
 
         Only contacts whose stored scores differ from the computed ones are
         written, so the contacts an interrupted call already wrote are skipped
@@ -908,29 +915,46 @@ class ResPartner(models.Model):
         """One call's share of a full run: (contacts written, contacts left)."""
         company = run.company_id
         today = run.score_date
-        stats = self._mlm_score_stats(company, today)
-        params = self._mlm_score_params(company, company_interval(stats))
-        scores = score_customers(stats, today, params)
+        population = self._mlm_score_population(company, today)
+        params = self._mlm_score_params(company, population_interval(population))
+        scores, reference = score_population(population, today, params)
+        self._mlm_scores_lock(company)
         stored = self._mlm_stored_scores(company)
+        changed = sorted(
+            (
+                (pid, values)
+                for pid, values in zip(population.partner_ids, scores, strict=True)
+                if stored.get(pid) != values
+            ),
+            key=itemgetter(0),
+        )
+        to_clear = sorted(stored.keys() - set(population.partner_ids))
+        # New customers first (inserted), then those whose scores moved.
+        new = [item for item in changed if item[0] not in stored]
+        moved = [item for item in changed if item[0] in stored]
         todo = [
-            pid
-            for pid in sorted(scores)
-            if stored.get(pid) != self._mlm_score_values_key(scores[pid])
+            *(
+                (self._mlm_scores_write, batch)
+                for batch in split_every(batch_size, new)
+            ),
+            *(
+                (self._mlm_scores_update, batch)
+                for batch in split_every(batch_size, moved)
+            ),
         ]
-        to_clear = sorted(stored.keys() - scores.keys())
         written = cleared = 0
-        for batch in split_every(batch_size, todo):
-            self._mlm_scores_write(company, today, {pid: scores[pid] for pid in batch})
+        for write, batch in todo:
+            write(company, today, dict(batch))
             written += len(batch)
             if time.monotonic() > deadline:
                 break
-        if written == len(todo) and (not written or time.monotonic() <= deadline):
+        if written == len(changed) and (not written or time.monotonic() <= deadline):
             for batch in split_every(batch_size, to_clear):
                 self._mlm_scores_clear(company, batch)
                 cleared += len(batch)
                 if time.monotonic() > deadline:
                     break
-        left = len(todo) - written + len(to_clear) - cleared
+        left = len(changed) - written + len(to_clear) - cleared
         values = {
             "customer_count": len(scores),
             "done_count": run.done_count + written,
@@ -938,9 +962,7 @@ class ResPartner(models.Model):
         }
         if not left:
             values.update(
-                state="done",
-                date_end=fields.Datetime.now(),
-                reference=build_reference(stats, today, params),
+                state="done", date_end=fields.Datetime.now(), reference=reference
             )
         run.write(values)
         if not left:
@@ -979,16 +1001,22 @@ class ResPartner(models.Model):
             reference = reference_run.reference
             stats = self._mlm_score_stats(company, today, partner_ids)
             params = self._mlm_score_params(company, reference["company_interval_days"])
-            scores = score_with_reference(stats, today, params, reference)
+            scores = {
+                pid: self._mlm_score_values_key(values)
+                for pid, values in score_with_reference(
+                    stats, today, params, reference
+                ).items()
+            }
+            self._mlm_scores_lock(company)
             stored = self._mlm_stored_scores(company, partner_ids)
             changed = {
                 pid: values
                 for pid, values in scores.items()
-                if stored.get(pid) != self._mlm_score_values_key(values)
+                if stored.get(pid) != values
             }
             to_clear = sorted(stored.keys() - scores.keys())
             for batch in split_every(SCORE_BATCH_SIZE, sorted(changed)):
-                self._mlm_scores_write(
+                self._mlm_scores_update(
                     company, today, {pid: changed[pid] for pid in batch}
                 )
                 written += len(batch)
@@ -1022,7 +1050,7 @@ class ResPartner(models.Model):
         )
 
     @api.model
-    def _mlm_score_stats_query(self, company, today, partner_ids=None):
+    def _mlm_score_stats_query(self, company, today, partner_ids=None, previous=True):
         """The aggregation behind the scores: one row per commercial partner.
 
         Inputs, all in company currency, of `company` only:
@@ -1040,10 +1068,12 @@ class ResPartner(models.Model):
           margin (at the refunded line's margin rate), on the credit note's day;
         * cancelled orders count for nothing.
 
-        Aggregated per contact first (as cheap as a plain GROUP BY over the
-        orders), then per commercial partner. Archived customers are left out
-        (their scores are cleared). Orders count on their UTC day; "12m" is
-        the 12 months up to `today`.
+        Columns: partner id, days from the first and from the last order to
+        `today` (negative for orders dated after it), orders_12m, revenue_12m,
+        margin_12m, orders_total, revenue_total and, with `previous`,
+        orders_prev_12m and revenue_prev_12m (the scores do not need them).
+        Archived customers are left out (their scores are cleared). Orders
+        count on their UTC day; "12m" is the 12 months up to `today`.
         """
         rate = company.mlm_score_default_margin_pct / 100.0
         restrict = SQL()
@@ -1053,42 +1083,38 @@ class ResPartner(models.Model):
                 " WHERE commercial_partner_id = ANY(%s))",
                 list(partner_ids),
             )
-        # Each source is grouped per contact on its own (plain GROUP BYs over
-        # one table, which PostgreSQL runs in parallel, comparing timestamps
-        # rather than casting each row), then the partial aggregates are
-        # combined per commercial partner. Sums stay numeric: exact, so the
-        # scores never depend on the order rows were added in.
         # "Within 12 months": an order day after today - 1 year, i.e. from
-        # the next midnight on.
+        # the next midnight on (timestamps are compared as they are, rather
+        # than casting each row).
         midnight = datetime.min.time()
         day_12m = datetime.combine(today - relativedelta(years=1), midnight)
         day_12m += timedelta(days=1)
         day_24m = datetime.combine(today - relativedelta(years=2), midnight)
         day_24m += timedelta(days=1)
 
-        def columns(when, is_order, revenue, margin):
-            """The per-contact aggregates of one source, as SQL."""
-            last_12m = SQL("%s >= %s", when, day_12m)
-            prev_12m = SQL("%s >= %s AND %s < %s", when, day_24m, when, day_12m)
+        # Every source yields one row per order, refund, line or credit note
+        # line into a single stream, aggregated once per commercial partner
+        # (one hash aggregation, run in parallel, as cheap as a plain GROUP
+        # BY over the orders). Revenue is split into "last 12 months" and
+        # "before" and the margin kept for the last 12 months only, as NULL
+        # elsewhere: each row adds one revenue, and the margin expression is
+        # evaluated only where it counts. Sums stay numeric: exact, so the
+        # scores never depend on the order rows were added in.
+        def row(when, is_order, revenue, margin):
+            """The stream's columns for one source, as SQL."""
+            recent = SQL("%s >= %s", when, day_12m)
             return SQL(
                 """
-                MIN(%(when)s) FILTER (WHERE %(is_order)s) AS first_order,
-                MAX(%(when)s) FILTER (WHERE %(is_order)s) AS last_order,
-                COUNT(*) FILTER (WHERE %(is_order)s AND %(last_12m)s) AS orders_12m,
-                SUM(%(revenue)s) FILTER (WHERE %(last_12m)s) AS revenue_12m,
-                COUNT(*) FILTER (WHERE %(is_order)s AND %(prev_12m)s)
-                    AS orders_prev_12m,
-                SUM(%(revenue)s) FILTER (WHERE %(prev_12m)s) AS revenue_prev_12m,
-                SUM(%(margin)s) FILTER (WHERE %(last_12m)s) AS margin_12m,
-                COUNT(*) FILTER (WHERE %(is_order)s) AS orders_total,
-                SUM(%(revenue)s) AS revenue_total
+                o.partner_id, %(when)s AS at, %(is_order)s AS is_order,
+                CASE WHEN %(recent)s THEN %(revenue)s END AS revenue_12m,
+                CASE WHEN NOT %(recent)s THEN %(revenue)s END AS revenue_older,
+                CASE WHEN %(recent)s THEN %(margin)s END AS margin_12m
                 """,
                 when=when,
                 is_order=is_order,
                 revenue=revenue,
                 margin=margin,
-                last_12m=last_12m,
-                prev_12m=prev_12m,
+                recent=recent,
             )
 
         def in_company_currency(amount):
@@ -1099,7 +1125,7 @@ class ResPartner(models.Model):
                 amount,
             )
 
-        sale = columns(
+        sale = row(
             SQL("o.date_order"),
             SQL("TRUE"),
             in_company_currency(SQL("o.amount_untaxed")),
@@ -1111,23 +1137,23 @@ class ResPartner(models.Model):
                 )
             ),
         )
-        pos = columns(
+        pos = row(
             SQL("o.date_order"),
             SQL("o.amount_total >= 0"),
             in_company_currency(SQL("(o.amount_total - o.amount_tax)")),
-            SQL("0"),
+            SQL("NULL::numeric"),
         )
-        pos_line = columns(
+        pos_line = row(
             SQL("o.date_order"),
             SQL("FALSE"),
-            SQL("0"),
+            SQL("NULL::numeric"),
             SQL(
                 "CASE WHEN l.total_cost <> 0 THEN %s - l.total_cost ELSE %s END",
                 in_company_currency(SQL("l.price_subtotal")),
                 in_company_currency(SQL("l.price_subtotal * %s", rate)),
             ),
         )
-        credit_note = columns(
+        credit_note = row(
             SQL("COALESCE(m.invoice_date, m.date)::timestamp"),
             SQL("FALSE"),
             SQL("-aml.balance"),
@@ -1141,51 +1167,69 @@ class ResPartner(models.Model):
         valid_pos = SQL(
             "o.state IN ('paid', 'done', 'invoiced') AND o.company_id = %s", company.id
         )
+        recent = SQL("r.at >= %s", day_12m)
+        previous_columns = SQL()
+        if previous:
+            older = SQL("r.at >= %s AND r.at < %s", day_24m, day_12m)
+            previous_columns = SQL(
+                """,
+                COUNT(*) FILTER (WHERE r.is_order AND %(older)s)::int,
+                ROUND(COALESCE(SUM(r.revenue_older) FILTER (WHERE %(older)s), 0),
+                      2)::float8
+                """,
+                older=older,
+            )
         return SQL(
             """
-            WITH per_contact AS (
-                SELECT o.partner_id, %(sale)s
-                  FROM sale_order o
-                 WHERE o.state = 'sale' AND o.company_id = %(company)s %(restrict)s
-                 GROUP BY o.partner_id
-                UNION ALL
-                SELECT o.partner_id, %(pos)s
-                  FROM pos_order o
-                 WHERE %(valid_pos)s %(restrict)s
-                 GROUP BY o.partner_id
-                UNION ALL
-                SELECT o.partner_id, %(pos_line)s
-                  FROM pos_order_line l
-                  JOIN pos_order o ON o.id = l.order_id
-                 WHERE %(valid_pos)s %(restrict)s
-                 GROUP BY o.partner_id
-                UNION ALL
-                SELECT o.partner_id, %(credit_note)s
-                  FROM account_move m
-                  JOIN account_move_line aml ON aml.move_id = m.id
-                  JOIN sale_order_line_invoice_rel rel
-                    ON rel.invoice_line_id = aml.id
-                  JOIN sale_order_line sl ON sl.id = rel.order_line_id
-                  JOIN sale_order o ON o.id = sl.order_id
-                 WHERE m.move_type = 'out_refund' AND m.state = 'posted'
-                   AND m.company_id = %(company)s
-                   AND o.state = 'sale' AND o.company_id = %(company)s %(restrict)s
-                 GROUP BY o.partner_id
-            )
-            SELECT cp.id, MIN(c.first_order), MAX(c.last_order),
-                   SUM(c.orders_12m)::int,
-                   ROUND(COALESCE(SUM(c.revenue_12m), 0), 2)::float8,
-                   SUM(c.orders_prev_12m)::int,
-                   ROUND(COALESCE(SUM(c.revenue_prev_12m), 0), 2)::float8,
-                   ROUND(COALESCE(SUM(c.margin_12m), 0), 2)::float8,
-                   SUM(c.orders_total)::int,
-                   ROUND(COALESCE(SUM(c.revenue_total), 0), 2)::float8
-              FROM per_contact c
-              JOIN res_partner p ON p.id = c.partner_id
-              JOIN res_partner cp ON cp.id = p.commercial_partner_id AND cp.active
-             GROUP BY cp.id
-            HAVING SUM(c.orders_total) > 0
+            SELECT s.* FROM (
+                SELECT p.commercial_partner_id AS id,
+                       %(today)s - (MIN(r.at) FILTER (WHERE r.is_order))::date,
+                       %(today)s - (MAX(r.at) FILTER (WHERE r.is_order))::date,
+                       COUNT(*) FILTER (WHERE r.is_order AND %(recent)s)::int,
+                       ROUND(COALESCE(SUM(r.revenue_12m), 0), 2)::float8,
+                       ROUND(COALESCE(SUM(r.margin_12m), 0), 2)::float8,
+                       COUNT(*) FILTER (WHERE r.is_order)::int,
+                       ROUND(COALESCE(SUM(r.revenue_12m), 0)
+                             + COALESCE(SUM(r.revenue_older), 0), 2)::float8
+                       %(previous_columns)s
+                  FROM (
+                    SELECT %(sale)s
+                      FROM sale_order o
+                     WHERE o.state = 'sale' AND o.company_id = %(company)s
+                           %(restrict)s
+                    UNION ALL
+                    SELECT %(pos)s
+                      FROM pos_order o
+                     WHERE %(valid_pos)s %(restrict)s
+                    UNION ALL
+                    SELECT %(pos_line)s
+                      FROM pos_order_line l
+                      JOIN pos_order o ON o.id = l.order_id
+                     WHERE %(valid_pos)s %(restrict)s
+                       AND o.date_order >= %(day_12m)s  -- margin only
+                    UNION ALL
+                    SELECT %(credit_note)s
+                      FROM account_move m
+                      JOIN account_move_line aml ON aml.move_id = m.id
+                      JOIN sale_order_line_invoice_rel rel
+                        ON rel.invoice_line_id = aml.id
+                      JOIN sale_order_line sl ON sl.id = rel.order_line_id
+                      JOIN sale_order o ON o.id = sl.order_id
+                     WHERE m.move_type = 'out_refund' AND m.state = 'posted'
+                       AND m.company_id = %(company)s
+                       AND o.state = 'sale' AND o.company_id = %(company)s
+                           %(restrict)s
+                  ) r
+                  JOIN res_partner p ON p.id = r.partner_id
+                 GROUP BY p.commercial_partner_id
+                HAVING COUNT(*) FILTER (WHERE r.is_order) > 0
+            ) s
+             WHERE s.id IS NOT NULL AND NOT EXISTS (
+                   SELECT FROM res_partner cp WHERE cp.id = s.id AND NOT cp.active)
             """,
+            today=today,
+            recent=recent,
+            previous_columns=previous_columns,
             sale=sale,
             pos=pos,
             pos_line=pos_line,
@@ -1193,34 +1237,37 @@ class ResPartner(models.Model):
             valid_pos=valid_pos,
             company=company.id,
             restrict=restrict,
+            day_12m=day_12m,
         )
 
     @api.model
-    def _mlm_score_stats(self, company, today, partner_ids=None):
-        """CustomerStats of the company's customers (or of `partner_ids`)."""
+    def _mlm_score_rows(self, company, today, partner_ids=None, previous=True):
+        """The rows of _mlm_score_stats_query, fetched."""
         self.env.flush_all()
         cr = self.env.cr
         # One hash aggregation over every order: give it the memory to stay
         # off disk (SET LOCAL: this transaction only; reset right after).
         # (jit: compiling the expressions costs more than it saves here.)
-        cr.execute(SQL("SET LOCAL work_mem = %s", SCORE_WORK_MEM))
-        cr.execute(SQL("SET LOCAL jit = off"))
-        cr.execute(self._mlm_score_stats_query(company, today, partner_ids))
+        cr.execute(SQL("SET LOCAL work_mem = %s; SET LOCAL jit = off", SCORE_WORK_MEM))
+        cr.execute(self._mlm_score_stats_query(company, today, partner_ids, previous))
         rows = cr.fetchall()
         cr.execute(SQL("RESET work_mem; RESET jit"))
+        return rows
+
+    @api.model
+    def _mlm_score_stats(self, company, today, partner_ids=None):
+        """CustomerStats of the company's customers (or of `partner_ids`)."""
         stats = []
-        for pid, first, last, o12, r12, oprev, rprev, m12, total, rtotal in rows:
-            # First and last orders are timestamps: their UTC days.
-            first = first and first.date()
-            last = last and last.date()
+        rows = self._mlm_score_rows(company, today, partner_ids)
+        for pid, first, last, o12, r12, m12, total, rtotal, oprev, rprev in rows:
             interval = None
             if total > 1:
-                interval = (last - first).days / (total - 1)
+                interval = (first - last) / (total - 1)
             stats.append(
                 CustomerStats(
                     pid,
-                    first,
-                    last,
+                    today - timedelta(days=first),
+                    today - timedelta(days=last),
                     o12,
                     r12,
                     oprev,
@@ -1232,6 +1279,24 @@ class ResPartner(models.Model):
                 )
             )
         return stats
+
+    @api.model
+    def _mlm_score_population(self, company, today):
+        """The scored Population of the company (the full run's input)."""
+        rows = self._mlm_score_rows(company, today, previous=False)
+        if not rows:
+            return population_from_stats([], today)
+        # One list per column (a comprehension each: much cheaper than
+        # zip(*rows) over 100,000 rows).
+        ids, first, last, o12, r12, m12, total, rtotal = (
+            [row[column] for row in rows] for column in range(8)
+        )
+        # Mean days between orders, as _mlm_score_stats computes it.
+        intervals = [
+            (days_first - days_last) / (count - 1) if count > 1 else None
+            for days_first, days_last, count in zip(first, last, total, strict=True)
+        ]
+        return Population(ids, first, last, o12, r12, m12, total, rtotal, intervals)
 
     @api.model
     def _mlm_dirty_partner_ids(self, company, since):
@@ -1262,17 +1327,10 @@ class ResPartner(models.Model):
 
     @staticmethod
     def _mlm_score_values_key(values):
-        """The comparable part of a customer's scores (all but the day)."""
-        return (
-            values["mlm_recency_score"],
-            values["mlm_frequency_score"],
-            values["mlm_monetary_score"],
-            values["mlm_rfm_code"],
-            values["mlm_usage_segment"],
-            values["mlm_quadrant"],
-            values["mlm_churn_risk"],
-            values["mlm_clv"],
-        )
+        """The comparable part of a customer's scores (all but the day), as
+        the tuple the refresh writes and compares: the values of
+        tools/scoring.py:SCORE_KEYS."""
+        return tuple(values[key] for key in SCORE_KEYS)
 
     @api.model
     def _mlm_stored_scores(self, company, partner_ids=None):
@@ -1296,25 +1354,86 @@ class ResPartner(models.Model):
         return {row[0]: row[1:] for row in self.env.cr.fetchall()}
 
     @api.model
-    def _mlm_scores_write(self, company, day, scores):
-        """Write `scores` ({partner_id: values}) in one statement, dated `day`:
-        insert the new customers' rows, update the others."""
-        ids = list(scores)
-        values = [scores[pid] for pid in ids]
+    def _mlm_scores_lock(self, company):
+        """Take the company's score lock until the transaction ends.
+
+        Every refresh holds it from reading the stored scores to writing its
+        own, so the customers it finds without scores still have none when it
+        inserts theirs (see _mlm_scores_write): two refreshes of one company
+        (the nightly job, the hourly one, the button) take turns.
+        """
+        self.env.cr.execute(
+            SQL("SELECT pg_advisory_xact_lock(%s, %s)", SCORE_LOCK_KEY, company.id)
+        )
+
+    @api.model
+    def _mlm_scores_values(self, scores):
+        """The unnest() of `scores` ({partner_id: _mlm_score_values_key}), as
+        SQL: the rows v(id, r, f, m, code, segment, quadrant, churn, clv)."""
 
         def array(items):
             # One array literal ('{1,2,3}') passed as a parameter, which
             # PostgreSQL parses in one go (psycopg2's ARRAY[...] costs a parse
             # per element). Items are numbers and selection keys or digit
             # codes: nothing that needs quoting in an array literal.
-            items = list(items)
             if None in items:
                 items = ["NULL" if item is None else item for item in items]
             return "{" + ",".join(map(str, items)) + "}"
 
-        def column(name):
-            return array([value[name] for value in values])
+        r, f, m, code, segment, quadrant, churn, clv = map(
+            array, zip(*scores.values(), strict=True)
+        )
+        return SQL(
+            """
+            unnest(%(ids)s::int[], %(r)s::int[], %(f)s::int[], %(m)s::int[],
+                   %(code)s::varchar[], %(segment)s::varchar[],
+                   %(quadrant)s::varchar[], %(churn)s::int[], %(clv)s::float8[])
+                AS v(id, r, f, m, code, segment, quadrant, churn, clv)
+            """,
+            ids=array(list(scores)),
+            r=r,
+            f=f,
+            m=m,
+            code=code,
+            segment=segment,
+            quadrant=quadrant,
+            churn=churn,
+            clv=clv,
+        )
 
+    @api.model
+    def _mlm_scores_write(self, company, day, scores):
+        """Insert `scores` ({partner_id: _mlm_score_values_key}) of customers
+        without scores in `company`, dated `day`, in one statement.
+
+        A plain INSERT: the caller holds _mlm_scores_lock since it found them
+        without scores. (An upsert checks and confirms each row on top, a
+        fifth of the nightly write when every customer is new.)
+        """
+        self.env.cr.execute(
+            SQL(
+                """
+                INSERT INTO loyalty_mlm_partner_score (
+                       partner_id, company_id, score_date, recency_score,
+                       frequency_score, monetary_score, rfm_code, usage_segment,
+                       quadrant, churn_risk, clv)
+                SELECT v.id, %s, %s, v.r, v.f, v.m, v.code, v.segment,
+                       v.quadrant, v.churn, v.clv
+                  FROM %s
+                """,
+                company.id,
+                day,
+                self._mlm_scores_values(scores),
+            )
+        )
+        self._mlm_scores_invalidate()
+        return len(scores)
+
+    @api.model
+    def _mlm_scores_update(self, company, day, scores):
+        """Rewrite `scores` ({partner_id: _mlm_score_values_key}) of customers
+        with scores in `company`, dated `day`, in one statement (an upsert:
+        rows gone meanwhile come back)."""
         self.env.cr.execute(
             SQL(
                 """
@@ -1322,13 +1441,9 @@ class ResPartner(models.Model):
                        partner_id, company_id, score_date, recency_score,
                        frequency_score, monetary_score, rfm_code, usage_segment,
                        quadrant, churn_risk, clv)
-                SELECT v.id, %(company)s, %(day)s, v.r, v.f, v.m, v.code,
-                       v.segment, v.quadrant, v.churn, v.clv
-                  FROM unnest(%(ids)s::int[], %(r)s::int[], %(f)s::int[],
-                              %(m)s::int[], %(code)s::varchar[],
-                              %(segment)s::varchar[], %(quadrant)s::varchar[],
-                              %(churn)s::int[], %(clv)s::float8[])
-                       AS v(id, r, f, m, code, segment, quadrant, churn, clv)
+                SELECT v.id, %s, %s, v.r, v.f, v.m, v.code, v.segment,
+                       v.quadrant, v.churn, v.clv
+                  FROM %s
                     ON CONFLICT (partner_id, company_id) DO UPDATE
                    SET score_date = EXCLUDED.score_date,
                        recency_score = EXCLUDED.recency_score,
@@ -1340,21 +1455,13 @@ class ResPartner(models.Model):
                        churn_risk = EXCLUDED.churn_risk,
                        clv = EXCLUDED.clv
                 """,
-                company=company.id,
-                day=day,
-                ids=array(ids),
-                r=column("mlm_recency_score"),
-                f=column("mlm_frequency_score"),
-                m=column("mlm_monetary_score"),
-                code=column("mlm_rfm_code"),
-                segment=column("mlm_usage_segment"),
-                quadrant=column("mlm_quadrant"),
-                churn=column("mlm_churn_risk"),
-                clv=column("mlm_clv"),
+                company.id,
+                day,
+                self._mlm_scores_values(scores),
             )
         )
         self._mlm_scores_invalidate()
-        return len(ids)
+        return len(scores)
 
     @api.model
     def _mlm_scores_invalidate(self):

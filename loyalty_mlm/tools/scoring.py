@@ -391,13 +391,22 @@ def churn_risk(
     """
     if not has_orders(stat):
         return None
-    ratio = days_since(stat.last_order, today) / expected_interval(
-        stat, company_interval_days
+    return _churn_risk(
+        days_since(stat.last_order, today),
+        expected_interval(stat, company_interval_days),
     )
-    overdue = max(0.0, ratio - 1.0)
+
+
+def _churn_risk(days: int, expected: float) -> int:
+    """`churn_risk` of a customer `days` after his last order, expecting one
+    every `expected` days."""
+    # (Plain comparisons rather than min/max: this runs for every customer.)
+    overdue = days / expected - 1.0
+    if overdue <= 0.0:
+        return 0  # on schedule: 0.5 ** 0 leaves no risk
     remaining = 0.5 ** (overdue / CHURN_HALF_LIFE_INTERVALS)
     risk = math.floor(100.0 * (1.0 - remaining) + 0.5)
-    return min(100, max(0, risk))
+    return 100 if risk > 100 else risk
 
 
 def clv(stat: CustomerStats, churn: int | None, params: ScoringParams) -> float | None:
@@ -425,20 +434,45 @@ def clv(stat: CustomerStats, churn: int | None, params: ScoringParams) -> float 
     """
     if not has_orders(stat) or churn is None:
         return None
-    if stat.orders_12m > 0:
-        aov = stat.revenue_12m / stat.orders_12m
+    return _clv(
+        stat.orders_12m,
+        stat.revenue_12m,
+        stat.margin_12m,
+        stat.orders_total,
+        stat.revenue_total,
+        churn,
+        params,
+    )
+
+
+def _clv(
+    orders_12m, revenue_12m, margin_12m, orders_total, revenue_total, churn, params
+):
+    """`clv` from the customer's figures (orders_total > 0)."""
+    # (Plain comparisons rather than min/max: this runs for every customer.)
+    if churn >= 100:
+        return 0.0  # no lifetime left
+    if orders_12m > 0:
+        aov = revenue_12m / orders_12m
+        frequency = orders_12m
     else:
-        aov = stat.revenue_total / stat.orders_total
-    frequency = max(1, stat.orders_12m)
-    if stat.revenue_12m > 0:
-        margin_rate = min(1.0, max(0.0, stat.margin_12m / stat.revenue_12m))
+        aov = revenue_total / orders_total
+        frequency = 1
+    if revenue_12m > 0:
+        margin_rate = margin_12m / revenue_12m
+        if margin_rate < 0.0:
+            margin_rate = 0.0
+        elif margin_rate > 1.0:
+            margin_rate = 1.0
     else:
         margin_rate = params.default_margin_pct / 100.0
-    retention = 1.0 - min(100, max(0, churn)) / 100.0
+    retention = 1.0 - (churn if churn > 0 else 0) / 100.0
     cap = params.clv_horizon_cap_years
-    lifetime = cap if retention >= 1.0 else min(cap, retention / (1.0 - retention))
+    lifetime = cap if retention >= 1.0 else retention / (1.0 - retention)
+    if lifetime > cap:
+        lifetime = cap
     value = aov * frequency * margin_rate * lifetime
-    return round(max(0.0, value), 2)
+    return round(value, 2) if value > 0.0 else 0.0
 
 
 def score_customers(
@@ -519,7 +553,10 @@ def _quintile_cuts(values: list[float], higher_is_better: bool) -> dict:
     w being the number of strictly worse customers; w >= k is "strictly better
     than the k-th worst value", so one cut value per score 2..5.
     """
-    ordered = sorted(values)
+    return _quintile_cuts_sorted(sorted(values), higher_is_better)
+
+
+def _quintile_cuts_sorted(ordered: list, higher_is_better: bool) -> dict:
     n = len(ordered)
     if not n or ordered[0] == ordered[-1]:
         return {"spread": False, "cuts": []}
@@ -556,7 +593,10 @@ def _segment_cuts(values: list[float], params: ScoringParams) -> dict:
     (n - B)-th value; low: worse * 100 < n * low_pct  <=>  worse <= L  <=>
     v <= the (L + 1)-th value. None: the test never passes.
     """
-    ordered = sorted(values)
+    return _segment_cuts_sorted(sorted(values), params)
+
+
+def _segment_cuts_sorted(ordered: list, params: ScoringParams) -> dict:
     n = len(ordered)
     heavy_b = _largest_below(n, params.heavy_pct)
     low_l = _largest_below(n, params.low_pct)
@@ -573,7 +613,10 @@ def _high_cut(values: list[float], split_pct: float) -> dict:
     high <=> lower * 100 >= split * (n - 1) <=> lower >= K <=> v > the K-th
     smallest value; K = 0 means everybody ("cut" None).
     """
-    ordered = sorted(values)
+    return _high_cut_sorted(sorted(values), split_pct)
+
+
+def _high_cut_sorted(ordered: list, split_pct: float) -> dict:
     n = len(ordered)
     if n <= 1 or ordered[0] == ordered[-1]:
         return {"const": 50.0 >= split_pct, "cut": None}
@@ -593,13 +636,21 @@ def _is_high_from_cut(value: float, ref: dict) -> bool:
 
 def _lower_table(values: list[float]) -> dict:
     """Sorted distinct values and, for each, how many values are strictly lower."""
-    ordered = sorted(values)
-    distinct, lower = [], []
-    for index, value in enumerate(ordered):
-        if not distinct or value != distinct[-1]:
-            distinct.append(value)
-            lower.append(index)
-    return {"values": distinct, "lower": lower, "n": len(ordered)}
+    return _lower_table_sorted(sorted(values))
+
+
+def _lower_table_sorted(ordered: list, lower: dict | None = None) -> dict:
+    """`_lower_table` of a sorted list; `lower`: its `_first_index`, if known."""
+    if lower is None:
+        lower = _first_index(ordered)
+    # _first_index holds the distinct values from the highest down.
+    distinct = list(lower)
+    distinct.reverse()
+    return {
+        "values": distinct,
+        "lower": [lower[value] for value in distinct],
+        "n": len(ordered),
+    }
 
 
 def _lower_from_table(value: float, table: dict) -> int:
@@ -707,3 +758,240 @@ def score_with_reference(
             "mlm_clv": clv(stat, churn, params),
         }
     return result
+
+
+# ---------------------------------------------------------------------------
+# The whole population at once, in columns (the nightly full run)
+# ---------------------------------------------------------------------------
+#
+# `score_population` gives exactly what `score_customers` and `build_reference`
+# give for the same customers (tests/test_scoring_population.py compares them
+# on random populations full of ties), in one pass: each value is sorted once
+# and serves both the scores and the cut points, ranks are looked up per
+# distinct value, and no per-customer object is built. At 100,000 customers
+# this is what keeps the scoring a fraction of the SQL aggregation.
+
+# The order of the values in a score tuple (`score_population`), i.e. the
+# keys of a `score_customers` entry.
+SCORE_KEYS = (
+    "mlm_recency_score",
+    "mlm_frequency_score",
+    "mlm_monetary_score",
+    "mlm_rfm_code",
+    "mlm_usage_segment",
+    "mlm_quadrant",
+    "mlm_churn_risk",
+    "mlm_clv",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Population:
+    """The scored customers as columns: item i of every list is customer i.
+
+    Every customer has at least one order (orders_total > 0). Days are whole
+    days from the first / last order to the scoring date, as they are: an
+    order dated after it gives a negative number (`days_since` clamps them).
+    The other columns mean what the `CustomerStats` fields of the same name
+    mean.
+    """
+
+    partner_ids: list[int]
+    first_order_days: list[int]
+    last_order_days: list[int]
+    orders_12m: list[int]
+    revenue_12m: list[float]
+    margin_12m: list[float]
+    orders_total: list[int]
+    revenue_total: list[float]
+    avg_interval_days: list[float | None]
+
+
+def population_from_stats(stats: Iterable[CustomerStats], today: date) -> Population:
+    """The customers of `stats` with orders, as a `Population` scored on `today`."""
+    population = _population(stats)
+    return Population(
+        partner_ids=[s.partner_id for s in population],
+        first_order_days=[
+            (today - (s.first_order or s.last_order)).days for s in population
+        ],
+        last_order_days=[(today - s.last_order).days for s in population],
+        orders_12m=[s.orders_12m for s in population],
+        revenue_12m=[s.revenue_12m for s in population],
+        margin_12m=[s.margin_12m for s in population],
+        orders_total=[s.orders_total for s in population],
+        revenue_total=[s.revenue_total for s in population],
+        avg_interval_days=[s.avg_interval_days for s in population],
+    )
+
+
+def population_interval(population: Population) -> float | None:
+    """`company_interval` of a `Population`."""
+    intervals = sorted(
+        interval
+        for interval in population.avg_interval_days
+        if interval is not None and interval > 0
+    )
+    if not intervals:
+        return None
+    middle = len(intervals) // 2
+    if len(intervals) % 2:
+        return float(intervals[middle])
+    return (intervals[middle - 1] + intervals[middle]) / 2.0
+
+
+def _higher_counts(ordered: list) -> dict:
+    """For each distinct value of the sorted list, how many are strictly higher."""
+    n = len(ordered)
+    return {value: n - end for value, end in _end_index(ordered).items()}
+
+
+def _quintile_of(worse: dict, n: int) -> dict:
+    """`quintile_scores` per distinct value (see there), from the counts of
+    strictly worse values."""
+    if len(worse) == 1:
+        return dict.fromkeys(worse, NEUTRAL_SCORE)
+    return {value: 1 + (5 * w) // n for value, w in worse.items()}
+
+
+# "543" for (5, 4, 3), looked up rather than formatted for every customer.
+_RFM_CODES = {
+    (r, f, m): f"{r}{f}{m}"
+    for r in range(1, 6)
+    for f in range(1, 6)
+    for m in range(1, 6)
+}
+
+
+def score_population(
+    population: Population, today: date, params: ScoringParams
+) -> tuple[list[tuple], dict]:
+    """Scores of every customer of `population`, and the run's reference.
+
+    Returns (scores, reference): scores[i] is the tuple of customer i's values
+    in `SCORE_KEYS` order, i.e. the values `score_customers` gives him;
+    reference is what `build_reference` gives for the same population. The
+    percentile tests of the segments and quadrants use the reference's cut
+    points, which reproduce them exactly (see `score_with_reference`). A
+    partner id appearing twice, or a customer without orders, is a caller bug
+    and raises ValueError.
+    """
+    ids = population.partner_ids
+    n = len(ids)
+    if len(set(ids)) != n:
+        raise ValueError("score_population: duplicate partner_id")
+    if any(total <= 0 for total in population.orders_total):
+        raise ValueError("score_population: customer without orders")
+    if not n:
+        return [], build_reference([], today, params)
+    recency = [days if days > 0 else 0 for days in population.last_order_days]
+    tenure = [days if days > 0 else 0 for days in population.first_order_days]
+    regularity = [_regularity(v) for v in population.avg_interval_days]
+    frequency = population.orders_12m
+    revenue = population.revenue_12m
+    margin = population.margin_12m
+
+    recency_sorted = sorted(recency)
+    frequency_sorted = sorted(frequency)
+    revenue_sorted = sorted(revenue)
+    regularity_sorted = sorted(regularity)
+    tenure_sorted = sorted(tenure)
+    margin_sorted = sorted(margin)
+
+    # RFM (quintile_scores): fewer days since the last order is better.
+    f_lower = _first_index(frequency_sorted)
+    r_of = _quintile_of(_higher_counts(recency_sorted), n)
+    f_of = _quintile_of(f_lower, n)
+    m_of = _quintile_of(_first_index(revenue_sorted), n)
+
+    # Loyalty (quadrants): the sum of three rank counts.
+    reg_lower = _first_index(regularity_sorted)
+    ten_lower = _first_index(tenure_sorted)
+    loyalty = [
+        f_lower[f] + reg_lower[g] + ten_lower[t]
+        for f, g, t in zip(frequency, regularity, tenure, strict=True)
+    ]
+    reference = {
+        "date": today.isoformat(),
+        "n": n,
+        "company_interval_days": params.company_interval_days,
+        "recency": _quintile_cuts_sorted(recency_sorted, False),
+        "frequency": _quintile_cuts_sorted(frequency_sorted, True),
+        "monetary": _quintile_cuts_sorted(revenue_sorted, True),
+        "segments": _segment_cuts_sorted(revenue_sorted, params),
+        "loyalty_frequency": _lower_table_sorted(frequency_sorted, f_lower),
+        "loyalty_regularity": _lower_table_sorted(regularity_sorted, reg_lower),
+        "loyalty_tenure": _lower_table_sorted(tenure_sorted, ten_lower),
+        "loyalty": _high_cut_sorted(sorted(loyalty), params.loyalty_split_pct),
+        "margin": _high_cut_sorted(margin_sorted, params.profit_split_pct),
+    }
+
+    # Segments and quadrants from the cut points, as score_with_reference
+    # tests them (a value against one or two cuts per customer).
+    low_threshold = params.low_threshold
+    heavy_cut = reference["segments"]["heavy_cut"]
+    low_cut = reference["segments"]["low_cut"]
+    loyal_const, loyal_cut = reference["loyalty"]["const"], reference["loyalty"]["cut"]
+    profit_const, profit_cut = reference["margin"]["const"], reference["margin"]["cut"]
+
+    # Churn risk and CLV (churn_risk, clv), per customer.
+    company_days = params.company_interval_days
+    default_expected = (
+        float(company_days)
+        if company_days is not None and company_days > 0
+        else DEFAULT_INTERVAL_DAYS
+    )
+    scores = []
+    append = scores.append
+    for days, interval, o12, r12, m12, total, rtotal, loyalty_sum in zip(
+        recency,
+        population.avg_interval_days,
+        frequency,
+        revenue,
+        margin,
+        population.orders_total,
+        population.revenue_total,
+        loyalty,
+        strict=True,
+    ):
+        r, f, m = r_of[days], f_of[o12], m_of[r12]
+        above_threshold = r12 > low_threshold
+        if above_threshold and heavy_cut is not None and r12 >= heavy_cut:
+            segment = "heavy"
+        elif not above_threshold or (low_cut is not None and r12 <= low_cut):
+            segment = "low"
+        else:
+            segment = "medium"
+        if loyal_const is not None:
+            loyal = loyal_const
+        else:
+            loyal = loyal_cut is None or loyalty_sum > loyal_cut
+        if m12 <= 0:
+            profitable = False
+        elif profit_const is not None:
+            profitable = profit_const
+        else:
+            profitable = profit_cut is None or m12 > profit_cut
+        if loyal:
+            quadrant = "true_friend" if profitable else "barnacle"
+        else:
+            quadrant = "butterfly" if profitable else "stranger"
+        expected = (
+            float(interval)
+            if interval is not None and interval > 0
+            else default_expected
+        )
+        churn = _churn_risk(days, expected)
+        append(
+            (
+                r,
+                f,
+                m,
+                _RFM_CODES[r, f, m],
+                segment,
+                quadrant,
+                churn,
+                _clv(o12, r12, m12, total, rtotal, churn, params),
+            )
+        )
+    return scores, reference
