@@ -1410,30 +1410,35 @@ class ResPartner(models.Model):
         without scores. (An upsert checks and confirms each row on top, a
         fifth of the nightly write when every customer is new.)
         """
-        self.env.cr.execute(
-            SQL(
-                """
-                INSERT INTO loyalty_mlm_partner_score (
-                       partner_id, company_id, score_date, recency_score,
-                       frequency_score, monetary_score, rfm_code, usage_segment,
-                       quadrant, churn_risk, clv)
-                SELECT v.id, %s, %s, v.r, v.f, v.m, v.code, v.segment,
-                       v.quadrant, v.churn, v.clv
-                  FROM %s
-                """,
-                company.id,
-                day,
-                self._mlm_scores_values(scores),
-            )
-        )
-        self._mlm_scores_invalidate()
-        return len(scores)
+        return self._mlm_scores_insert(company, day, scores, SQL())
 
     @api.model
     def _mlm_scores_update(self, company, day, scores):
         """Rewrite `scores` ({partner_id: _mlm_score_values_key}) of customers
         with scores in `company`, dated `day`, in one statement (an upsert:
         rows gone meanwhile come back)."""
+        return self._mlm_scores_insert(
+            company,
+            day,
+            scores,
+            SQL(
+                """
+                ON CONFLICT (partner_id, company_id) DO UPDATE
+                   SET score_date = EXCLUDED.score_date,
+                       recency_score = EXCLUDED.recency_score,
+                       frequency_score = EXCLUDED.frequency_score,
+                       monetary_score = EXCLUDED.monetary_score,
+                       rfm_code = EXCLUDED.rfm_code,
+                       usage_segment = EXCLUDED.usage_segment,
+                       quadrant = EXCLUDED.quadrant,
+                       churn_risk = EXCLUDED.churn_risk,
+                       clv = EXCLUDED.clv
+                """
+            ),
+        )
+
+    @api.model
+    def _mlm_scores_insert(self, company, day, scores, on_conflict):
         self.env.cr.execute(
             SQL(
                 """
@@ -1444,20 +1449,12 @@ class ResPartner(models.Model):
                 SELECT v.id, %s, %s, v.r, v.f, v.m, v.code, v.segment,
                        v.quadrant, v.churn, v.clv
                   FROM %s
-                    ON CONFLICT (partner_id, company_id) DO UPDATE
-                   SET score_date = EXCLUDED.score_date,
-                       recency_score = EXCLUDED.recency_score,
-                       frequency_score = EXCLUDED.frequency_score,
-                       monetary_score = EXCLUDED.monetary_score,
-                       rfm_code = EXCLUDED.rfm_code,
-                       usage_segment = EXCLUDED.usage_segment,
-                       quadrant = EXCLUDED.quadrant,
-                       churn_risk = EXCLUDED.churn_risk,
-                       clv = EXCLUDED.clv
+                %s
                 """,
                 company.id,
                 day,
                 self._mlm_scores_values(scores),
+                on_conflict,
             )
         )
         self._mlm_scores_invalidate()
