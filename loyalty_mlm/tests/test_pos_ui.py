@@ -10,6 +10,8 @@ from odoo.tools import config
 
 from odoo.addons.point_of_sale.tests.test_frontend import TestPointOfSaleHttpCommon
 
+from .common import winback_promotion
+
 SCREENSHOT_SIGNAL = "loyalty_mlm:screenshot"
 
 
@@ -184,42 +186,7 @@ class TestPosTargetedPromotion(TestPointOfSaleHttpCommon):
         cls.env["loyalty.program"].search(
             [("id", "!=", cls.env.company.mlm_program_id.id)]
         ).write({"active": False})
-        cls.promo = cls.env["loyalty.program"].create(
-            {
-                "name": "Welcome back",
-                "program_type": "promotion",
-                "trigger": "auto",
-                "applies_on": "current",
-                "company_id": cls.env.company.id,
-                "mlm_stage_ids": [(6, 0, cls.env.ref("loyalty_mlm.stage_winback").ids)],
-                "rule_ids": [
-                    (5, 0, 0),
-                    (
-                        0,
-                        0,
-                        {
-                            "minimum_qty": 1,
-                            "reward_point_mode": "order",
-                            "reward_point_amount": 1,
-                        },
-                    ),
-                ],
-                "reward_ids": [
-                    (5, 0, 0),
-                    (
-                        0,
-                        0,
-                        {
-                            "reward_type": "discount",
-                            "discount": 15,
-                            "discount_mode": "percent",
-                            "discount_applicability": "order",
-                            "required_points": 1,
-                        },
-                    ),
-                ],
-            }
-        )
+        cls.promo = winback_promotion(cls.env, cls.env.company)
         cls.env["loyalty.program"].create(
             {
                 "name": "Winback code",

@@ -1,52 +1,11 @@
 from odoo.exceptions import UserError
 from odoo.tests import new_test_user, tagged
 
-from .common import LoyaltyMlmCommon, LoyaltyMlmPosCommon
+from .common import LoyaltyMlmCommon, LoyaltyMlmPosCommon, winback_promotion
 
 # Reading the targeted programmes of a page of customers (any size): the
 # customers, their commercial entities' stages, tiers, scores, the programmes.
 QUERIES_PER_PAGE = 7
-
-
-def winback_promotion(env, company, **values):
-    """An automatic 15% off the order, for Winback customers only."""
-    return env["loyalty.program"].create(
-        {
-            "name": "Welcome back",
-            "program_type": "promotion",
-            "trigger": "auto",
-            "applies_on": "current",
-            "company_id": company.id,
-            "mlm_stage_ids": [(6, 0, env.ref("loyalty_mlm.stage_winback").ids)],
-            "rule_ids": [
-                (5, 0, 0),
-                (
-                    0,
-                    0,
-                    {
-                        "minimum_qty": 1,
-                        "reward_point_mode": "order",
-                        "reward_point_amount": 1,
-                    },
-                ),
-            ],
-            "reward_ids": [
-                (5, 0, 0),
-                (
-                    0,
-                    0,
-                    {
-                        "reward_type": "discount",
-                        "discount": 15,
-                        "discount_mode": "percent",
-                        "discount_applicability": "order",
-                        "required_points": 1,
-                    },
-                ),
-            ],
-            **values,
-        }
-    )
 
 
 @tagged("post_install", "-at_install")
