@@ -4,10 +4,13 @@
         --orders 100 --history 200
 
 The first database is the baseline: the same dependencies (contacts, crm,
-sale_loyalty, sale_margin, pos_loyalty, portal) and NOT loyalty_mlm, e.g.
+sale_loyalty, sale_margin, pos_loyalty, portal and OCA's
+sale_loyalty_partner_applicability) and NOT loyalty_mlm, so that the
+difference is our module alone, e.g.
 
     odoo-bin -c .run/odoo.cfg -d mlm_base --stop-after-init \
-        -i contacts,crm,sale_loyalty,sale_margin,pos_loyalty,portal
+        -i contacts,crm,sale_loyalty,sale_margin,pos_loyalty,portal,\
+sale_loyalty_partner_applicability
 
 the next ones have loyalty_mlm installed. Each database gets the same
 fixtures in one transaction that is rolled back at the end (nothing is left
@@ -31,6 +34,7 @@ timings depend on the machine.
 """
 
 import argparse
+import collections
 import statistics
 import sys
 import time
@@ -200,8 +204,13 @@ class Run:
         self.registry = odoo.modules.registry.Registry(database)
         self.cr = self.registry.cursor()
         # A cashier-like user would add access checks; the superuser keeps the
-        # comparison about the code paths.
-        self.env = api.Environment(self.cr, SUPERUSER_ID, {"tracking_disable": True})
+        # comparison about the code paths. The register's calls carry the
+        # user's context (language, timezone): so does this environment.
+        self.env = api.Environment(
+            self.cr,
+            SUPERUSER_ID,
+            {"tracking_disable": True, "lang": "en_US", "tz": "Europe/Brussels"},
+        )
         self.installed = bool(
             self.env["ir.module.module"].search_count(
                 [("name", "=", "loyalty_mlm"), ("state", "=", "installed")]
@@ -232,6 +241,11 @@ class Run:
             f"queries per order mean {queries:.1f} (min {min(self.queries)}, "
             f"max {max(self.queries)}), wall time per order median "
             f"{median:.1f} ms, mean {statistics.mean(self.times) * 1000:.1f} ms"
+        )
+        spread = collections.Counter(self.queries)
+        print(
+            "  queries: "
+            + ", ".join(f"{count} x {spread[count]}" for count in sorted(spread))
         )
         if baseline:
             base_queries = statistics.mean(baseline.queries)

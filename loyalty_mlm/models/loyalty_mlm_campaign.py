@@ -156,7 +156,15 @@ class LoyaltyMlmCampaign(models.Model):
         return super().create(vals_list)
 
     def write(self, vals):
-        if {"company_id", "channel", "date_start", "date_end", "active"} & set(vals):
+        if {
+            "company_id",
+            "channel",
+            "date_start",
+            "date_end",
+            "active",
+            "tz",
+            *WEEKDAY_FIELDS,
+        } & set(vals):
             self.env.registry.clear_cache()  # _mlm_windows
         return super().write(vals)
 
@@ -182,37 +190,44 @@ class LoyaltyMlmCampaign(models.Model):
         (a UTC datetime) on one of their weekdays."""
         ids = [
             campaign_id
-            for campaign_id, start, end in self._mlm_windows(company.id, channel)
-            if start <= when <= end
+            for campaign_id, start, end, days, tz in self._mlm_windows(
+                company.id, channel
+            )
+            if start <= when <= end and self._mlm_on_days(when, days, tz)
         ]
-        if not ids:
-            return self.sudo().browse()
-        campaigns = self.sudo().browse(ids)
-        return campaigns.filtered(lambda campaign: campaign._mlm_on_weekday(when))
+        return self.sudo().browse(ids)
 
     @api.model
     @ormcache("company_id", "channel")
     def _mlm_windows(self, company_id, channel):
-        """((id, start, end),) of the active campaigns of a company and
-        channel, cached: every earning order asks, and most of the time no
-        campaign is running (see create/write/unlink)."""
+        """((id, start, end, weekdays, tz),) of the active campaigns of a
+        company and channel, cached: every earning order asks, and most of
+        the time no campaign is running, or not on that weekday (see
+        create/write/unlink)."""
         return tuple(
-            (campaign.id, campaign.date_start, campaign.date_end)
+            (
+                campaign.id,
+                campaign.date_start,
+                campaign.date_end,
+                tuple(campaign[name] for name in WEEKDAY_FIELDS),
+                campaign.tz,
+            )
             for campaign in self.sudo().search_fetch(
                 [
                     ("company_id", "=", company_id),
                     ("channel", "in", (channel, "both")),
                 ],
-                ["date_start", "date_end"],
+                ["date_start", "date_end", "tz", *WEEKDAY_FIELDS],
             )
         )
 
-    def _mlm_on_weekday(self, when):
-        self.ensure_one()
-        days = [getattr(self, name) for name in WEEKDAY_FIELDS]
+    @staticmethod
+    def _mlm_on_days(when, days, tz):
+        """Whether the UTC datetime `when` falls, in `tz`, on one of `days`
+        (Monday first; none set: every day)."""
         if not any(days):
             return True
-        local = pytz.utc.localize(when).astimezone(pytz.timezone(self.tz or "UTC"))
+        local = pytz.utc.localize(when).astimezone(pytz.timezone(tz or "UTC"))
         return days[local.weekday()]
 
     def _mlm_accepts_member(self, partner, company):

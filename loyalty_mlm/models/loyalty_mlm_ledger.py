@@ -347,11 +347,19 @@ class LoyaltyMlmLedger(models.Model):
 
         One query, and only what the new entries can touch: open lots when
         one of them is negative, debts when one is positive (the usual order
-        earns only: its entries never read the card's lots, however many)."""
+        earns only: its entries never read the card's lots, however many).
+
+        No query at all for entries that only earn on a card that was not
+        in debt: a negative entry consumes every open lot before it leaves a
+        debt, and a lot repays every debt before it stays open, so a card
+        has open debts only while its balance (the sum of its ledger) is
+        below zero."""
         wanted = []
         if any(entry.points < 0 for entry in new_entries):
             wanted.append([("points", ">", 0), ("remaining", ">", 0)])
-        if any(entry.points > 0 for entry in new_entries):
+        if any(entry.points > 0 for entry in new_entries) and (
+            wanted or self._mlm_may_owe(card_id, new_entries)
+        ):
             wanted.append([("points", "<", 0), ("unallocated", ">", 0)])
         if not wanted:
             return [], []
@@ -377,6 +385,14 @@ class LoyaltyMlmLedger(models.Model):
             [{"entry": e, "open": e.remaining} for e in positions if e.points > 0],
             [{"entry": e, "open": e.unallocated} for e in positions if e.points < 0],
         )
+
+    def _mlm_may_owe(self, card_id, new_entries):
+        """Whether the card may have had open debts before `new_entries`: its
+        balance before them was below zero (the card's balance is the sum of
+        its ledger; the daily check flags a card where it is not)."""
+        card = self.env["loyalty.card"].browse(card_id)
+        before = card.points - sum(new_entries.mapped("points"))
+        return float_round(before, PRECISION) < 0
 
     @staticmethod
     def _mlm_consumption_order(entry, open_lots):

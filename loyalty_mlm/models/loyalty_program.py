@@ -65,6 +65,35 @@ class LoyaltyProgram(models.Model):
         help="Contacts that may use this programme today.",
     )
 
+    # Fields that decide which programmes of a register are targeted
+    # (pos.config._mlm_targeted_program_ids, cached).
+    _MLM_TARGETING_FIELDS = {
+        "active",
+        "company_id",
+        "pos_ok",
+        "pos_config_ids",
+        "partner_ids",
+        "partner_domain",
+        "mlm_stage_ids",
+        "mlm_tier_ids",
+        *MLM_SEGMENT_FIELDS,
+        *MLM_QUADRANT_FIELDS,
+    }
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        self.env.registry.clear_cache()  # _mlm_targeted_program_ids
+        return super().create(vals_list)
+
+    def write(self, vals):
+        if self._MLM_TARGETING_FIELDS & set(vals):
+            self.env.registry.clear_cache()  # _mlm_targeted_program_ids
+        return super().write(vals)
+
+    def unlink(self):
+        self.env.registry.clear_cache()  # _mlm_targeted_program_ids
+        return super().unlink()
+
     def _compute_mlm_is_member_programme(self):
         member_ids = self._mlm_member_programme_ids()
         for program in self:

@@ -46,8 +46,9 @@ class PosOrder(models.Model):
         # A Winback customer's order moves them out of Winback when it is
         # paid, before the register sends the points: judge those points by
         # what the customer was when the order arrived.
-        if eligible or existing_order:
-            self.browse(order_id).mlm_program_ids = eligible
+        order = self.browse(order_id)
+        if eligible or (existing_order and order.mlm_program_ids):
+            order.mlm_program_ids = eligible
         return order_id
 
     @api.model
@@ -65,9 +66,12 @@ class PosOrder(models.Model):
             .browse(order.get("partner_id") or [])
             .with_company(company)
         )
-        targeted = session.config_id._get_program_ids().filtered("mlm_restricted")
-        eligible = targeted.with_company(company).filtered(
-            lambda program: program._is_partner_valid(partner)
+        eligible = (
+            session.config_id._mlm_targeted_programs()
+            .with_company(company)
+            .filtered(lambda program: program._is_partner_valid(partner))
+            if session.config_id
+            else self.env["loyalty.program"]
         )
         lines = [
             cmd[2]
@@ -208,22 +212,20 @@ class PosOrder(models.Model):
             result["mlm_receipt"] = self._mlm_receipt()
             return result
         coupon_data = self._mlm_drop_targeted_points(coupon_data)
-        data = {int(key): value for key, value in coupon_data.items()}
-        cards = (
-            # search_fetch, not exists(): the same query reads what follows.
+        # A copy: the bonuses are added to the points of the cards below.
+        data = {int(key): dict(value) for key, value in coupon_data.items()}
+        # Locked and read in one query (what follows reads these fields).
+        member_cards = (
             self.env["loyalty.card"]
             .sudo()
-            .with_context(active_test=False)
-            .search_fetch(
-                [("id", "in", [k for k in data if k > 0])],
+            ._mlm_lock_member_cards(
+                [key for key in data if key > 0],
                 ["program_id", "partner_id", "points", "code", "company_id"],
             )
         )
-        member_cards = cards._mlm_member_cards()
-        member_cards._mlm_lock()
         ledger = self.env["loyalty.mlm.ledger"]
         # What this order posts on existing member cards, known without
-        # reading the ledger back (see _mlm_post_order_bonuses).
+        # reading the ledger back.
         points = defaultdict(lambda: defaultdict(float))
         for card in member_cards:
             codes = set(data[card.id].get("line_codes") or [])
@@ -248,21 +250,78 @@ class PosOrder(models.Model):
                     {"points": -spent, "kind": "redeem", "reason": _("Points spent")},
                 ],
             )
+        member_ids = self.env["loyalty.program"]._mlm_member_programme_ids()
+        # The register created a member card (a new member): its points are
+        # only known after the native write, its bonuses are posted after.
+        created = any(
+            key < 0 and data[key].get("program_id") in member_ids for key in data
+        )
+        if not created:
+            self._mlm_add_order_bonuses(data, points)
         order = self.with_context(
             mlm_ledger_source=mlm_source(self._name, self.id, "earn", "redeem")
         )
         try:
-            result = super(PosOrder, order).confirm_coupon_programs(coupon_data)
+            result = super(PosOrder, order).confirm_coupon_programs(data)
         finally:
             ledger._mlm_clear_splits()
         self.mlm_points_confirmed = True
-        member_ids = self.env["loyalty.program"]._mlm_member_programme_ids()
-        if any(key < 0 and data[key].get("program_id") in member_ids for key in data):
-            points = None  # the register created a member card: read back
-        points = self._mlm_post_order_bonuses(result, points)
+        if created:
+            points = self._mlm_post_order_bonuses(result, None)
+        else:
+            self._mlm_order_tier_upgrade(points)
         # The receipt's member block comes back with this call: no extra request.
         result["mlm_receipt"] = self._mlm_receipt(points)
         return result
+
+    def _mlm_add_order_bonuses(self, data, points):
+        """Tier and campaign bonuses of this order on the points it earns,
+        posted in the same card write as those points (one lock, one update,
+        one insert of the ledger entries): added to the card's points in the
+        register's `data` ({card id: values}, changed) and announced as
+        ledger splits. `points`: {card: {kind: points}} this order posts,
+        bonuses added."""
+        parts = self._mlm_order_bonus_parts(points)
+        ledger = self.env["loyalty.mlm.ledger"]
+        for card, bonuses in parts.items():
+            ledger._mlm_register_splits(
+                card,
+                [
+                    {"points": bonus, "kind": kind, "reason": reason}
+                    for kind, bonus, reason in bonuses
+                ],
+            )
+            values = data[card.id]
+            values["points"] = (values.get("points") or 0.0) + sum(
+                bonus for _kind, bonus, _reason in bonuses
+            )
+            for kind, bonus, _reason in bonuses:
+                points[card][kind] += bonus
+
+    def _mlm_order_bonus_parts(self, points):
+        """{card: [(kind, points, reason)]}: the tier and campaign bonuses on
+        what this order earned (`points`: {card: {kind: points}})."""
+        earned = {
+            card: kinds["earn"] for card, kinds in points.items() if kinds.get("earn")
+        }
+        if not earned:
+            return {}
+        lines = [
+            (line.product_id, line.price_subtotal)
+            for line in self.lines
+            if not line.is_reward_line
+        ]
+        return self.env["res.partner"]._mlm_order_bonus_parts(
+            self, "pos", earned, lines
+        )
+
+    def _mlm_order_tier_upgrade(self, points):
+        """Move up the members who earned on this order and now reach a
+        higher tier (see res.partner "Bonuses, tiers, referral")."""
+        partner_ids = [
+            card.partner_id.id for card, kinds in points.items() if kinds.get("earn")
+        ]
+        self.env["res.partner"].browse(partner_ids)._mlm_tier_upgrade(self.company_id)
 
     def _mlm_drop_targeted_points(self, coupon_data):
         """Leave out the points of targeted programmes the customer could not
@@ -270,10 +329,13 @@ class PosOrder(models.Model):
         refused their rewards; this catches points a register computed on
         stale data. The order is saved by now: refusing here would leave it
         half done, so those points are simply not given (and logged)."""
+        # Only the register's targeted programmes can be refused (the
+        # register offers no other): none, the usual case, costs no query.
+        targeted = set(self.config_id._mlm_targeted_program_ids(self.config_id.id))
         programs = self.env["loyalty.program"].browse(
-            {value.get("program_id") for value in coupon_data.values()} - {None}
+            targeted & {value.get("program_id") for value in coupon_data.values()}
         )
-        refused = programs.filtered("mlm_restricted") - self.mlm_program_ids
+        refused = programs - self.mlm_program_ids
         if not refused:
             return coupon_data
         _logger.warning(
@@ -312,33 +374,24 @@ class PosOrder(models.Model):
 
     def _mlm_post_order_bonuses(self, result, points=None):
         """Tier and campaign bonuses of this order on the points it just
-        earned, then the tier upgrade (see res.partner "Bonuses, tiers,
-        referral"); the register is answered with the balances bonuses
-        included. `points`: {card: {kind: points}} this order posted, when
-        the caller knows (else read from the ledger). Returns it, bonuses
-        included."""
+        earned, each in its own card write, then the tier upgrade; the
+        register is answered with the balances bonuses included. For an
+        order whose member card the register created (else see
+        _mlm_add_order_bonuses). `points`: {card: {kind: points}} this order
+        posted, when the caller knows (else read from the ledger). Returns
+        it, bonuses included."""
         self.ensure_one()
-        Partner = self.env["res.partner"]
         if points is None:
             points = self._mlm_order_points()
-        earned = {
-            card: kinds["earn"] for card, kinds in points.items() if "earn" in kinds
-        }
-        if not earned:
+        parts = self._mlm_order_bonus_parts(points)
+        if not parts and not any(kinds.get("earn") for kinds in points.values()):
             return points
-        lines = [
-            (line.product_id, line.price_subtotal)
-            for line in self.lines
-            if not line.is_reward_line
-        ]
-        posted = Partner._mlm_order_bonuses(self, "pos", earned, lines)
-        for card, bonuses in posted.items():
-            for kind, bonus in bonuses:
+        for card, bonuses in parts.items():
+            for kind, bonus, reason in bonuses:
+                card._mlm_post_points(bonus, kind, source=self, reason=reason)
                 points[card][kind] += bonus
-        Partner.browse([card.partner_id.id for card in earned])._mlm_tier_upgrade(
-            self.company_id
-        )
-        balances = {card.id: card.points for card in earned}
+        self._mlm_order_tier_upgrade(points)
+        balances = {card.id: card.points for card in points}
         for update in result.get("coupon_updates") or []:
             if update.get("id") in balances:
                 update["points"] = balances[update["id"]]

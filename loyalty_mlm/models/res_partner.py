@@ -1860,19 +1860,33 @@ class ResPartner(models.Model):
 
     @api.model
     def _mlm_order_bonuses(self, order, channel, earned, lines):
-        """Tier and campaign bonuses of `order` (a confirmed sale order or a
-        paid POS order).
+        """Post the tier and campaign bonuses of `order` (a confirmed sale
+        order or a paid POS order; see _mlm_order_bonus_parts for the
+        arguments), each with the order as source, so cancelling or refunding
+        the order reverses them (_mlm_reverse_order_bonuses). Returns what was
+        posted: {card: [(kind, points)]}.
+        """
+        posted = defaultdict(list)
+        parts = self._mlm_order_bonus_parts(order, channel, earned, lines)
+        for card, bonuses in parts.items():
+            for kind, points, reason in bonuses:
+                card._mlm_post_points(points, kind, source=order, reason=reason)
+                posted[card].append((kind, points))
+        return posted
+
+    @api.model
+    def _mlm_order_bonus_parts(self, order, channel, earned, lines):
+        """Tier and campaign bonuses of `order`, not posted:
+        {card: [(kind, points, reason)]}, positive points only.
 
         `earned`: {member card: points the order earned on it}; `lines`:
         [(product, untaxed amount)] of its product lines. Bonuses are computed
         on the earned points only (never on other bonuses) and add up: a Gold
         member (x1.5) in a double points campaign (x2) gets 50% + 100%.
-        Posted with the order as source, so cancelling or refunding the order
-        reverses them (_mlm_reverse_order_bonuses). Returns what was posted:
-        {card: [(kind, points)]}.
+        The POS posts them in the same card write as the earned points.
         """
         company = order.company_id
-        posted = defaultdict(list)
+        parts = {}
         for card, base in earned.items():
             partner = card.partner_id
             if base <= 0 or not partner:
@@ -1902,11 +1916,10 @@ class ResPartner(models.Model):
                 ("campaign_bonus", points, campaign._mlm_reason())
                 for campaign, points in campaigns
             ]
-            for kind, points, reason in bonuses:
-                if points > 0:
-                    card._mlm_post_points(points, kind, source=order, reason=reason)
-                    posted[card].append((kind, points))
-        return posted
+            bonuses = [bonus for bonus in bonuses if bonus[1] > 0]
+            if bonuses:
+                parts[card] = bonuses
+        return parts
 
     @api.model
     def _mlm_reverse_order_bonuses(self, orders):

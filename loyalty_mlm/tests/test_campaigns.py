@@ -103,6 +103,20 @@ class TestCampaigns(CampaignMixin, LoyaltyMlmCommon):
             self.bonuses(order), [(50.0, "Campaign Double points weekend (x1.5)")]
         )
 
+    def test_weekday_change_applies_at_once(self):
+        """The running windows are cached with their weekdays and timezone
+        (no query on the days a campaign does not run): editing them is
+        seen by the next order."""
+        campaign = self.campaign(date_end="2025-06-20 00:00:00")
+        tuesday = "2025-06-10 12:00:00"
+        self.assertEqual(self.bonuses(self.confirm_at(tuesday)), [])
+        campaign.weekday_tue = True
+        self.assertEqual(len(self.bonuses(self.confirm_at(tuesday))), 1)
+        # 23:30 UTC on Tuesday is Wednesday in Tokyo.
+        campaign.tz = "Asia/Tokyo"
+        self.assertEqual(self.bonuses(self.confirm_at("2025-06-10 23:30:00")), [])
+        self.assertLedgerInvariant()
+
     def test_overlap_highest_multiplier_wins(self):
         self.campaign(name="Double")
         self.campaign(name="Triple", multiplier=3.0)

@@ -325,6 +325,30 @@ class TestLedgerFifo(LoyaltyMlmCommon):
         self.assertEqual(self.card.points, 0.0)
         self.assertLedgerInvariant()
 
+    def test_debt_repaid_over_several_earnings(self):
+        """Earnings look the card's debts up only while the balance is below
+        zero, and repay them oldest first until it is not."""
+        lot = self.earn("2025-01-10", 100)
+        self.spend("2025-02-01", 150)
+        debt = self.ledger(card_id=self.card.id, kind="redeem")
+        self.assertEqual([lot.remaining, debt.unallocated], [0.0, 50.0])
+
+        def earn(points):
+            # At the register (a sale order refuses a card below zero).
+            self.card.with_context(
+                mlm_ledger_source=("pos.order", 0, "earn", "redeem", "")
+            ).points += points
+            return self.ledger(card_id=self.card.id, kind="earn")[-1]
+
+        first = earn(20)
+        self.assertEqual([first.remaining, debt.unallocated], [0.0, 30.0])
+        second = earn(40)
+        self.assertEqual([second.remaining, debt.unallocated], [10.0, 0.0])
+        third = earn(5)
+        self.assertEqual([second.remaining, third.remaining], [10.0, 5.0])
+        self.assertEqual(self.card.points, 15.0)
+        self.assertLedgerInvariant()
+
     def test_redeem_prefers_unexpired_lots(self):
         lot1 = self.earn("2025-01-10", 100)
         lot2 = self.earn("2026-01-05", 100)

@@ -7,7 +7,7 @@ from .common import LoyaltyMlmPosCommon
 # Odoo's caches emptied first, so the figure does not depend on which test
 # ran before (bench/bench_pos_sync.py measures the warm cost against Odoo
 # without the module).
-SYNC_QUERIES = 252
+SYNC_QUERIES = 245
 
 
 @tagged("post_install", "-at_install")
@@ -52,6 +52,20 @@ class TestPosSyncPerformance(LoyaltyMlmPosCommon):
         with self.assertQueryCount(SYNC_QUERIES):
             result = self.sell()
         self.assertEqual(result["mlm_receipt"]["earned"], 30.0)
+        self.assertEqual(result["mlm_receipt"]["tier_bonus"], 7.5)
+        # The tier bonus went in the same card write as the earned points:
+        # one entry each, both sourced to the order.
+        order = self.env["pos.order"].search([], order="id desc", limit=1)
+        entries = self.env["loyalty.mlm.ledger"].search(
+            [("res_model", "=", "pos.order"), ("res_id", "=", order.id)], order="id"
+        )
+        self.assertEqual(
+            [(e.kind, e.points, e.reason) for e in entries],
+            [
+                ("earn", 30.0, "Points earned"),
+                ("tier_bonus", 7.5, "Silver tier bonus (x1.25)"),
+            ],
+        )
         self.assertEqual(self.env["loyalty.mlm.ledger"]._mlm_reconcile(self.card()), {})
 
     def test_sync_cost_short_history(self):

@@ -312,6 +312,38 @@ class TestTargetedProgramsPos(LoyaltyMlmPosCommon):
             [[self.promo.id]] * 20 + [False] * 20,
         )
 
+    def test_register_targeted_programmes_follow_changes(self):
+        """The order sync asks every time which programmes of the register
+        are targeted: cached, and cleared when a programme changes."""
+        Config = self.env["pos.config"]
+        self.assertEqual(
+            Config._mlm_targeted_program_ids(self.config.id), (self.promo.id,)
+        )
+        self.promo.mlm_stage_ids = False  # everybody: no longer targeted
+        self.assertEqual(Config._mlm_targeted_program_ids(self.config.id), ())
+        self.promo.mlm_stage_ids = self.winback
+        other = self.config.copy({"name": "Other Register"})
+        self.promo.pos_config_ids = other
+        self.assertEqual(Config._mlm_targeted_program_ids(self.config.id), ())
+        self.assertEqual(Config._mlm_targeted_program_ids(other.id), (self.promo.id,))
+        self.promo.action_archive()
+        self.assertEqual(Config._mlm_targeted_program_ids(other.id), ())
+        new = winback_promotion(self.env, self.company)
+        self.assertEqual(Config._mlm_targeted_program_ids(self.config.id), (new.id,))
+
+    def test_sync_without_targeted_programme_costs_nothing(self):
+        """A register without targeted programmes: no eligibility query and
+        nothing written on the order."""
+        self.promo.action_archive()
+        self.env["pos.config"]._mlm_targeted_program_ids(self.config.id)
+        data = self.create_ui_order_data([(self.product, 1)], customer=self.member)
+        with self.assertQueryCount(0):
+            eligible = self.env["pos.order"]._mlm_check_targeted_programs(data)
+        self.assertEqual(eligible, self.env["loyalty.program"])
+        result = self.env["pos.order"].sync_from_ui([data])
+        order = self.env["pos.order"].browse(result["pos.order"][0]["id"])
+        self.assertEqual(order.mlm_program_ids, self.env["loyalty.program"])
+
     def test_sync_eligible_order(self):
         result = self.env["pos.order"].sync_from_ui([self.promo_order(self.member)])
         order = self.env["pos.order"].browse(result["pos.order"][0]["id"])
