@@ -2205,6 +2205,51 @@ class ResPartner(models.Model):
                 continue
             referred._mlm_reward_referral(order)
 
+    @api.model
+    def _mlm_reverse_referral_rewards(self, orders):
+        """Take back the referral bonuses of cancelled `orders` (sale orders).
+
+        When a cancelled order was the referred customer's only qualifying
+        order, the bonuses it earned both sides are reversed (never deleted)
+        and the referral waits for the customer's next qualifying order: it
+        still pays once, net. The bonuses are sourced to the referred
+        contact, so what a card still holds from them is the sum of its
+        referral entries and their reversals."""
+        ledger = self.env["loyalty.mlm.ledger"].sudo()
+        for referred in orders.partner_id.filtered("mlm_referral_date"):
+            if referred._mlm_has_other_qualifying_order(orders):
+                continue
+            self.env.cr.execute(
+                SQL(
+                    "SELECT id FROM res_partner WHERE id = %s FOR NO KEY UPDATE",
+                    referred.id,
+                )
+            )
+            held = ledger._read_group(
+                [
+                    ("res_model", "=", referred._name),
+                    ("res_id", "=", referred.id),
+                    ("kind", "in", ("referral", "reversal")),
+                    ("card_id", "!=", False),
+                ],
+                ["card_id"],
+                ["points:sum"],
+            )
+            for card, points in held:
+                points = float_round(points, PRECISION)
+                if points > 0:
+                    card._mlm_post_points(
+                        -points,
+                        "reversal",
+                        source=referred,
+                        reason=_(
+                            "Referral bonus of %(name)s: their first order was "
+                            "cancelled",
+                            name=referred.display_name,
+                        ),
+                    )
+            referred.sudo().mlm_referral_date = False
+
     def _mlm_has_other_qualifying_order(self, orders):
         """Whether `self` has a confirmed sale or paid POS order besides
         `orders` (sale or POS orders)."""

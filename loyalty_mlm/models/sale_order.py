@@ -103,6 +103,7 @@ class SaleOrder(models.Model):
         finally:
             ledger._mlm_clear_splits()
         self.env["res.partner"]._mlm_reverse_order_bonuses(confirmed)
+        self.env["res.partner"]._mlm_reverse_referral_rewards(confirmed)
         self.env["res.partner"]._mlm_scores_mark_dirty()
         return res
 

@@ -211,6 +211,41 @@ class TestReferral(BonusMixin, LoyaltyMlmCommon):
             self.partner_b.mlm_referrer_id = False
         self.assertLedgerInvariant()
 
+    def test_cancelled_first_order_takes_the_referral_back(self):
+        self.partner_b.mlm_referrer_id = self.partner
+        first = self.make_order(partner=self.partner_b, amount=80.0)
+        first.action_confirm()
+        first._action_cancel()
+        reversals = self.env["loyalty.mlm.ledger"].search(
+            [
+                ("kind", "=", "reversal"),
+                ("res_model", "=", "res.partner"),
+                ("res_id", "=", self.partner_b.id),
+            ],
+            order="points",
+        )
+        self.assertEqual(reversals.mapped("points"), [-100.0, -50.0])
+        self.assertEqual(
+            reversals[0].reason,
+            "Referral bonus of Bram Member: their first order was cancelled",
+        )
+        self.assertEqual(self.card_of().points, 0.0)
+        self.assertEqual(self.card_of(self.partner_b).points, 0.0)
+        self.assertFalse(self.partner_b.mlm_referral_date)
+        self.assertEqual(self.partner.mlm_referral_count, 0)
+        # The next qualifying order pays the referral again: once, net.
+        second = self.make_order(partner=self.partner_b, amount=30.0)
+        second.action_confirm()
+        self.assertEqual(self.card_of().points, 100.0)
+        self.assertEqual(self.card_of(self.partner_b).points, 80.0)
+        self.assertEqual(self.partner.mlm_referral_count, 1)
+        # Cancelling an order that is not the only one takes nothing back.
+        self.make_order(partner=self.partner_b, amount=10.0).action_confirm()
+        second._action_cancel()
+        self.assertEqual(self.card_of().points, 100.0)
+        self.assertEqual(self.partner_b.mlm_referral_date, date.today())
+        self.assertLedgerInvariant()
+
     def test_no_bonus_when_not_the_first_order(self):
         self.make_order(partner=self.partner_b, amount=20.0).action_confirm()
         self.partner_b.mlm_referrer_id = self.partner
