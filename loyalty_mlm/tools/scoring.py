@@ -533,11 +533,12 @@ def company_interval(stats: Iterable[CustomerStats]) -> float | None:
 
     Used as the expected interval of one-time buyers (see `expected_interval`).
     """
-    intervals = sorted(
-        s.avg_interval_days
-        for s in _population(stats)
-        if s.avg_interval_days is not None and s.avg_interval_days > 0
-    )
+    return _median_interval(s.avg_interval_days for s in _population(stats))
+
+
+def _median_interval(intervals: Iterable[float | None]) -> float | None:
+    """Median of the intervals above 0 (repeat customers); None without any."""
+    intervals = sorted(i for i in intervals if i is not None and i > 0)
     if not intervals:
         return None
     middle = len(intervals) // 2
@@ -827,17 +828,7 @@ def population_from_stats(stats: Iterable[CustomerStats], today: date) -> Popula
 
 def population_interval(population: Population) -> float | None:
     """`company_interval` of a `Population`."""
-    intervals = sorted(
-        interval
-        for interval in population.avg_interval_days
-        if interval is not None and interval > 0
-    )
-    if not intervals:
-        return None
-    middle = len(intervals) // 2
-    if len(intervals) % 2:
-        return float(intervals[middle])
-    return (intervals[middle - 1] + intervals[middle]) / 2.0
+    return _median_interval(population.avg_interval_days)
 
 
 def _higher_counts(ordered: list) -> dict:
