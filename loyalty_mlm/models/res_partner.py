@@ -14,6 +14,7 @@ from odoo.tools import SQL, float_round, format_date, split_every
 from odoo.tools.query import Query
 
 from ..tools.lifecycle import StageInput, StageParams, decide_stage
+from ..tools.runtime import gc_paused
 from ..tools.scoring import (
     SCORE_KEYS,
     CustomerStats,
@@ -913,6 +914,11 @@ class ResPartner(models.Model):
 
     def _mlm_full_run_step(self, run, batch_size, deadline):
         """One call's share of a full run: (contacts written, contacts left)."""
+        # Every customer's row, stats and scores are built in memory at once.
+        with gc_paused():
+            return self._mlm_full_run_batches(run, batch_size, deadline)
+
+    def _mlm_full_run_batches(self, run, batch_size, deadline):
         company = run.company_id
         today = run.score_date
         population = self._mlm_score_population(company, today)
