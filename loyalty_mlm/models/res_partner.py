@@ -1102,27 +1102,25 @@ class ResPartner(models.Model):
 
         # Every source yields one row per order, refund, line or credit note
         # line into a single stream, aggregated once per commercial partner
-        # (one hash aggregation, run in parallel, as cheap as a plain GROUP
-        # BY over the orders). Revenue is split into "last 12 months" and
-        # "before" and the margin kept for the last 12 months only, as NULL
-        # elsewhere: each row adds one revenue, and the margin expression is
-        # evaluated only where it counts. Sums stay numeric: exact, so the
-        # scores never depend on the order rows were added in.
+        # (one hash aggregation, as cheap as a plain GROUP BY over the
+        # orders). Each row carries its revenue once, split into "last 12
+        # months" and the rest by the aggregates' filters; the margin is kept
+        # for the last 12 months only, as NULL elsewhere, so that its
+        # expression is evaluated only where it counts. Sums stay numeric:
+        # exact, so the scores never depend on the order rows were added in.
         def row(when, is_order, revenue, margin):
             """The stream's columns for one source, as SQL."""
-            recent = SQL("%s >= %s", when, day_12m)
             return SQL(
                 """
                 o.partner_id, %(when)s AS at, %(is_order)s AS is_order,
-                CASE WHEN %(recent)s THEN %(revenue)s END AS revenue_12m,
-                CASE WHEN NOT %(recent)s THEN %(revenue)s END AS revenue_older,
-                CASE WHEN %(recent)s THEN %(margin)s END AS margin_12m
+                %(revenue)s AS revenue,
+                CASE WHEN %(when)s >= %(day_12m)s THEN %(margin)s END AS margin_12m
                 """,
                 when=when,
                 is_order=is_order,
                 revenue=revenue,
                 margin=margin,
-                recent=recent,
+                day_12m=day_12m,
             )
 
         def in_company_currency(amount):
@@ -1182,7 +1180,7 @@ class ResPartner(models.Model):
             previous_columns = SQL(
                 """,
                 COUNT(*) FILTER (WHERE r.is_order AND %(older)s)::int,
-                ROUND(COALESCE(SUM(r.revenue_older) FILTER (WHERE %(older)s), 0),
+                ROUND(COALESCE(SUM(r.revenue) FILTER (WHERE %(older)s), 0),
                       2)::float8
                 """,
                 older=older,
@@ -1194,11 +1192,11 @@ class ResPartner(models.Model):
                        %(today)s - (MIN(r.at) FILTER (WHERE r.is_order))::date,
                        %(today)s - (MAX(r.at) FILTER (WHERE r.is_order))::date,
                        COUNT(*) FILTER (WHERE r.is_order AND %(recent)s)::int,
-                       ROUND(COALESCE(SUM(r.revenue_12m), 0), 2)::float8,
+                       ROUND(COALESCE(SUM(r.revenue) FILTER (WHERE %(recent)s), 0),
+                             2)::float8,
                        ROUND(COALESCE(SUM(r.margin_12m), 0), 2)::float8,
                        COUNT(*) FILTER (WHERE r.is_order)::int,
-                       ROUND(COALESCE(SUM(r.revenue_12m), 0)
-                             + COALESCE(SUM(r.revenue_older), 0), 2)::float8
+                       ROUND(COALESCE(SUM(r.revenue), 0), 2)::float8
                        %(previous_columns)s
                   FROM (
                     SELECT %(sale)s
