@@ -474,74 +474,101 @@ class ResPartner(models.Model):
 
     def _mlm_stage_inputs(self, company, today, rows=None):
         """{partner id: StageInput} for `self`: order dates and counts from one
-        query, segment and quadrant from the stored scores. A churn score
-        computed before the customer's latest order no longer describes them
-        and is ignored (the nightly refresh recomputes scores, then stages)."""
+        query, segment and quadrant from the stored scores (see
+        _mlm_stage_input)."""
         stats = self._mlm_stage_order_stats(company, today)
         referrals = self._mlm_referral_counts()
         rows = rows if rows is not None else self._mlm_stage_rows(company)
         inputs = {}
         for partner_id in self.ids:
-            first, last, total, last_12m, prev_12m = stats.get(
-                partner_id, (None, None, 0, 0, 0)
-            )
             _stage, _kept, churn, segment, quadrant, score_date = rows.get(
                 partner_id, (None, None, None, None, None, None)
             )
-            fresh = bool(score_date and last and last <= score_date)
-            inputs[partner_id] = StageInput(
-                first_order=first,
-                last_order=last,
-                orders_total=total,
-                orders_12m=last_12m,
-                orders_prev_12m=prev_12m,
-                churn_risk=churn if fresh else None,
-                usage_segment=segment or None,
-                quadrant=quadrant or None,
-                referrals=referrals.get(partner_id, 0),
+            inputs[partner_id] = self._mlm_stage_input(
+                stats.get(partner_id, (None, None, 0, 0, 0)),
+                (churn, segment, quadrant, score_date),
+                referrals.get(partner_id, 0),
             )
         return inputs
 
+    @staticmethod
+    def _mlm_stage_input(orders, scores, referrals):
+        """The StageInput of one contact from his order figures (first, last,
+        total, last 12 months, the 12 before), his stored scores (churn,
+        segment, quadrant, scored on) and his successful referrals.
+
+        A churn score computed before the customer's latest order no longer
+        describes them and is ignored (the nightly refresh recomputes scores,
+        then stages)."""
+        first, last, total, last_12m, prev_12m = orders
+        churn, segment, quadrant, score_date = scores
+        fresh = bool(score_date and last and last <= score_date)
+        return StageInput(
+            first_order=first,
+            last_order=last,
+            orders_total=total,
+            orders_12m=last_12m,
+            orders_prev_12m=prev_12m,
+            churn_risk=churn if fresh else None,
+            usage_segment=segment or None,
+            quadrant=quadrant or None,
+            referrals=referrals,
+        )
+
     def _mlm_stage_order_stats(self, company, today):
         """{commercial partner id: (first, last, total, last 12 months, the 12
-        before)} of qualifying orders: confirmed sale orders and paid POS
-        orders (refunds are not orders)."""
+        before)} of `self`'s qualifying orders (_mlm_stage_order_stats_query)."""
         self._mlm_flush_order_fields()
+        self.env.cr.execute(self._mlm_stage_order_stats_query(company, today, self.ids))
+        return {row[0]: row[1:] for row in self.env.cr.fetchall()}
+
+    @api.model
+    def _mlm_stage_order_stats_query(self, company, today, partner_ids=None):
+        """One row per commercial partner with an order in `company`: id,
+        first and last order day, orders, orders in the last 12 months and in
+        the 12 before. Orders: confirmed sale orders and paid POS orders; a POS
+        refund is no order, but its customer has a row (of no orders): he is
+        one of the company's customers. `partner_ids`: only these."""
         year_ago = today - relativedelta(years=1)
         two_years_ago = today - relativedelta(years=2)
-        self.env.cr.execute(
-            SQL(
-                """
-                WITH orders AS (
-                    SELECT p.commercial_partner_id AS partner_id,
-                           so.date_order::date AS day
-                      FROM sale_order so
-                      JOIN res_partner p ON p.id = so.partner_id
-                     WHERE so.state = 'sale' AND so.company_id = %(company)s
-                     UNION ALL
-                    SELECT p.commercial_partner_id, po.date_order::date
-                      FROM pos_order po
-                      JOIN res_partner p ON p.id = po.partner_id
-                     WHERE po.state IN ('paid', 'done', 'invoiced')
-                       AND po.company_id = %(company)s
-                       AND po.amount_total > 0
-                )
-                SELECT partner_id, MIN(day), MAX(day), COUNT(*),
-                       COUNT(*) FILTER (WHERE day > %(year_ago)s),
-                       COUNT(*) FILTER (
-                           WHERE day > %(two_years_ago)s AND day <= %(year_ago)s
-                       )
-                  FROM orders
-                 WHERE partner_id = ANY(%(partners)s)
-              GROUP BY partner_id
-                """,
-                company=company.id,
-                year_ago=year_ago,
-                two_years_ago=two_years_ago,
-                partners=self.ids,
-            )
+        restrict = SQL()
+        if partner_ids is not None:
+            restrict = SQL("AND p.commercial_partner_id = ANY(%s)", list(partner_ids))
+        return SQL(
+            """
+            SELECT o.partner_id,
+                   MIN(o.day) FILTER (WHERE o.is_order) AS first_order,
+                   MAX(o.day) FILTER (WHERE o.is_order) AS last_order,
+                   COUNT(*) FILTER (WHERE o.is_order) AS orders,
+                   COUNT(*) FILTER (WHERE o.is_order AND o.day > %(year_ago)s)
+                       AS orders_12m,
+                   COUNT(*) FILTER (
+                       WHERE o.is_order AND o.day > %(two_years_ago)s
+                         AND o.day <= %(year_ago)s
+                   ) AS orders_prev_12m
+              FROM (
+                SELECT p.commercial_partner_id AS partner_id,
+                       so.date_order::date AS day, TRUE AS is_order
+                  FROM sale_order so
+                  JOIN res_partner p ON p.id = so.partner_id
+                 WHERE so.state = 'sale' AND so.company_id = %(company)s
+                       %(restrict)s
+                 UNION ALL
+                SELECT p.commercial_partner_id, po.date_order::date,
+                       po.amount_total > 0
+                  FROM pos_order po
+                  JOIN res_partner p ON p.id = po.partner_id
+                 WHERE po.state IN ('paid', 'done', 'invoiced')
+                   AND po.company_id = %(company)s
+                       %(restrict)s
+              ) o
+          GROUP BY o.partner_id
+            """,
+            company=company.id,
+            year_ago=year_ago,
+            two_years_ago=two_years_ago,
+            restrict=restrict,
         )
-        return {row[0]: row[1:] for row in self.env.cr.fetchall()}
 
     def _mlm_referral_counts(self):
         """{partner id: successful referrals} (see "Bonuses, tiers, referral")."""
@@ -554,11 +581,20 @@ class ResPartner(models.Model):
         of contacts moved. A contact leaving winback is logged as won back.
         """
         today = today or fields.Date.context_today(self)
+        rows = self._mlm_stage_rows(company)
+        inputs = self._mlm_stage_inputs(company, today, rows)
+        return self._mlm_apply_stages(company, today, inputs, rows)
+
+    @api.model
+    def _mlm_apply_stages(self, company, today, inputs, rows):
+        """Move the contacts of `inputs` ({partner id: StageInput}) whose
+        decided stage differs from their current one; `rows`: {partner id:
+        (stage id, kept until, ...)}. One write per target stage (_mlm_move).
+        Returns the number of contacts moved."""
         params = self._mlm_stage_params(company)
         stages = self.env["loyalty.mlm.stage"]._by_code()
-        rows = self._mlm_stage_rows(company)
+        winback_id = stages["winback"].id
         moves = defaultdict(list)
-        inputs = self._mlm_stage_inputs(company, today, rows)
         for partner_id, inp in inputs.items():
             from_id, locked = rows[partner_id][:2]
             if locked and locked >= today:
@@ -567,7 +603,7 @@ class ResPartner(models.Model):
             stage = stages[code]
             if from_id == stage.id:
                 continue
-            if from_id == stages["winback"].id:
+            if from_id == winback_id:
                 reason = "won_back"
             moves[stage, reason].append(partner_id)
         for (stage, reason), partner_ids in moves.items():
@@ -586,45 +622,70 @@ class ResPartner(models.Model):
         self.flush_model(["commercial_partner_id", "customer_rank", "mlm_member_since"])
 
     @api.model
-    def _mlm_lifecycle_population(self, company):
-        """Every customer contact of the company: customers, members and
-        anyone with a qualifying order (commercial partners only)."""
-        self._mlm_flush_order_fields()
+    def _mlm_lifecycle_rows(self, company, today):
+        """Every customer contact of the company (customers, members and
+        anyone with a qualifying order; commercial partners only), each with
+        what decides his stage, in one query: id, stage id, kept until, churn,
+        segment, quadrant, scored on, the five order figures of
+        _mlm_stage_order_stats_query, successful referrals."""
+        # Scores are written through the contact's fields: flush everything.
+        self.env.flush_all()
         self.env.cr.execute(
             SQL(
                 """
-                SELECT id FROM res_partner
-                 WHERE active AND id = commercial_partner_id
-                   AND (customer_rank > 0 OR mlm_member_since IS NOT NULL)
-                   AND (company_id IS NULL OR company_id = %(company)s)
-                 UNION
-                SELECT p.commercial_partner_id FROM sale_order so
-                  JOIN res_partner p ON p.id = so.partner_id
-                 WHERE so.state = 'sale' AND so.company_id = %(company)s
-                 UNION
-                SELECT p.commercial_partner_id FROM pos_order po
-                  JOIN res_partner p ON p.id = po.partner_id
-                 WHERE po.state IN ('paid', 'done', 'invoiced')
-                   AND po.company_id = %(company)s
+                WITH orders AS (%(orders)s),
+                referrals AS (
+                    SELECT mlm_referrer_id AS id, COUNT(*) AS count
+                      FROM res_partner
+                     WHERE mlm_referrer_id IS NOT NULL
+                       AND mlm_referral_date IS NOT NULL
+                  GROUP BY mlm_referrer_id
+                )
+                SELECT p.id, p.mlm_stage_id, p.mlm_stage_locked_until,
+                       s.churn_risk, s.usage_segment, s.quadrant, s.score_date,
+                       o.first_order, o.last_order, COALESCE(o.orders, 0),
+                       COALESCE(o.orders_12m, 0), COALESCE(o.orders_prev_12m, 0),
+                       COALESCE(r.count, 0)
+                  FROM res_partner p
+             LEFT JOIN orders o ON o.partner_id = p.id
+             LEFT JOIN loyalty_mlm_partner_score s
+                    ON s.partner_id = p.id AND s.company_id = %(company)s
+             LEFT JOIN referrals r ON r.id = p.id
+                 WHERE o.partner_id IS NOT NULL
+                    OR (p.active AND p.id = p.commercial_partner_id
+                        AND (p.customer_rank > 0 OR p.mlm_member_since IS NOT NULL)
+                        AND (p.company_id IS NULL OR p.company_id = %(company)s))
                 """,
+                orders=self._mlm_stage_order_stats_query(company, today),
                 company=company.id,
             )
         )
-        return self.browse([row[0] for row in self.env.cr.fetchall()])
+        return self.env.cr.fetchall()
 
     @api.model
-    def _mlm_refresh_all_stages(self, companies=None, batch_size=200000):
+    def _mlm_refresh_all_stages(self, companies=None):
         """Every customer's stage from the rules; run by the nightly score job
         once the scores are fresh. Resumable by construction: contacts already
         in their stage are skipped. Returns the number of contacts moved."""
         moved = 0
         for company in companies or self.env["res.company"].search([]):
-            population = self._mlm_lifecycle_population(company)
-            for start in range(0, len(population), batch_size):
-                moved += population[start : start + batch_size]._mlm_refresh_stages(
-                    company
-                )
+            # Every customer's row and inputs are built in memory at once.
+            with gc_paused():
+                moved += self._mlm_refresh_company_stages(company)
         return moved
+
+    @api.model
+    def _mlm_refresh_company_stages(self, company):
+        """_mlm_refresh_stages of every customer of `company` (see
+        _mlm_lifecycle_rows), from one query rather than one per input."""
+        today = fields.Date.context_today(self)
+        rows, inputs = {}, {}
+        stage_input = self._mlm_stage_input
+        for row in self._mlm_lifecycle_rows(company, today):
+            # id | stage, kept until | 4 scores | 5 order figures | referrals
+            rows[row[0]] = row[1:3]
+            inputs[row[0]] = stage_input(row[7:12], row[3:7], row[12])
+        return self._mlm_apply_stages(company, today, inputs, rows)
 
     def _mlm_stage_event(self, company):
         """An order was confirmed or paid: first order (acquisition to

@@ -39,23 +39,37 @@ class TestStageRules(StageCase, LoyaltyMlmCommon):
     confirmed orders (default thresholds: lapse 180 days, onboarding 90 days
     and fewer than 3 orders, order drop more than 50%)."""
 
+    # name: (order ages in days, expected stage, expected reason)
+    RULE_TABLE = {
+        "no order": ((), "acquisition", "no_order"),
+        "lapsed 181": ((400, 181), "winback", "lapsed"),
+        "lapsed 180": ((400, 180), "growth", "active"),
+        "new 90": ((90,), "onboarding", "new_customer"),
+        "new 91": ((91,), "growth", "active"),
+        "new, 2 orders": ((20, 10), "onboarding", "new_customer"),
+        "new, 3 orders": ((30, 20, 10), "growth", "active"),
+        "drop 50%": ((500, 480, 450, 400, 100, 30), "growth", "active"),
+        "drop 75%": ((500, 480, 450, 400, 30), "retention", "order_drop"),
+    }
+
     def test_rule_boundaries(self):
-        # name: (order ages in days, expected stage, expected reason)
-        table = {
-            "no order": ((), "acquisition", "no_order"),
-            "lapsed 181": ((400, 181), "winback", "lapsed"),
-            "lapsed 180": ((400, 180), "growth", "active"),
-            "new 90": ((90,), "onboarding", "new_customer"),
-            "new 91": ((91,), "growth", "active"),
-            "new, 2 orders": ((20, 10), "onboarding", "new_customer"),
-            "new, 3 orders": ((30, 20, 10), "growth", "active"),
-            "drop 50%": ((500, 480, 450, 400, 100, 30), "growth", "active"),
-            "drop 75%": ((500, 480, 450, 400, 30), "retention", "order_drop"),
-        }
+        self.check_rule_table(self.refresh)
+
+    def test_rule_boundaries_nightly(self):
+        """The nightly step (every customer of the company from one query)
+        decides as the per-contact refresh does."""
+        self.check_rule_table(
+            lambda _partners: self.env["res.partner"]._mlm_refresh_all_stages(
+                self.env.company
+            )
+        )
+
+    def check_rule_table(self, refresh):
+        table = self.RULE_TABLE
         customers = {
             name: self.customer(name, days) for name, (days, _s, _r) in table.items()
         }
-        self.refresh(self.env["res.partner"].concat(*customers.values()))
+        refresh(self.env["res.partner"].concat(*customers.values()))
         for name, (_days, stage, reason) in table.items():
             partner = customers[name]
             with self.subTest(name):
@@ -147,6 +161,59 @@ class TestStageRules(StageCase, LoyaltyMlmCommon):
         self.assertEqual(
             (move.from_stage_id.code, move.reason_code), ("winback", "won_back")
         )
+
+    def test_nightly_step_reads_scores_referrals_and_locks(self):
+        """What the nightly step reads besides orders: a fresh churn score, a
+        stale one (older than the last order, ignored), successful referrals,
+        a manual lock; contacts in their stage are not written again."""
+        company = self.env.company
+        today = fields.Date.context_today(self.env.user)
+        at_risk = self.customer("At risk", (300, 120))
+        self.store_score(at_risk, churn_risk=80, score_date=today)
+        stale = self.customer("Stale score", (300, 120))
+        self.store_score(stale, churn_risk=80, score_date=today - timedelta(days=121))
+        ambassador = self.customer("Ambassador", (300, 120))
+        company.mlm_ambassador_referrals = 1
+        friend = self.env["res.partner"].create(
+            {"name": "Referred friend", "mlm_referrer_id": ambassador.id}
+        )
+        friend.mlm_referral_date = today  # rewarded
+        locked = self.customer("Locked", (400, 200))
+        retention = self.env.ref("loyalty_mlm.stage_retention")
+        locked.write(
+            {
+                "mlm_stage_id": retention.id,
+                "mlm_stage_locked_until": today + timedelta(days=5),
+            }
+        )
+        Partner = self.env["res.partner"]
+        Partner._mlm_refresh_all_stages(company)
+        self.assertEqual(
+            (
+                at_risk.mlm_stage_id.code,
+                stale.mlm_stage_id.code,
+                ambassador.mlm_stage_id.code,
+                locked.mlm_stage_id,
+            ),
+            ("retention", "growth", "ambassadorship", retention),
+        )
+        self.assertEqual(self.last_move(ambassador).reason_code, "referrals")
+        self.assertEqual(Partner._mlm_refresh_all_stages(company), 0)
+
+    def test_nightly_step_queries_do_not_grow_with_customers(self):
+        """One query reads every customer: an unchanged night costs the same
+        number of queries for 3 customers as for 12."""
+        company = self.env.company
+        Partner = self.env["res.partner"]
+        for count in (3, 12):
+            for i in range(count):
+                self.customer(f"Q{count}-{i}", (40, 20, 10))
+            Partner._mlm_refresh_all_stages(company)  # moves them, warms caches
+            self.env.invalidate_all()
+            # The customers with what decides their stage (1); the rest reads
+            # the company's thresholds, the stages and the user's timezone.
+            with self.assertQueryCount(5):
+                self.assertEqual(Partner._mlm_refresh_all_stages(company), 0)
 
     def test_backfill_on_install(self):
         partners = self.customer("Old regular", (200, 100, 30)) | self.customer(
