@@ -434,3 +434,29 @@ class TestScores(LoyaltyMlmPosCommon):
         forget_scores()
         with self.assertQueryCount(21):
             self.refresh(batch_size=10)
+
+    def test_new_scores_are_copied_with_empty_values_as_null(self):
+        """The bulk write of new customers (COPY) stores an empty value as
+        NULL, and every other value as given."""
+        Partner = self.env["res.partner"]
+        first, second = Partner.create([{"name": "Copy 1"}, {"name": "Copy 2"}])
+        day = fields.Date.today()
+        Partner._mlm_scores_write(
+            self.env.company,
+            day,
+            {
+                first.id: (5, 4, 3, "543", "heavy", "true_friend", 12, 1234.5),
+                second.id: (1, 1, 1, "111", "low", "stranger", 100, None),
+            },
+        )
+        self.assertEqual(
+            [first[name] for name in SCORES],
+            ["543", "heavy", "true_friend", 12, 1234.5],
+        )
+        self.assertEqual(first.mlm_score_date, day)
+        self.env.cr.execute(
+            "SELECT clv FROM loyalty_mlm_partner_score"
+            " WHERE partner_id = %s AND company_id = %s",
+            (second.id, self.env.company.id),
+        )
+        self.assertEqual(self.env.cr.fetchall(), [(None,)])
