@@ -634,6 +634,7 @@ class ResPartner(models.Model):
             SQL(
                 """
                 WITH orders AS (%(orders)s),
+                -- as _mlm_successful_referrals counts them, for everybody
                 referrals AS (
                     SELECT mlm_referrer_id AS id, COUNT(*) AS count
                       FROM res_partner
