@@ -9,6 +9,15 @@ class LoyaltyCard(models.Model):
     _inherit = "loyalty.card"
 
     mlm_ledger_ids = fields.One2many("loyalty.mlm.ledger", "card_id", string="Ledger")
+    mlm_merged_into_id = fields.Many2one(
+        "loyalty.card",
+        string="Merged Into",
+        readonly=True,
+        index="btree_not_null",
+        copy=False,
+        help="Set when a merge of contacts moved this card's points to another "
+        "card: later reversals of this card's orders land there.",
+    )
     mlm_ledger_mismatch = fields.Boolean(
         string="Ledger Mismatch",
         readonly=True,
@@ -127,6 +136,42 @@ class LoyaltyCard(models.Model):
             )
         return cards
 
+    @api.model
+    def _mlm_lock_partner_cards(self, partner, program_ids):
+        """`partner`'s active cards in `program_ids`, locked as _mlm_lock
+        does and read (points, programme) in the same query: the register's
+        spend checks the balance only once nobody else can change it."""
+        if not partner or not program_ids:
+            return self.browse()
+        self.flush_model(["partner_id", "program_id", "points", "active"])
+        rows = self.env.execute_query(
+            SQL(
+                "SELECT id, program_id, points FROM loyalty_card "
+                "WHERE partner_id = %s AND program_id = ANY(%s) AND active "
+                "ORDER BY id FOR NO KEY UPDATE",
+                partner.id,
+                list(program_ids),
+            )
+        )
+        cards = self.browse([row[0] for row in rows])
+        for index, fname in enumerate(("program_id", "points"), start=1):
+            self.env.cache.insert_missing(
+                cards, self._fields[fname], [row[index] for row in rows]
+            )
+        return cards
+
+    def _mlm_surviving_card(self):
+        """The card that holds this card's points now: itself, or the card a
+        partner merge moved them to (followed to the end)."""
+        if not self:
+            return self
+        self.ensure_one()
+        card, seen = self, set()
+        while card.mlm_merged_into_id and card.id not in seen:
+            seen.add(card.id)
+            card = card.mlm_merged_into_id
+        return card
+
     def _mlm_post_opening_balance(self):
         """Opening entry for member cards whose balance the ledger does not hold."""
         mismatches = self.env["loyalty.mlm.ledger"]._mlm_reconcile(self)
@@ -158,15 +203,18 @@ class LoyaltyCard(models.Model):
         shown as the source document).
         """
         self.ensure_one()
-        self._mlm_lock()
+        # A card emptied by a merge of contacts: its member's points are on
+        # the surviving card now.
+        card = self._mlm_surviving_card()
+        card._mlm_lock()
         context_source = mlm_source(
-            source._name if source else self._name,
-            source.id if source else self.id,
+            source._name if source else card._name,
+            source.id if source else card.id,
             kind,
             kind,
             reason,
         )
-        self.with_context(mlm_ledger_source=context_source).sudo().points += points
+        card.with_context(mlm_ledger_source=context_source).sudo().points += points
 
     def _mlm_adjust(self, points, reason):
         """Add (or remove) points by hand; the ledger gets an adjustment."""

@@ -2039,16 +2039,22 @@ class ResPartner(models.Model):
             ("res_id", "in", orders.ids),
             ("card_id", "!=", False),
         ]
+        # Per surviving card: after a merge, an order's entries sit on the
+        # merged-away card and its native reversal on the survivor.
         bonus_keys = {
-            (res_id, card)
+            (res_id, card._mlm_surviving_card())
             for res_id, card in ledger._read_group(
                 [*base_domain, ("kind", "in", BONUS_KINDS)], ["res_id", "card_id"]
             )
         }
         if not bonus_keys:
             return
-        held = ledger._read_group(base_domain, ["res_id", "card_id"], ["points:sum"])
-        for res_id, card, points in held:
+        held = defaultdict(float)
+        for res_id, card, points in ledger._read_group(
+            base_domain, ["res_id", "card_id"], ["points:sum"]
+        ):
+            held[res_id, card._mlm_surviving_card()] += points
+        for (res_id, card), points in held.items():
             points = float_round(points, PRECISION)
             if (res_id, card) in bonus_keys and points > 0:
                 order = orders.browse(res_id)
@@ -2337,7 +2343,10 @@ class ResPartner(models.Model):
                 ["card_id"],
                 ["points:sum"],
             )
+            per_card = defaultdict(float)
             for card, points in held:
+                per_card[card._mlm_surviving_card()] += points
+            for card, points in per_card.items():
                 points = float_round(points, PRECISION)
                 if points > 0:
                     card._mlm_post_points(
