@@ -73,6 +73,7 @@ class SaleOrder(models.Model):
         return mlm_source(self._name, res_id, positive, negative)
 
     def action_confirm(self):
+        self._mlm_lock_cards()
         self._mlm_check_targeted_programs()
         ledger = self.env["loyalty.mlm.ledger"]
         orders = self.with_context(
@@ -92,6 +93,7 @@ class SaleOrder(models.Model):
         return res
 
     def _action_cancel(self):
+        self._mlm_lock_cards()
         ledger = self.env["loyalty.mlm.ledger"]
         orders = self.with_context(
             mlm_ledger_source=self._mlm_ledger_source("reversal", "reversal"),
@@ -106,6 +108,37 @@ class SaleOrder(models.Model):
         self.env["res.partner"]._mlm_reverse_referral_rewards(confirmed)
         self.env["res.partner"]._mlm_scores_mark_dirty()
         return res
+
+    def _mlm_lock_cards(self):
+        """Lock the cards these orders change, first thing in the transaction.
+
+        Native code reads a card's balance early and writes it late: under
+        POS traffic on the same card, the write then fails as a serialization
+        error on every retry. Locked first, a card that changed since the
+        snapshot fails at once (cheap to replay), and once locked nobody
+        changes it until this confirmation commits."""
+        cards = (
+            self.coupon_point_ids.coupon_id
+            | self.order_line.coupon_id
+            | self.applied_coupon_ids
+        )
+        cards |= cards.filtered("mlm_merged_into_id").mapped(
+            lambda card: card._mlm_surviving_card()
+        )
+        cards._mlm_lock()
+
+    def _get_real_points_for_coupon(self, coupon, post_confirm=False):
+        points = super()._get_real_points_for_coupon(coupon, post_confirm=post_confirm)
+        if (
+            points < 0
+            and coupon.program_id.mlm_is_member_programme
+            and not any(line.coupon_id == coupon for line in self.order_line)
+        ):
+            # A member in debt still earns on an order that spends nothing
+            # from the card: only spending is blocked (see
+            # _apply_program_reward), not the order.
+            return 0.0
+        return points
 
     # ------------------------------------------------------------
     # Targeted programmes (loyalty.program): OCA's
@@ -195,6 +228,13 @@ class SaleOrder(models.Model):
         """Announce each order's earn and redeem parts before native code adds
         them up per card (it writes one total for a whole batch of orders)."""
         changes = super()._get_point_changes()
+        if any(coupon.mlm_merged_into_id for coupon in changes):
+            # Points of a card emptied by a merge of contacts go to (or come
+            # back from) the surviving member's card.
+            merged = defaultdict(float)
+            for coupon, points in changes.items():
+                merged[coupon._mlm_surviving_card()] += points
+            changes = dict(merged)
         mode = self.env.context.get("mlm_ledger_splitting")
         if not mode:
             return changes
@@ -226,7 +266,7 @@ class SaleOrder(models.Model):
         self.ensure_one()
         parts = {}
         for coupon_point in self.coupon_point_ids:
-            card = coupon_point.coupon_id
+            card = coupon_point.coupon_id._mlm_surviving_card()
             if card.program_id.id in member_ids:
                 parts.setdefault(card, []).append(
                     ("earn", coupon_point.points, _("Points earned"))
@@ -235,7 +275,7 @@ class SaleOrder(models.Model):
             lambda line: line.reward_id and line.coupon_id
         ):
             if line.coupon_id.program_id.id in member_ids:
-                parts.setdefault(line.coupon_id, []).append(
+                parts.setdefault(line.coupon_id._mlm_surviving_card(), []).append(
                     ("redeem", -line.points_cost, line.reward_id.description)
                 )
         return parts
