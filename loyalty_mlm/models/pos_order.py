@@ -1,17 +1,54 @@
 import logging
+import math
 from collections import defaultdict
+
+from psycopg2 import errorcodes, errors
 
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
-from odoo.tools import float_compare, float_round
+from odoo.tools import SQL, float_compare, float_round
 
 from .loyalty_mlm_ledger import PRECISION, mlm_source
 
 _logger = logging.getLogger(__name__)
 
+# Largest number of points one register call may move on one card: far above
+# any real order, far below what breaks a float or a report.
+MAX_POINTS = 1e9
+UUID_CONSTRAINT = "pos_order_mlm_uuid_unique"
+
+
+class ConcurrentOrderSync(errors.SerializationFailure):
+    """A twin call (offline queue flush and retry, two tabs) saved the same
+    order first. Raised as a serialization failure so that Odoo's request
+    retry replays this call on a fresh snapshot, where the order exists and
+    is answered as already saved."""
+
+    pgcode = errorcodes.SERIALIZATION_FAILURE
+
+
+def _finite_number(value):
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and abs(value) <= MAX_POINTS
+    )
+
 
 class PosOrder(models.Model):
     _inherit = "pos.order"
+
+    # One order per register uuid, whatever the timing of the register's
+    # calls: native code checks the uuid with a search that a concurrent
+    # twin call cannot see (REPEATABLE READ).
+    _sql_constraints = [
+        (
+            "mlm_uuid_unique",
+            "unique(uuid)",
+            "This order was already saved (same identifier).",
+        )
+    ]
 
     mlm_points_confirmed = fields.Boolean(
         string="Points Applied",
@@ -33,14 +70,65 @@ class PosOrder(models.Model):
     )
 
     @api.model
+    def sync_from_ui(self, orders):
+        """Save each register order once, whatever the timing of the calls.
+
+        Two calls with the same order (offline queue flush and a retry, two
+        tabs) at the same moment both miss the other's order in their
+        snapshot; the unique uuid makes the second wait for the first and
+        fail, and it is replayed on a fresh snapshot (Odoo's request retry).
+        An order already saved is answered as saved, so the register maps it
+        and confirms its points (once: confirm_coupon_programs)."""
+        try:
+            result = super().sync_from_ui(orders)
+        except errors.UniqueViolation as error:
+            if error.diag.constraint_name != UUID_CONSTRAINT:
+                raise
+            raise ConcurrentOrderSync(str(error)) from error
+        return self._mlm_answer_saved_twins(orders, result)
+
+    @api.model
+    def _mlm_answer_saved_twins(self, orders, result):
+        """Add the orders the call re-sent after they were paid (native code
+        leaves them out of the answer) to `result`. Costs nothing when every
+        order of the call was saved now, the usual case."""
+        answered = {values.get("uuid") for values in result.get("pos.order") or []}
+        missing = [
+            order.get("uuid")
+            for order in orders
+            if order.get("uuid") and order.get("uuid") not in answered
+        ]
+        if not missing:
+            return result
+        twins = self.search([("uuid", "in", missing)])
+        if not twins:
+            return result
+        config_id = twins.config_id.ids[0]
+        for model, records in (
+            ("pos.order", twins),
+            ("pos.payment", twins.payment_ids),
+            ("pos.order.line", twins.lines),
+        ):
+            result.setdefault(model, [])
+            result[model] += records.read(
+                records._load_pos_data_fields(config_id), load=False
+            )
+        return result
+
+    @api.model
     def _process_order(self, order, existing_order):
-        """Refuse a redemption the member programme does not allow.
+        """Refuse a redemption the member programme does not allow, and spend
+        the points of a paid order here, with the member card locked.
 
         The register computes the discount; the server recomputes it from the
         points spent and refuses the whole order (nothing saved) when the
         discount is larger, or when the card has fewer points than spent.
+        Spending in the same transaction that saves the order, after the card
+        is locked, is what stops two registers from spending the same points:
+        the second waits, then sees the first's balance.
         """
-        self._mlm_check_redemptions(order)
+        self._mlm_check_line_values(order)
+        spend = self._mlm_check_redemptions(order)
         eligible = self._mlm_check_targeted_programs(order)
         order_id = super()._process_order(order, existing_order)
         # A Winback customer's order moves them out of Winback when it is
@@ -49,7 +137,36 @@ class PosOrder(models.Model):
         order = self.browse(order_id)
         if eligible or (existing_order and order.mlm_program_ids):
             order.mlm_program_ids = eligible
+        if spend and order.state != "draft":
+            order._mlm_post_redemptions(spend)
         return order_id
+
+    @api.model
+    def _mlm_check_line_values(self, order):
+        """Refuse reward lines whose numbers no register sends: a negative or
+        non-finite points cost (a "redeem" that credits), an unknown reward."""
+        for cmd in order.get("lines") or []:
+            if cmd[0] not in (0, 1) or not isinstance(cmd[2], dict):
+                continue
+            line = cmd[2]
+            cost = line.get("points_cost")
+            if cost in (None, False):
+                continue
+            if not _finite_number(cost) or cost < 0:
+                raise UserError(
+                    _(
+                        "A reward line of this order costs %(points)s points, which "
+                        "is not a valid number of points. The order was not saved.",
+                        points=cost,
+                    )
+                )
+            if cost and not isinstance(line.get("reward_id"), int):
+                raise UserError(
+                    _(
+                        "A line of this order spends points without a reward. "
+                        "The order was not saved."
+                    )
+                )
 
     @api.model
     def _mlm_check_targeted_programs(self, order):
@@ -104,6 +221,11 @@ class PosOrder(models.Model):
 
     @api.model
     def _mlm_check_redemptions(self, order):
+        """Check the member-programme reward lines of a register order and
+        lock the member cards they spend from: {card: points to spend}.
+
+        The cards are locked before their balance is read: a concurrent
+        spend on the same card either finished (and is seen) or waits."""
         lines = [
             cmd[2]
             for cmd in order.get("lines") or []
@@ -112,7 +234,7 @@ class PosOrder(models.Model):
             and cmd[2].get("points_cost")
         ]
         if not lines:
-            return
+            return {}
         rewards = self.env["loyalty.reward"].browse(
             {line["reward_id"] for line in lines}
         )
@@ -137,29 +259,70 @@ class PosOrder(models.Model):
                             allowed=allowed,
                         )
                     )
-            spent[reward.program_id] = (
-                spent.get(reward.program_id, 0.0) + line["points_cost"]
-            )
-        partner = self.env["res.partner"].browse(order.get("partner_id") or [])
-        for program, points in spent.items():
-            card = (
-                self.env["loyalty.card"]
-                .sudo()
-                .search(
-                    [("partner_id", "=", partner.id), ("program_id", "=", program.id)],
-                    limit=1,
+            elif (
+                float_compare(
+                    line["points_cost"], reward.required_points, precision_digits=2
                 )
+                < 0
+            ):
+                raise UserError(
+                    _(
+                        "The reward %(reward)s costs %(required)s points; the order "
+                        "spends %(points)s. The order was not saved.",
+                        reward=reward.description,
+                        required=reward.required_points,
+                        points=line["points_cost"],
+                    )
+                )
+            spent[reward.program_id.id] = (
+                spent.get(reward.program_id.id, 0.0) + line["points_cost"]
             )
-            if float_compare(card.points, points, precision_digits=2) < 0:
+        if not spent:
+            return {}
+        partner = self.env["res.partner"].browse(order.get("partner_id") or [])
+        cards = (
+            self.env["loyalty.card"]
+            .sudo()
+            ._mlm_lock_partner_cards(partner, list(spent))
+        )
+        result = {}
+        for program_id, points in spent.items():
+            card = cards.filtered(lambda c, pid=program_id: c.program_id.id == pid)[:1]
+            balance = card.points if card else 0.0
+            if card and balance < 0:
+                raise UserError(
+                    _(
+                        "Redemption is blocked for %(member)s: the points balance "
+                        "is negative (%(points)s) because points were taken back "
+                        "after they were spent. The order was not saved.",
+                        member=partner.display_name,
+                        points=balance,
+                    )
+                )
+            if float_compare(balance, points, precision_digits=PRECISION) < 0:
                 raise UserError(
                     _(
                         "%(member)s has %(balance)s points, fewer than the "
                         "%(points)s this order spends. The order was not saved.",
                         member=partner.display_name or _("The customer"),
-                        balance=card.points,
+                        balance=balance,
                         points=points,
                     )
                 )
+            result[card] = float_round(points, PRECISION)
+        return result
+
+    def _mlm_post_redemptions(self, spend):
+        """Spend the points of this paid order ({locked card: points}): one
+        redeem entry per card, sourced to the order. confirm_coupon_programs
+        then only earns (the register's net figure already counts this)."""
+        self.ensure_one()
+        for card, points in spend.items():
+            card.with_context(
+                mlm_ledger_source=mlm_source(
+                    self._name, self.id, "redeem", "redeem", _("Points spent")
+                )
+            ).sudo().points -= points
 
     def validate_coupon_programs(self, point_changes, new_codes):
         """Say plainly why a member with a negative balance cannot redeem."""
@@ -200,62 +363,69 @@ class PosOrder(models.Model):
         return super().validate_coupon_programs(point_changes, new_codes)
 
     def confirm_coupon_programs(self, coupon_data):
-        """Source the card changes to this order; split earn from redeem.
+        """Apply the order's card changes; the server decides the points.
 
         Applied once: the register calls this after the order sync and may
-        call it again (network retry, offline queue); a second call answers
-        with the current state and changes nothing.
+        call it again (network retry, offline queue, two tabs at once); the
+        order row is claimed first, so a twin call waits, then answers with
+        the current state and changes nothing.
+
+        The register's figures are checked, not trusted: every card must be
+        the order customer's (or a new one for them) and of the order's
+        company, every number finite and in range; on member-programme cards
+        the points earned are recomputed from the programme's rules and the
+        order lines (see _mlm_rule_points), and the points spent were already
+        taken when the order was saved (_process_order).
         """
         self.ensure_one()
-        if self.mlm_points_confirmed:
-            result = self._mlm_confirmed_coupon_result(coupon_data)
-            result["mlm_receipt"] = self._mlm_receipt()
-            return result
-        coupon_data = self._mlm_drop_targeted_points(coupon_data)
-        # A copy: the bonuses are added to the points of the cards below.
-        data = {int(key): dict(value) for key, value in coupon_data.items()}
+        coupon_data = self._mlm_check_coupon_data(coupon_data)
         # Locked and read in one query (what follows reads these fields).
         member_cards = (
             self.env["loyalty.card"]
             .sudo()
             ._mlm_lock_member_cards(
-                [key for key in data if key > 0],
+                [key for key in coupon_data if key > 0],
                 ["program_id", "partner_id", "points", "code", "company_id"],
             )
         )
+        self._mlm_check_card_owners(
+            [key for key in coupon_data if key > 0], member_cards
+        )
+        if not self._mlm_claim_points():
+            result = self._mlm_confirmed_coupon_result(coupon_data)
+            result["mlm_receipt"] = self._mlm_receipt()
+            return result
+        coupon_data = self._mlm_drop_targeted_points(coupon_data)
+        member_cards = member_cards.filtered(lambda card: card.id in coupon_data)
+        # A copy: the bonuses are added to the points of the cards below.
+        data = {key: dict(value) for key, value in coupon_data.items()}
         ledger = self.env["loyalty.mlm.ledger"]
         # What this order posts on existing member cards, known without
         # reading the ledger back.
         points = defaultdict(lambda: defaultdict(float))
         for card in member_cards:
-            codes = set(data[card.id].get("line_codes") or [])
-            spent = sum(
-                line.points_cost
-                for line in self.lines
-                if line.reward_identifier_code in codes
-            )
-            net = data[card.id].get("points") or 0.0
-            for kind, value in (("earn", net + spent), ("redeem", -spent)):
-                value = float_round(value, PRECISION)
-                if value:
-                    points[card][kind] += value
+            earned = self._mlm_rule_points(card.program_id)
+            # Spent when the order was saved; shown on the receipt.
+            spent = self._mlm_points_spent(card.program_id)
+            data[card.id]["points"] = earned
+            if earned:
+                points[card]["earn"] += earned
+            if spent:
+                points[card]["redeem"] -= spent
             ledger._mlm_register_splits(
                 card,
-                [
-                    {
-                        "points": net + spent,
-                        "kind": "earn",
-                        "reason": _("Points earned"),
-                    },
-                    {"points": -spent, "kind": "redeem", "reason": _("Points spent")},
-                ],
+                [{"points": earned, "kind": "earn", "reason": _("Points earned")}],
             )
         member_ids = self.env["loyalty.program"]._mlm_member_programme_ids()
         # The register created a member card (a new member): its points are
         # only known after the native write, its bonuses are posted after.
-        created = any(
-            key < 0 and data[key].get("program_id") in member_ids for key in data
-        )
+        created = False
+        for key, values in data.items():
+            if key < 0 and values.get("program_id") in member_ids:
+                created = True
+                values["points"] = self._mlm_rule_points(
+                    self.env["loyalty.program"].browse(values["program_id"])
+                )
         if not created:
             self._mlm_add_order_bonuses(data, points)
         order = self.with_context(
@@ -265,7 +435,6 @@ class PosOrder(models.Model):
             result = super(PosOrder, order).confirm_coupon_programs(data)
         finally:
             ledger._mlm_clear_splits()
-        self.mlm_points_confirmed = True
         if created:
             points = self._mlm_post_order_bonuses(result, None)
         else:
@@ -273,6 +442,205 @@ class PosOrder(models.Model):
         # The receipt's member block comes back with this call: no extra request.
         result["mlm_receipt"] = self._mlm_receipt(points)
         return result
+
+    def _mlm_claim_points(self):
+        """Mark this order's points as applied; False when they already were.
+
+        One statement: a twin call waits on the order row, then fails on
+        the changed row (REPEATABLE READ) and is replayed by Odoo's request
+        retry, where it finds the points applied."""
+        self.flush_recordset()
+        claimed = self.env.execute_query(
+            SQL(
+                "UPDATE pos_order SET mlm_points_confirmed = TRUE "
+                "WHERE id = %s AND mlm_points_confirmed IS NOT TRUE RETURNING id",
+                self.id,
+            )
+        )
+        self.env.cache.update(self, self._fields["mlm_points_confirmed"], [True])
+        return bool(claimed)
+
+    def _mlm_check_coupon_data(self, coupon_data):
+        """{card key: values} from the register, checked: numbers finite and
+        in range, cards that exist, of this order's company, nominative cards
+        of this order's customer, new cards for this customer only, scanned
+        gift cards unsold. Refused as a whole, before anything is written."""
+        if not isinstance(coupon_data, dict):
+            raise UserError(_("The register sent card changes the server cannot read."))
+        data = {}
+        for key, values in coupon_data.items():
+            try:
+                key = int(key)
+            except (TypeError, ValueError):
+                key = None
+            if key is None or not isinstance(values, dict):
+                raise UserError(
+                    _("The register sent card changes the server cannot read.")
+                )
+            if not _finite_number(values.get("points") or 0.0):
+                raise UserError(
+                    _(
+                        "The register sent %(points)s points for a card: not a valid "
+                        "number of points. Nothing was applied.",
+                        points=values.get("points"),
+                    )
+                )
+            data[key] = values
+        partner = self.partner_id
+        for key, values in data.items():
+            if key > 0:
+                continue
+            program = (
+                self.env["loyalty.program"].sudo().browse(values.get("program_id"))
+            )
+            if not isinstance(values.get("program_id"), int) or not program.exists():
+                raise UserError(_("A new card of this order has no valid programme."))
+            self._mlm_check_card_company(program)
+            holder = values.get("partner_id")
+            if holder and holder != partner.id:
+                raise UserError(
+                    _(
+                        "A new card of this order is for another customer than the "
+                        "order's. Nothing was applied."
+                    )
+                )
+            gift_card_id = values.get("giftCardId")
+            if gift_card_id:
+                gift_card = self.env["loyalty.card"].sudo().browse(gift_card_id)
+                if (
+                    not isinstance(gift_card_id, int)
+                    or not gift_card.exists()
+                    or gift_card.program_id.program_type != "gift_card"
+                    or gift_card.points
+                    or gift_card.source_pos_order_id
+                ):
+                    raise UserError(
+                        _(
+                            "The gift card scanned on this order cannot be sold "
+                            "(unknown, already sold or not a gift card)."
+                        )
+                    )
+        return data
+
+    def _mlm_check_card_company(self, program):
+        if program.company_id and program.company_id != self.company_id:
+            raise UserError(
+                _(
+                    "The programme %(program)s belongs to another company than "
+                    "this order's. Nothing was applied.",
+                    program=program.name,
+                )
+            )
+
+    def _mlm_check_card_owners(self, card_ids, member_cards):
+        """The existing cards the register changes (`card_ids`; the member
+        cards among them locked and read) exist, are of this order's company,
+        and a nominative card (member cards included) is this customer's."""
+        cards = self.env["loyalty.card"].sudo().browse(card_ids)
+        others = cards - member_cards
+        if others and len(others.exists()) != len(others):
+            raise UserError(
+                _("A card of this order no longer exists. Nothing was applied.")
+            )
+        for card in cards:
+            self._mlm_check_card_company(card.program_id)
+            nominative = card in member_cards or card.program_id.is_nominative
+            if nominative and card.partner_id != self.partner_id:
+                raise UserError(
+                    _(
+                        "Card %(code)s belongs to another customer than this "
+                        "order's (%(customer)s). Nothing was applied.",
+                        code=card.code,
+                        customer=self.partner_id.display_name or _("no customer"),
+                    )
+                )
+
+    def _mlm_points_spent(self, program):
+        """Points this order's reward lines of `program` cost."""
+        return float_round(
+            sum(
+                line.points_cost
+                for line in self.lines
+                if line.reward_id and line.reward_id.program_id == program
+            ),
+            PRECISION,
+        )
+
+    def _mlm_rule_points(self, program):
+        """Points `program`'s rules give this order, computed on the server
+        as the register computes them (pos_loyalty's pointsForPrograms, for
+        points added to one card: rules with a code and split points are not
+        member-programme cases and give nothing here). A refund earns nothing
+        here: its points are taken back by _mlm_reverse_refunded_points."""
+        self.ensure_one()
+        lines = self.lines
+        if any(line.refunded_orderline_id for line in lines):
+            return 0.0
+        points = 0.0
+        for rule in program.rule_ids:
+            if rule.mode == "with_code":
+                continue
+            valid = self._mlm_rule_lines(rule, program)
+            counted = valid.filtered(
+                lambda line: (
+                    not (line.reward_id and line.reward_id.program_id == program)
+                )
+            )
+            amount_lines = counted.filtered(
+                lambda line: (
+                    not (
+                        line.reward_id
+                        and line.reward_id.reward_type == "discount"
+                        and line.reward_id.program_id.trigger == "auto"
+                    )
+                )
+            )
+            with_tax = sum(amount_lines.mapped("price_subtotal_incl"))
+            without_tax = sum(amount_lines.mapped("price_subtotal"))
+            amount = (
+                rule.minimum_amount_tax_mode == "incl" and with_tax
+            ) or without_tax
+            if rule.minimum_amount and rule._compute_amount(self.currency_id) > amount:
+                continue
+            paid = counted.filtered(
+                lambda line: (
+                    not (
+                        line.is_reward_line
+                        and line.reward_id.program_id.program_type
+                        in ("gift_card", "ewallet")
+                    )
+                )
+            )
+            quantity = sum(
+                paid.filtered(lambda line: not line.is_reward_line).mapped("qty")
+            )
+            if quantity < rule.minimum_qty:
+                continue
+            if rule.reward_point_mode == "order":
+                points += rule.reward_point_amount
+            elif rule.reward_point_mode == "money":
+                points += float_round(
+                    rule.reward_point_amount * sum(paid.mapped("price_subtotal_incl")),
+                    precision_rounding=0.01,
+                )
+            elif rule.reward_point_mode == "unit":
+                points += rule.reward_point_amount * quantity
+        return float_round(max(points, 0.0), PRECISION)
+
+    def _mlm_rule_lines(self, rule, program):
+        """The order lines `rule` counts: every line when the rule names no
+        product, category, tag or domain (no product search then)."""
+        if not (
+            rule.product_ids
+            or rule.product_category_id
+            or rule.product_tag_id
+            or (rule.product_domain and rule.product_domain != "[]")
+        ):
+            return self.lines
+        products = self.lines.product_id.filtered_domain(
+            rule._get_valid_product_domain()
+        )
+        return self.lines.filtered(lambda line: line.product_id in products)
 
     def _mlm_add_order_bonuses(self, data, points):
         """Tier and campaign bonuses of this order on the points it earns,
@@ -482,8 +850,11 @@ class PosOrder(models.Model):
 
         Native POS neither earns on refund lines nor takes points back. The
         share taken back is the refunded amount over the original order's
-        amount (reward lines excluded), per member card the original earned on.
-        Posted once per refund order, even if the order is processed again.
+        amount (reward lines excluded), per member card the original earned
+        on (the surviving card after a merge of contacts). Refunds of one line
+        are capped at that line, over all its refunds: refunding it twice
+        takes back its points once. Posted once per refund order, even if the
+        order is processed again.
         """
         self.ensure_one()
         refund_lines = self.lines.filtered("refunded_orderline_id")
@@ -500,11 +871,14 @@ class PosOrder(models.Model):
                 "price_subtotal_incl"
             )
         )
-        refunded = -sum(refund_lines.mapped("price_subtotal_incl"))
-        if base <= 0 or refunded <= 0:
+        if base <= 0:
             return
-        ratio = min(1.0, refunded / base)
-        earned = ledger._read_group(
+        before, now = self._mlm_refunded_amounts(original)
+        ratio = min(1.0, now / base) - min(1.0, before / base)
+        if ratio <= 0:
+            return
+        earned = defaultdict(float)
+        for card, points in ledger._read_group(
             [
                 ("res_model", "=", self._name),
                 ("res_id", "=", original.id),
@@ -514,8 +888,9 @@ class PosOrder(models.Model):
             ],
             ["card_id"],
             ["points:sum"],
-        )
-        for card, points in earned:
+        ):
+            earned[card._mlm_surviving_card()] += points
+        for card, points in earned.items():
             take = float_round(points * ratio, PRECISION)
             if take <= 0:
                 continue
@@ -529,3 +904,27 @@ class PosOrder(models.Model):
                     _("Refund of %s", original.name),
                 )
             ).points -= take
+
+    def _mlm_refunded_amounts(self, original):
+        """(before, now): the amount of `original`'s product lines refunded
+        by its refunds before this one, and with this one; each line counts
+        up to its own amount, whatever was refunded of it."""
+        lines = original.lines.filtered(lambda line: not line.is_reward_line)
+        before = now = 0.0
+        for line in lines:
+            refunds = line.refund_orderline_ids.filtered(
+                lambda refund: (
+                    refund.order_id.state in ("paid", "done", "invoiced")
+                    and refund.order_id.id <= self.id
+                )
+            )
+            refunded = -sum(refunds.mapped("price_subtotal_incl"))
+            earlier = -sum(
+                refunds.filtered(lambda refund: refund.order_id != self).mapped(
+                    "price_subtotal_incl"
+                )
+            )
+            cap = max(line.price_subtotal_incl, 0.0)
+            now += min(max(refunded, 0.0), cap)
+            before += min(max(earlier, 0.0), cap)
+        return before, now
