@@ -18,3 +18,6 @@ from . import test_targeted_programs
 from . import test_pos_performance
 from . import test_portal
 from . import test_pos_customer_editor
+from . import test_pos_concurrency
+from . import test_pos_trust
+from . import test_sale_trust
