@@ -1,6 +1,7 @@
 from . import res_company
 from . import res_config_settings
 from . import loyalty_program
+from . import loyalty_rule
 from . import loyalty_mlm_stage
 from . import loyalty_mlm_stage_history
 from . import loyalty_mlm_tier

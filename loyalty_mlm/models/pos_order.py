@@ -571,16 +571,18 @@ class PosOrder(models.Model):
         as the register computes them (pos_loyalty's pointsForPrograms, for
         points added to one card: rules with a code and split points are not
         member-programme cases and give nothing here). A refund earns nothing
-        here: its points are taken back by _mlm_reverse_refunded_points."""
+        here: its points are taken back by _mlm_reverse_refunded_points.
+        The rules come from a cache (loyalty.rule._mlm_rule_data): no query
+        for a programme whose rules name no product."""
         self.ensure_one()
         lines = self.lines
         if any(line.refunded_orderline_id for line in lines):
             return 0.0
         points = 0.0
-        for rule in program.rule_ids:
+        for rule in self.env["loyalty.rule"]._mlm_rule_data(program.id):
             if rule.mode == "with_code":
                 continue
-            valid = self._mlm_rule_lines(rule, program)
+            valid = self._mlm_rule_lines(rule)
             counted = valid.filtered(
                 lambda line: (
                     not (line.reward_id and line.reward_id.program_id == program)
@@ -597,10 +599,13 @@ class PosOrder(models.Model):
             )
             with_tax = sum(amount_lines.mapped("price_subtotal_incl"))
             without_tax = sum(amount_lines.mapped("price_subtotal"))
-            amount = (
-                rule.minimum_amount_tax_mode == "incl" and with_tax
-            ) or without_tax
-            if rule.minimum_amount and rule._compute_amount(self.currency_id) > amount:
+            amount = (rule.tax_mode == "incl" and with_tax) or without_tax
+            if rule.minimum_amount and (
+                self.env["loyalty.rule"]
+                .browse(rule.id)
+                ._compute_amount(self.currency_id)
+                > amount
+            ):
                 continue
             paid = counted.filtered(
                 lambda line: (
@@ -616,29 +621,24 @@ class PosOrder(models.Model):
             )
             if quantity < rule.minimum_qty:
                 continue
-            if rule.reward_point_mode == "order":
-                points += rule.reward_point_amount
-            elif rule.reward_point_mode == "money":
+            if rule.point_mode == "order":
+                points += rule.amount
+            elif rule.point_mode == "money":
                 points += float_round(
-                    rule.reward_point_amount * sum(paid.mapped("price_subtotal_incl")),
+                    rule.amount * sum(paid.mapped("price_subtotal_incl")),
                     precision_rounding=0.01,
                 )
-            elif rule.reward_point_mode == "unit":
-                points += rule.reward_point_amount * quantity
+            elif rule.point_mode == "unit":
+                points += rule.amount * quantity
         return float_round(max(points, 0.0), PRECISION)
 
-    def _mlm_rule_lines(self, rule, program):
-        """The order lines `rule` counts: every line when the rule names no
-        product, category, tag or domain (no product search then)."""
-        if not (
-            rule.product_ids
-            or rule.product_category_id
-            or rule.product_tag_id
-            or (rule.product_domain and rule.product_domain != "[]")
-        ):
+    def _mlm_rule_lines(self, rule):
+        """The order lines `rule` (RuleData) counts: every line when the
+        rule names no product, category, tag or domain (no query then)."""
+        if not rule.filtered:
             return self.lines
         products = self.lines.product_id.filtered_domain(
-            rule._get_valid_product_domain()
+            self.env["loyalty.rule"].browse(rule.id)._get_valid_product_domain()
         )
         return self.lines.filtered(lambda line: line.product_id in products)
 

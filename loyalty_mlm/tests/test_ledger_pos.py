@@ -51,9 +51,11 @@ class TestLedgerPos(LoyaltyMlmPosCommon):
                 }
             }
         )
+        # The spend is taken when the order is saved (card locked), the
+        # earning when the register confirms the points.
         self.assertEqual(
             [(e.kind, e.points) for e in self.entries(spend)],
-            [("earn", 10.0), ("redeem", -20.0)],
+            [("redeem", -20.0), ("earn", 10.0)],
         )
         self.assertEqual(self.card().points, 20.0)
         # 3. Refunding one of the three breads takes back a third of what the
