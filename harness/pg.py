@@ -8,20 +8,28 @@ Order of precedence:
 The private cluster listens on a Unix socket only (no TCP), trusts local
 connections and gets a dedicated `odoo` role: Odoo refuses to connect as the
 `postgres` superuser, and initdb refuses to run as root, so as root the cluster
-belongs to the Debian `postgres` system user.
+belongs to the Debian `postgres` system user. That user cannot enter a checkout
+inside a private folder (/root, `mktemp -d`), so the cluster then lives under
+/var/tmp instead (see `cluster_dir`).
 """
 
 import configparser
 import glob
+import hashlib
 import os
 import pwd
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
 from .shell import die, have_root, run, say
 
 DB_ROLE = "odoo"
+# Owner of the private cluster when we run as root.
+CLUSTER_OWNER = "postgres"
+# Where the cluster goes when the owner cannot reach the run directory.
+FALLBACK_PARENT = Path("/var/tmp")
 
 
 def _pg_bindir():
@@ -78,25 +86,28 @@ def ensure_private_cluster(run_dir, environ, apt):
             "PostgreSQL server binaries (initdb, pg_ctl) were not found; install "
             "Debian's postgresql-15, or point PGHOST/PGPORT/PGUSER at a server."
         )
-    data = Path(run_dir, "pg", "data")
-    sock = Path(run_dir, "pg", "socket")
     port = environ.get("LOYALTY_MLM_PG_PORT", "55432")
     owner = None
     if have_root():
-        owner = "postgres"
+        owner = CLUSTER_OWNER
         try:
             pwd.getpwnam(owner)
         except KeyError:
             die(
-                "Running as root but there is no 'postgres' system user to own "
+                f"Running as root but there is no '{owner}' system user to own "
                 "the private cluster."
             )
+    # Without root the cluster runs as ourselves: it reaches what we reach.
+    pg_dir = cluster_dir(
+        run_dir, environ, lambda path: owner is None or _can_traverse(path, owner)
+    )
+    data = pg_dir / "data"
+    sock = pg_dir / "socket"
     sock.mkdir(parents=True, exist_ok=True)
     if owner:
         # The cluster owner must reach its own directories.
-        for path in (Path(run_dir, "pg"), sock):
+        for path in (pg_dir, sock):
             shutil.chown(path, user=owner)
-        _check_reachable(Path(run_dir, "pg"), owner)
     if not (data / "PG_VERSION").exists():
         say(f"Creating a private PostgreSQL cluster in {data}")
         data.mkdir(parents=True, exist_ok=True)
@@ -193,15 +204,54 @@ def ensure_private_cluster(run_dir, environ, apt):
     }
 
 
-def _check_reachable(path, owner):
+def cluster_dir(run_dir, environ, reachable):
+    """The private cluster's folder: `<run dir>/pg` when its owner can get there.
+
+    `reachable(path)` says whether the cluster's owner can traverse `path`. A
+    checkout inside a private folder (/root, `mktemp -d`: mode 0700) is out of
+    reach of the `postgres` user; the cluster then goes to a folder of ours in
+    /var/tmp named after the run directory, so that two checkouts never share
+    a cluster and a second run finds the first one's. A run directory the
+    user chose (LOYALTY_MLM_RUN_DIR) is taken as it is, or refused.
+    """
+    run_dir = Path(run_dir)
+    if reachable(run_dir):
+        return run_dir / "pg"
+    if environ.get("LOYALTY_MLM_RUN_DIR"):
+        die(
+            f"The '{CLUSTER_OWNER}' user cannot reach {run_dir}; set "
+            "LOYALTY_MLM_RUN_DIR to a directory every user can traverse "
+            "(e.g. /var/tmp/loyalty_mlm)."
+        )
+    digest = hashlib.sha256(str(run_dir).encode()).hexdigest()[:12]
+    home = FALLBACK_PARENT / f"loyalty_mlm-{digest}"
+    say(
+        f"The '{CLUSTER_OWNER}' user cannot reach {run_dir}, so the private "
+        f"PostgreSQL cluster lives in {home}/pg (LOYALTY_MLM_RUN_DIR picks "
+        "another run directory)."
+    )
+    _private_dir(home)
+    return home / "pg"
+
+
+def _private_dir(path):
+    """Create `path` for us alone (others may only traverse it), or refuse one
+    that someone else made: a name in /var/tmp can be taken by anybody first."""
+    path.mkdir(mode=0o711, exist_ok=True)
+    info = path.lstat()
+    if stat.S_ISLNK(info.st_mode) or info.st_uid != os.geteuid():
+        die(
+            f"{path} exists but does not belong to us; remove it or set "
+            "LOYALTY_MLM_RUN_DIR to a directory every user can traverse."
+        )
+    path.chmod(0o711)  # mkdir's mode went through our umask
+
+
+def _can_traverse(path, owner):
     probe = subprocess.run(
         ["runuser", "-u", owner, "--", "test", "-x", str(path)], check=False
     )
-    if probe.returncode != 0:
-        die(
-            f"The '{owner}' user cannot reach {path}; set LOYALTY_MLM_RUN_DIR to a "
-            "directory every user can traverse (e.g. /var/tmp/loyalty_mlm)."
-        )
+    return probe.returncode == 0
 
 
 def libpq_env(db_options):
