@@ -10,6 +10,7 @@ from loyalty_mlm.tools.kpi import (
     KPI_DIRECTION,
     KPIS,
     CustomerPeriod,
+    CustomerTotals,
     LedgerTotal,
     Order,
     Period,
@@ -18,7 +19,9 @@ from loyalty_mlm.tools.kpi import (
     average_clv,
     compare,
     compute_kpis,
+    customer_totals,
     goal_status,
+    goal_target,
     local_date,
     point_flows,
     points_liability,
@@ -344,14 +347,38 @@ def test_aggregate_orders_reference_rows():
     "kwargs",
     [
         pytest.param({"revenue": math.nan}, id="nan-revenue"),
-        pytest.param({"member_revenue": math.inf}, id="inf-member-revenue"),
+        pytest.param({"revenue": math.inf}, id="inf-revenue"),
+        pytest.param({"member_revenue": -math.inf}, id="inf-member-revenue"),
         pytest.param({"orders": -1}, id="negative-orders"),
-        pytest.param({"orders": 1, "member_orders": 2}, id="more-member-orders"),
+        pytest.param({"orders_12m": -1}, id="negative-orders-12m"),
     ],
 )
-def test_customer_period_refuses_bad_values(kwargs):
+def test_customer_totals_refuse_bad_values(kwargs):
+    rows = [CustomerPeriod(1, orders=1, revenue=10.0), CustomerPeriod(2, **kwargs)]
     with pytest.raises(ValueError):
-        CustomerPeriod(1, **kwargs)
+        customer_totals(rows, MARCH)
+
+
+def test_customer_period_from_a_cursor_row():
+    row = (7, D(2024, 1, 1), 2, 50.0, 1, 20.0, 0, 3, D(2025, 3, 3))
+    assert CustomerPeriod._make(row).member_revenue == 20.0
+
+
+def test_totals_of_parts_add_up_to_the_whole():
+    # What makes snapshots per stage or segment summable in a pivot.
+    orders = [
+        Order(c, D(2025, 2, 1) + timedelta(days=5 * c), 10.0 * c) for c in range(1, 9)
+    ]
+    orders += [Order(c, D(2025, 3, 2) + timedelta(days=c), 5.0) for c in (2, 3, 5, 8)]
+    member_since = {2: D(2024, 1, 1), 5: D(2025, 3, 1), 7: D(2025, 3, 20)}
+    rows = aggregate_orders(orders, MARCH, member_since)
+    whole = customer_totals(rows, MARCH)
+    odd = customer_totals([r for r in rows if r.customer_id % 2], MARCH)
+    even = customer_totals([r for r in rows if not r.customer_id % 2], MARCH)
+    for field in CustomerTotals.__dataclass_fields__:
+        assert getattr(whole, field) == pytest.approx(
+            getattr(odd, field) + getattr(even, field)
+        ), field
 
 
 def test_order_refuses_non_finite_amount():
@@ -504,7 +531,8 @@ def test_kpi_directions_cover_every_kpi():
 
 
 def test_retention_with_nobody_before_is_undefined_not_zero():
-    ratio = retention_rate([CustomerPeriod(1, orders=3, last_order=D(2025, 3, 3))])
+    rows = [CustomerPeriod(1, orders=3, last_order=D(2025, 3, 3))]
+    ratio = retention_rate(customer_totals(rows, MARCH))
     assert (ratio.numerator, ratio.denominator, ratio.value) == (0, 0, None)
 
 
@@ -617,7 +645,14 @@ def test_points_liability(balances, point_value, expected):
 
 @pytest.mark.parametrize(
     ("balances", "point_value"),
-    [([100.0], -0.01), ([100.0], math.nan), ([math.inf], 0.01)],
+    [
+        ([100.0], -0.01),
+        ([100.0], math.nan),
+        ([math.inf], 0.01),
+        ([math.nan, 5.0], 0.01),
+        ([-math.nan], 0.01),
+        ([math.inf, -math.inf], 0.01),
+    ],
 )
 def test_points_liability_refuses_bad_input(balances, point_value):
     with pytest.raises(ValueError):
@@ -635,6 +670,12 @@ def test_points_liability_refuses_bad_input(balances, point_value):
 )
 def test_average_clv(values, expected):
     assert average_clv(values) == expected
+
+
+@pytest.mark.parametrize("values", [[math.nan], [1.0, math.inf], [math.inf, -math.inf]])
+def test_average_clv_refuses_non_finite(values):
+    with pytest.raises(ValueError):
+        average_clv(values)
 
 
 # ---------------------------------------------------------------------------
@@ -859,3 +900,33 @@ def test_goal_start_defaults_to_first_value():
 def test_goal_status_refuses_bad_input(baseline, target, tolerance, values):
     with pytest.raises(ValueError):
         goal_status(values, baseline, target, DEADLINE, HALF, tolerance=tolerance)
+
+
+@pytest.mark.parametrize(
+    ("baseline", "target", "percent", "expected"),
+    [
+        pytest.param(0.5, 20, True, 0.6, id="plus-20-pct-retention"),
+        pytest.param(40.0, 15, True, 46.0, id="plus-15-pct-aov"),
+        pytest.param(100, -20, True, 80.0, id="minus-20-pct-churned"),
+        pytest.param(-200.0, 50, True, -100.0, id="negative-baseline-goes-up"),
+        pytest.param(0.5, 0.7, False, 0.7, id="absolute"),
+        pytest.param(0.0, 5.0, False, 5.0, id="absolute-from-zero"),
+    ],
+)
+def test_goal_target(baseline, target, percent, expected):
+    assert goal_target(baseline, target, percent) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("baseline", "target", "percent"),
+    [(0.0, 10, True), (math.nan, 10, True), (1.0, math.inf, False)],
+)
+def test_goal_target_refuses_bad_input(baseline, target, percent):
+    with pytest.raises(ValueError):
+        goal_target(baseline, target, percent)
+
+
+def test_goal_two_values_one_day_the_later_wins():
+    values = [(HALF, 0.60), (HALF, 0.52)]
+    result = goal_status(values, 0.50, 0.60, DEADLINE, HALF, start=START)
+    assert (result.status, result.current) == ("at_risk", 0.52)
