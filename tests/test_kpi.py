@@ -294,17 +294,56 @@ def test_utc_start_of_day(day, tz_name, expected):
     assert utc_start_of_day(day, tz_name) == expected
 
 
-@pytest.mark.parametrize("tz_name", ["Europe/Amsterdam", "America/New_York", "UTC"])
-def test_utc_bounds_select_exactly_the_local_days(tz_name):
-    # March 2025 holds the European summer time change and follows the
-    # American one: every hour in and around it is in the period's UTC range
-    # exactly when its local date is in the period.
-    start, stop = MARCH.utc_bounds(tz_name)
-    moment = datetime(2025, 2, 27)
-    while moment < datetime(2025, 4, 3):
+@pytest.mark.parametrize(
+    ("period", "tz_name"),
+    [
+        # March 2025 holds the European summer time change and follows the
+        # American one.
+        pytest.param(MARCH, "Europe/Amsterdam", id="amsterdam-summer-time"),
+        pytest.param(MARCH, "America/New_York", id="new-york"),
+        pytest.param(MARCH, "UTC", id="utc"),
+        pytest.param(Period.month(2024, 2), "Asia/Kolkata", id="half-hour-zone"),
+        # Clock changes around midnight: the Azores go from 1:00 back to 0:00
+        # on 26 October 2025 (midnight twice), Santiago from 24:00 back to
+        # 23:00 on 5 April 2025 and from 0:00 on to 1:00 on 7 September 2025
+        # (no midnight).
+        pytest.param(
+            Period.custom(D(2025, 10, 26), D(2025, 10, 26)), "Atlantic/Azores",
+            id="midnight-twice",
+        ),
+        pytest.param(
+            Period.custom(D(2025, 10, 25), D(2025, 10, 25)), "Atlantic/Azores",
+            id="day-before-midnight-twice",
+        ),
+        pytest.param(
+            Period.custom(D(2025, 4, 5), D(2025, 4, 5)), "America/Santiago",
+            id="evening-twice",
+        ),
+        pytest.param(
+            Period.custom(D(2025, 9, 7), D(2025, 9, 7)), "America/Santiago",
+            id="midnight-skipped",
+        ),
+        # Samoa skipped 30 December 2011 altogether.
+        pytest.param(Period.month(2011, 12), "Pacific/Apia", id="day-skipped"),
+    ],
+)  # fmt: skip
+def test_utc_bounds_select_exactly_the_local_days(period, tz_name):
+    # Every half hour in and around the period is in its UTC range exactly
+    # when its local date is in the period.
+    start, stop = period.utc_bounds(tz_name)
+    moment = datetime.combine(period.start - timedelta(days=3), datetime.min.time())
+    end = datetime.combine(period.stop + timedelta(days=3), datetime.min.time())
+    while moment < end:
         in_range = start <= moment < stop
-        assert in_range == MARCH.contains(local_date(moment, tz_name)), moment
+        assert in_range == period.contains(local_date(moment, tz_name)), moment
         moment += timedelta(minutes=30)
+
+
+def test_a_skipped_day_is_empty():
+    start, stop = Period.custom(D(2011, 12, 30), D(2011, 12, 30)).utc_bounds(
+        "Pacific/Apia"
+    )
+    assert start == stop
 
 
 # ---------------------------------------------------------------------------

@@ -134,11 +134,14 @@ def local_date(moment: datetime, tz_name: str) -> date:
 
 
 def utc_start_of_day(day: date, tz_name: str) -> datetime:
-    """Naive UTC datetime of local midnight at the start of `day`.
+    """Naive UTC datetime of the first instant of the local `day`.
 
     Comparing a stored UTC datetime with it (`>=` start of the first day,
     `<` start of the day after the last) selects exactly the local days,
-    summer and winter time included.
+    summer and winter time included. Local midnight with fold=0 is that
+    first instant also where clocks change around midnight: a midnight that
+    happens twice gives the first one, a skipped midnight gives the moment
+    of the change, and a skipped day starts (and ends) where the next begins.
     """
     local = datetime.combine(day, time.min, tzinfo=_tz(tz_name))
     return local.astimezone(UTC).replace(tzinfo=None)
