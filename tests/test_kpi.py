@@ -731,6 +731,7 @@ MOVES = [
     StageMove(4, D(2025, 3, 15), None, "acquisition"),  # first assignment
     StageMove(5, D(2025, 3, 16), "winback", "winback"),  # not a move out
     StageMove(6, D(2025, 4, 1), "growth", "winback"),  # April: not counted
+    StageMove(7, D(2025, 3, 20), None, "winback"),  # first assignment: no churn
 ]
 
 
@@ -747,6 +748,7 @@ def test_stage_flow():
         ("winback", "onboarding"): 1,
         (None, "acquisition"): 1,
         ("winback", "winback"): 1,
+        (None, "winback"): 1,
     }
     assert stage_flow(MOVES, Period.month(2025, 1)) == {}
 
@@ -759,6 +761,7 @@ def test_stages_on_and_distribution():
         3: "winback",
         4: "acquisition",
         5: "winback",
+        7: "winback",
     }
     assert stage_distribution(stages.values()) == {
         "acquisition": 1,
@@ -766,7 +769,7 @@ def test_stages_on_and_distribution():
         "growth": 0,
         "ambassadorship": 0,
         "retention": 0,
-        "winback": 3,
+        "winback": 4,
     }
     assert list(stage_distribution([])) == list(STAGES)
     assert stage_distribution([None, "growth"])["growth"] == 1

@@ -725,12 +725,14 @@ def _moves_in(moves: Iterable[StageMove], period: Period) -> list[StageMove]:
 
 
 def churned(moves: Iterable[StageMove], period: Period) -> int:
-    """Customers who moved into Winback during P (each counted once)."""
+    """Customers who moved into Winback from another stage during P (each
+    counted once). A first assignment (from None, e.g. at install) is not a
+    churn: the customer had lapsed before anyone looked."""
     return len(
         {
             m.customer_id
             for m in _moves_in(moves, period)
-            if m.to_stage == "winback" and m.from_stage != "winback"
+            if m.to_stage == "winback" and m.from_stage not in (None, "winback")
         }
     )
 
