@@ -1,4 +1,4 @@
-"""Pure functions (no `odoo` import): scoring, quantiles, FIFO, stage rules.
+"""Pure functions (no `odoo` import): scoring, quantiles, FIFO, stage rules, KPIs.
 
 Tested without a database in the repository's top-level tests/ folder.
 """
