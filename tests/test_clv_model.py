@@ -34,17 +34,19 @@ from loyalty_mlm.tools.clv_model import (
     digamma,
     fit_bgnbd,
     fit_gamma_gamma,
+    fit_log_odds_offset,
     frequency_cuts,
     frequency_score,
     gamma_gamma_expected_value,
     gamma_gamma_loglik,
     hyp2f1,
+    log_odds_offset,
     model_columns,
     score_model,
     shrunk_margin_rate,
 )
 from loyalty_mlm.tools.clv_simulation import simulate_customers, summarize
-from loyalty_mlm.tools.score_metrics import calibration_table
+from loyalty_mlm.tools.score_metrics import calibration_table, roc_auc
 
 TRUE_BGNBD = BgNbdParams(0.25, 30.0, 0.8, 2.5)
 TRUE_GG = GammaGammaParams(6.0, 4.0, 15.0)
@@ -569,3 +571,49 @@ def test_frequency_levels_on_a_one_order_population():
     assert frequency_cuts([1, 2, 2, 2]) == [None, None, None]
     assert frequency_score(2, [None, None, None]) == 2
     assert frequency_cuts([]) == [None, None, None]
+
+
+def test_loyalty_features_hook_helps_only_when_informative():
+    """A loyalty fact BG/NBD cannot see (here: app visits a year, noisy but
+    growing with the customer's latent purchase rate, as engagement with a
+    loyalty program would) improves the ranking of customers the offset
+    model was not fitted on; pure-noise facts get coefficients near 0 and
+    leave the ranking as it was: the check the monthly backtest makes before
+    using the hook."""
+    population = simulate_customers(TRUE_BGNBD, TRUE_GG, 8000, 365.0, 725.0, 21)
+    data = summarize(population, 545.0)
+    rng = random.Random(9)
+    base = [
+        bgnbd_prob_no_purchase(TRUE_BGNBD, x, t_x, t, 180.0)
+        for x, t_x, t in zip(
+            data["frequency"], data["recency"], data["age"], strict=True
+        )
+    ]
+    churned = [n == 0 for n in data["future_orders"]]
+    visits = [
+        math.log1p(rng.lognormvariate(math.log(population[c].rate * 365 + 0.1), 1.0))
+        for c in data["customer"]
+    ]
+    noise = [[rng.gauss(0, 1), rng.gauss(5, 2)] for _ in base]
+    train = list(range(0, len(base), 2))
+    test = list(range(1, len(base), 2))
+
+    def evaluate(rows):
+        model = fit_log_odds_offset(
+            [base[i] for i in train],
+            [rows[i] for i in train],
+            [churned[i] for i in train],
+        )
+        combined = [
+            apply_log_odds_offset(base[i], log_odds_offset(model, rows[i]))
+            for i in test
+        ]
+        return model, roc_auc(combined, [churned[i] for i in test])
+
+    base_auc = roc_auc([base[i] for i in test], [churned[i] for i in test])
+    informative, auc = evaluate([[v, *n] for v, n in zip(visits, noise, strict=True)])
+    assert informative.coefficients[0] < -0.1  # more visits: less churn
+    assert auc > base_auc + 0.01
+    useless, auc = evaluate(noise)
+    assert all(abs(c) < 0.1 for c in useless.coefficients)
+    assert abs(auc - base_auc) < 0.005
