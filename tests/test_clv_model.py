@@ -335,6 +335,10 @@ def test_fit_edge_cases():
     assert one_time.params == BgNbdParams(1.0, 170.0, 1.0, 1.0)
     risks = [bgnbd_prob_no_purchase(one_time.params, 0, 0, t, 180) for t in (10, 400)]
     assert risks[0] < risks[1]
+    # A single repeat buyer: the weak prior keeps ordinary parameters (the
+    # likelihood alone runs to the bounds).
+    single = fit_bgnbd([1], [10], [20]).params
+    assert all(0.05 < value < 100 for value in _tuple(single))
     # A single repeat buyer, or customers who all bought twice the same day
     # pattern: a finite, usable fit.
     for columns in (([1], [10], [20]), ([1, 1, 1], [0, 0, 0], [5, 5, 5])):
