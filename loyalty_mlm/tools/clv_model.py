@@ -142,9 +142,9 @@ def bfgs(
     Stops when every gradient component is within `gtol`, when an
     iteration gains less than `ftol` (relative: the value's rounding noise),
     when the line search cannot decrease the value any more, or after
-    `max_iter` iterations. A value of nan or inf counts as "too far" and shortens the
-    step. Returns (point, value, evaluations, inverse Hessian estimate),
-    the last one to warm-start a refinement. Deterministic.
+    `max_iter` iterations. A value of nan or inf counts as "too far" and
+    shortens the step. Returns (point, value, evaluations, inverse Hessian
+    estimate), the last one to warm-start a refinement. Deterministic.
     """
     n = len(start)
     point = list(start)
@@ -218,6 +218,7 @@ def _systematic_sample(count: int, size: int) -> list[int]:
     return [int((k + 0.5) * count / size) for k in range(size)]
 
 
+# ---------------------------------------------------------------------------
 # BG/NBD
 # ---------------------------------------------------------------------------
 
