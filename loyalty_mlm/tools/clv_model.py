@@ -1306,7 +1306,7 @@ def model_columns(transactions, today, margin_rate: float = 0.0) -> ModelColumns
 # ---------------------------------------------------------------------------
 
 
-def frequency_cuts(order_counts: Sequence[int]) -> list[int]:
+def frequency_cuts(order_counts: Sequence[int]) -> list[int | None]:
     """Cut values of `frequency_score`: the lowest order count of levels
     3, 4 and 5 among the repeat buyers (None: level not reached).
 
