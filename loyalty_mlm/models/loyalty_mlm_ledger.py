@@ -479,50 +479,132 @@ class LoyaltyMlmLedger(models.Model):
     # ------------------------------------------------------------
 
     @api.model
-    def _cron_expire_points(self, batch_size=1000):
+    def _cron_expire_points(self, batch_size=10000):
         """Expire what is left of each lot past its expiry date, one entry per lot.
 
-        Batches by card; idempotent: an expired lot has nothing left, so a second
-        run finds nothing. Progress is reported so a long run resumes.
+        Set-based: per call, the cards of up to `batch_size` with expired lots
+        are locked, then one statement posts an expire entry per lot (with
+        its allocation: an expire entry consumes its own lot), closes the
+        lots and lowers each card's balance by the same total. No ORM write
+        per card: the ledger is the record of an expiry, so no chatter
+        message or tracking value is made per card; one summary line per
+        call goes to the log. Idempotent: an expired lot has nothing left,
+        so a second run finds nothing. Cards another transaction holds are
+        skipped and expire on the next run. Progress is reported so a long
+        run resumes where it stopped.
         """
         today = fields.Date.context_today(self)
-        domain = [
-            ("points", ">", 0),
-            ("remaining", ">", 0),
-            ("expiry_date", "<", today),
-            ("card_id", "!=", False),
-        ]
-        groups = self.sudo()._read_group(domain, ["card_id"], limit=batch_size)
-        cards = self.env["loyalty.card"].browse([card.id for (card,) in groups]).sudo()
-        lots = self.sudo().search(
-            [*domain, ("card_id", "in", cards.ids)], order="date, id"
-        )
-        per_card = defaultdict(list)
-        for lot in lots:
-            per_card[lot.card_id].append(lot)
-        cards._mlm_lock()
-        for card, card_lots in per_card.items():
-            for lot in card_lots:
-                self._mlm_register_splits(
-                    card,
-                    [
-                        {
-                            "points": -lot.remaining,
-                            "kind": "expire",
-                            "expired_lot_id": lot.id,
-                            "res_model": self._name,
-                            "res_id": lot.id,
-                            "reason": _("Points earned on %s expired", lot.date.date()),
-                        }
-                    ],
+        card_ids = [
+            row[0]
+            for row in self.env.execute_query(
+                SQL(
+                    """
+                    SELECT id FROM loyalty_card
+                     WHERE id IN (
+                           SELECT DISTINCT card_id FROM loyalty_mlm_ledger
+                            WHERE points > 0 AND remaining > 0
+                              AND expiry_date < %(today)s AND card_id IS NOT NULL
+                            ORDER BY card_id
+                            LIMIT %(limit)s)
+                     ORDER BY id
+                       FOR NO KEY UPDATE SKIP LOCKED
+                    """,
+                    today=today,
+                    limit=batch_size,
                 )
-            total = sum(lot.remaining for lot in card_lots)
-            card.with_context(
-                mlm_ledger_source=mlm_source(self._name, 0, "expire", "expire")
-            ).points -= total
-        self._mlm_clear_splits()
-        remaining = len(self.sudo()._read_group(domain, ["card_id"]))
-        self.env["ir.cron"]._notify_progress(done=len(per_card), remaining=remaining)
+            )
+        ]
+        if not card_ids:
+            self.env["ir.cron"]._notify_progress(done=0, remaining=0)
+            return
+        self.flush_model()
+        self.env["loyalty.card"].flush_model(["points"])
+        lots, points, cards = self._mlm_expire_lots(card_ids, today)
+        _logger.info(
+            "Points expiry: %s points of %s lots expired on %s member cards",
+            points,
+            lots,
+            cards,
+        )
+        # One more look (the next batch's cards) tells ir.cron whether to go on.
+        remaining = self.env.execute_query(
+            SQL(
+                "SELECT COUNT(DISTINCT card_id) FROM loyalty_mlm_ledger "
+                "WHERE points > 0 AND remaining > 0 AND expiry_date < %s "
+                "AND card_id IS NOT NULL",
+                today,
+            )
+        )[0][0]
+        self.env["ir.cron"]._notify_progress(done=len(card_ids), remaining=remaining)
+
+    def _mlm_expire_lots(self, card_ids, today):
+        """Expire the open lots past `today` of the (locked) cards: one
+        statement; returns (lots, points, cards) expired."""
+        now = fields.Datetime.now()
+        reason = _("Points earned on %s expired", "{date}")
+        (lots, points, cards) = self.env.execute_query(
+            SQL(
+                """
+                WITH lots AS (
+                    SELECT id, card_id, partner_id, card_code, program_id,
+                           company_id, remaining, date
+                      FROM loyalty_mlm_ledger
+                     WHERE card_id = ANY(%(cards)s) AND points > 0
+                       AND remaining > 0 AND expiry_date < %(today)s
+                ), expired AS (
+                    INSERT INTO loyalty_mlm_ledger (
+                        date, partner_id, card_id, card_code, program_id,
+                        company_id, points, kind, res_model, res_id, user_id,
+                        reason, expired_lot_id, remaining, unallocated,
+                        create_uid, create_date, write_uid, write_date)
+                    SELECT %(now)s, partner_id, card_id, card_code, program_id,
+                           company_id, -remaining, 'expire', %(model)s, id,
+                           %(uid)s, replace(%(reason)s, '{date}', date::date::text),
+                           id, 0, 0, %(uid)s, %(now)s, %(uid)s, %(now)s
+                      FROM lots
+                     ORDER BY card_id, date, id
+                    RETURNING id, expired_lot_id, points, card_id
+                ), allocated AS (
+                    INSERT INTO loyalty_mlm_ledger_allocation (
+                        lot_id, entry_id, points,
+                        create_uid, create_date, write_uid, write_date)
+                    SELECT expired_lot_id, id, -points,
+                           %(uid)s, %(now)s, %(uid)s, %(now)s
+                      FROM expired
+                ), closed AS (
+                    UPDATE loyalty_mlm_ledger lot
+                       SET remaining = 0, write_uid = %(uid)s, write_date = %(now)s
+                      FROM lots
+                     WHERE lot.id = lots.id
+                ), totals AS (
+                    SELECT card_id, SUM(points) AS points
+                      FROM expired
+                     GROUP BY card_id
+                ), cards AS (
+                    UPDATE loyalty_card card
+                       SET points = card.points + totals.points::float8,
+                           write_uid = %(uid)s, write_date = %(now)s
+                      FROM totals
+                     WHERE card.id = totals.card_id
+                 RETURNING card.id
+                )
+                SELECT (SELECT COUNT(*) FROM lots),
+                       COALESCE((SELECT SUM(remaining) FROM lots), 0),
+                       (SELECT COUNT(*) FROM cards)
+                """,
+                cards=card_ids,
+                today=today,
+                now=now,
+                model=self._name,
+                uid=self.env.uid,
+                reason=reason,
+            )
+        )[0]
+        # The statement changed rows the ORM may hold in its cache.
+        self.invalidate_model()
+        self.env["loyalty.mlm.ledger.allocation"].invalidate_model()
+        self.env["loyalty.card"].invalidate_model(["points"])
+        return lots, points, cards
 
     @api.model
     def _cron_check_ledger(self):

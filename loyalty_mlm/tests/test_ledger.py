@@ -325,6 +325,41 @@ class TestLedgerFifo(LoyaltyMlmCommon):
         self.assertEqual(self.card.points, 0.0)
         self.assertLedgerInvariant()
 
+    def test_expiry_is_set_based_and_leaves_no_chatter(self):
+        """Many cards in one call: one entry and allocation per lot, the
+        card lowered by the same total, no message or tracking value per
+        card (the ledger is the record), nothing posted twice."""
+        partners = self.env["res.partner"].create(
+            [{"name": f"Expiring {index}"} for index in range(5)]
+        )
+        for partner in partners:
+            with freeze_time("2025-01-10"):
+                self.make_order(partner=partner, amount=40).action_confirm()
+                self.make_order(partner=partner, amount=25).action_confirm()
+        cards = self.env["loyalty.card"].search([("partner_id", "in", partners.ids)])
+        self.env.flush_all()
+        messages = self.env["mail.message"].search_count([])
+        trackings = self.env["mail.tracking.value"].search_count([])
+        with freeze_time("2026-02-01"), self.assertQueryCount(5):
+            self.env["loyalty.mlm.ledger"]._cron_expire_points()
+        self.assertEqual(cards.mapped("points"), [0.0] * 5)
+        expired = self.ledger(kind="expire").filtered(lambda e: e.card_id in cards)
+        self.assertEqual(sorted(expired.mapped("points")), [-40.0] * 5 + [-25.0] * 5)
+        self.assertEqual(expired.consumes_ids.lot_id, expired.expired_lot_id)
+        self.assertEqual(set(expired.expired_lot_id.mapped("remaining")), {0.0})
+        self.assertEqual(
+            expired[0].reason,
+            f"Points earned on {expired[0].expired_lot_id.date.date()} expired",
+        )
+        self.assertEqual(self.env["mail.message"].search_count([]), messages)
+        self.assertEqual(self.env["mail.tracking.value"].search_count([]), trackings)
+        with freeze_time("2026-02-02"):
+            self.env["loyalty.mlm.ledger"]._cron_expire_points()
+        self.assertEqual(
+            len(self.ledger(kind="expire").filtered(lambda e: e.card_id in cards)), 10
+        )
+        self.assertLedgerInvariant()
+
     def test_debt_repaid_over_several_earnings(self):
         """Earnings look the card's debts up only while the balance is below
         zero, and repay them oldest first until it is not."""
