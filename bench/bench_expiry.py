@@ -1,0 +1,264 @@
+"""Benchmark of the daily points expiry (loyalty_mlm, issues 13 and 22).
+
+    .venv/bin/python bench/bench_expiry.py --cards 100000 --lots 10 \\
+        -d mlm_bench [-c .run/odoo.cfg] [--expired-share 0.4] [--commit]
+
+Against a database with loyalty_mlm installed. By default everything happens
+in one transaction that is rolled back at the end; with --commit the generated
+data is committed (and VACUUM ANALYZEd) before the measures and left in the
+database: use a throwaway copy (createdb -T yourdb mlm_bench).
+
+1. creates a company of its own with a member programme, N members with a
+   card each and L earned lots per card (set-based SQL, generate_series),
+   dated over three years with a 12-month validity, so about
+   --expired-share of the lots are past their expiry date;
+2. the floor: one SQL read pass over the expired lots (total left per
+   card), fetched;
+3. the expiry job, as the scheduler runs it (called until nothing is
+   left): wall time and queries;
+4. checks: every card equals its ledger, every expired lot is closed, a
+   second run posts nothing; counts the chatter messages and tracking
+   values the run made (expected: none).
+
+Prints a table. Not a test: timings depend on the machine.
+"""
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cards", type=int, default=10000)
+    parser.add_argument("--lots", type=int, default=10, help="earned lots per card")
+    parser.add_argument("--expired-share", type=float, default=0.4)
+    parser.add_argument("--batch", type=int, default=10000, help="cards per call")
+    parser.add_argument("-d", "--database", required=True)
+    parser.add_argument("-c", "--config", default=str(ROOT / ".run" / "odoo.cfg"))
+    parser.add_argument(
+        "--commit",
+        action="store_true",
+        help="commit the generated data before measuring (throwaway database!)",
+    )
+    return parser.parse_args()
+
+
+def timed(function, *args, **kwargs):
+    import odoo.sql_db  # noqa: PLC0415 (odoo is set up by main)
+
+    queries = odoo.sql_db.sql_counter
+    start = time.perf_counter()
+    result = function(*args, **kwargs)
+    return result, time.perf_counter() - start, odoo.sql_db.sql_counter - queries
+
+
+def generate(env, company, cards, lots, expired_share):
+    """Members, cards and lots of `company`, set-based; returns the programme."""
+    cr = env.cr
+    prefix = f"bench-{company.id}-"
+    program = env["loyalty.program"].create(
+        {
+            "name": "Bench Members",
+            "program_type": "loyalty",
+            "company_id": company.id,
+        }
+    )
+    company.mlm_program_id = program
+    company.mlm_points_validity_months = 12
+    cr.execute(
+        """
+        CREATE TEMP TABLE bench_member ON COMMIT DROP AS
+        SELECT nextval('res_partner_id_seq')::int AS id,
+               nextval('loyalty_card_id_seq')::int AS card_id, g AS n
+          FROM generate_series(1, %s) g
+        """,
+        (cards,),
+    )
+    cr.execute(
+        """
+        INSERT INTO res_partner (id, commercial_partner_id, name, complete_name,
+                                 type, active, is_company, autopost_bills,
+                                 create_uid, write_uid, create_date, write_date)
+        SELECT id, id, 'Bench Member ' || n, 'Bench Member ' || n, 'contact',
+               true, false, 'ask', 1, 1, now(), now()
+          FROM bench_member
+        """
+    )
+    # Lot dates spread so that `expired_share` of them are older than the
+    # 12-month validity: uniform over 12 / (1 - share) months.
+    span_days = 365.0 / max(1e-6, 1.0 - expired_share)
+    cr.execute("SELECT setseed(0.42)")
+    cr.execute(
+        """
+        CREATE TEMP TABLE bench_lot ON COMMIT DROP AS
+        SELECT m.id AS partner_id, m.card_id, m.n,
+               now() - random() * %(span)s * interval '1 day' AS date,
+               round((1 + random() * 99)::numeric, 2) AS points
+          FROM bench_member m, generate_series(1, %(lots)s)
+        """,
+        {"span": span_days, "lots": lots},
+    )
+    cr.execute(
+        """
+        INSERT INTO loyalty_card (id, program_id, company_id, partner_id, code,
+                                  points, active, create_uid, write_uid,
+                                  create_date, write_date)
+        SELECT m.id, %(program)s, %(company)s, m.partner_id, %(prefix)s || m.n,
+               s.points, true, 1, 1, now(), now()
+          FROM (SELECT card_id AS id, id AS partner_id, n FROM bench_member) m
+          JOIN (SELECT card_id, SUM(points)::float8 AS points
+                  FROM bench_lot GROUP BY card_id) s ON s.card_id = m.id
+        """,
+        {"program": program.id, "company": company.id, "prefix": prefix},
+    )
+    cr.execute(
+        """
+        INSERT INTO loyalty_mlm_ledger (date, partner_id, card_id, card_code,
+                                        program_id, company_id, points, kind,
+                                        user_id, reason, expiry_date, remaining,
+                                        unallocated, create_uid, write_uid,
+                                        create_date, write_date)
+        SELECT date, partner_id, card_id, %(prefix)s || n, %(program)s,
+               %(company)s, points, 'earn', 1, 'Bench lot',
+               (date + interval '12 months')::date, points, 0, 1, 1, now(), now()
+          FROM bench_lot
+        """,
+        {"program": program.id, "company": company.id, "prefix": prefix},
+    )
+    cr.execute("ANALYZE loyalty_mlm_ledger")
+    cr.execute("ANALYZE loyalty_card")
+    return program
+
+
+def floor(env, company):
+    """One SQL read pass over the expired lots: the least any expiry costs."""
+    env.cr.execute(
+        """
+        SELECT card_id, SUM(remaining), COUNT(*)
+          FROM loyalty_mlm_ledger
+         WHERE company_id = %s AND points > 0 AND remaining > 0
+           AND expiry_date < CURRENT_DATE AND card_id IS NOT NULL
+         GROUP BY card_id
+        """,
+        (company.id,),
+    )
+    rows = env.cr.fetchall()
+    return len(rows), sum(row[2] for row in rows)
+
+
+def expire_all(env, batch):
+    ledger = env["loyalty.mlm.ledger"]
+    calls = 0
+    while True:
+        calls += 1
+        ledger._cron_expire_points(batch_size=batch)
+        env.cr.execute(
+            "SELECT 1 FROM loyalty_mlm_ledger WHERE points > 0 AND remaining > 0 "
+            "AND expiry_date < CURRENT_DATE AND card_id IS NOT NULL LIMIT 1"
+        )
+        if not env.cr.fetchone():
+            return calls
+
+
+def check(env, company):
+    env.cr.execute(
+        """
+        SELECT COUNT(*) FILTER (WHERE abs(c.points - COALESCE(l.total, 0)) > 0.005),
+               COUNT(*)
+          FROM loyalty_card c
+          LEFT JOIN (SELECT card_id, SUM(points) AS total
+                       FROM loyalty_mlm_ledger GROUP BY card_id) l
+            ON l.card_id = c.id
+         WHERE c.company_id = %s
+        """,
+        (company.id,),
+    )
+    return env.cr.fetchone()
+
+
+def main():
+    args = parse_args()
+    sys.path.insert(0, str(ROOT))
+    import odoo  # noqa: PLC0415
+    from odoo import SUPERUSER_ID, api  # noqa: PLC0415
+    from odoo.tools import config  # noqa: PLC0415
+
+    config.parse_config(
+        ["-c", args.config, "-d", args.database, "--log-level=warn", "--no-http"]
+    )
+    registry = odoo.modules.registry.Registry(args.database)
+    cr = registry.cursor()
+    try:
+        env = api.Environment(cr, SUPERUSER_ID, {})
+        company = env["res.company"].create({"name": f"MLM Expiry {os.getpid()}"})
+        env = env(context={"allowed_company_ids": [company.id]})
+        _program, gen_time, _q = timed(
+            generate, env, company, args.cards, args.lots, args.expired_share
+        )
+        if args.commit:
+            cr.commit()
+            with registry.cursor() as vacuum_cr:
+                vacuum_cr._cnx.autocommit = True
+                for table in ("res_partner", "loyalty_card", "loyalty_mlm_ledger"):
+                    vacuum_cr.execute(f"VACUUM ANALYZE {table}")
+        print(
+            f"generated {args.cards} cards with {args.cards * args.lots} lots "
+            f"in {gen_time:.1f} s",
+            flush=True,
+        )
+        floor(env, company)  # warm the cache: both measures read warm pages
+        (cards, lots), floor_time, _q = timed(floor, env, company)
+        cr.execute("SELECT COUNT(*) FROM mail_message")
+        messages = cr.fetchone()[0]
+        cr.execute("SELECT COUNT(*) FROM mail_tracking_value")
+        trackings = cr.fetchone()[0]
+        calls, expiry_time, queries = timed(expire_all, env, args.batch)
+        cr.execute("SELECT COUNT(*) FROM mail_message")
+        messages = cr.fetchone()[0] - messages
+        cr.execute("SELECT COUNT(*) FROM mail_tracking_value")
+        trackings = cr.fetchone()[0] - trackings
+        mismatches, total_cards = check(env, company)
+        cr.execute(
+            "SELECT COUNT(*) FROM loyalty_mlm_ledger WHERE kind = 'expire' "
+            "AND company_id = %s",
+            (company.id,),
+        )
+        entries = cr.fetchone()[0]
+        _calls, again_time, _q = timed(expire_all, env, args.batch)
+        cr.execute(
+            "SELECT COUNT(*) FROM loyalty_mlm_ledger WHERE kind = 'expire' "
+            "AND company_id = %s",
+            (company.id,),
+        )
+        again = cr.fetchone()[0] - entries
+        print()
+        print("| measure | value |")
+        print("|---|---:|")
+        print(
+            f"| cards / lots / expired lots | {total_cards} / "
+            f"{args.cards * args.lots} / {lots} |"
+        )
+        print(f"| floor: one read pass over the expired lots | {floor_time:.3f} s |")
+        print(
+            f"| expiry job ({calls} calls) | {expiry_time:.3f} s, {queries} queries |"
+        )
+        print(f"| ratio to the floor | {expiry_time / floor_time:.1f}x |")
+        print(f"| expire entries posted | {entries} |")
+        print(f"| cards where card != ledger | {mismatches} |")
+        print(f"| chatter messages / tracking values made | {messages} / {trackings} |")
+        print(f"| second run: entries posted, time | {again}, {again_time:.3f} s |")
+        if args.commit:
+            cr.commit()
+    finally:
+        if not args.commit:
+            cr.rollback()
+        cr.close()
+
+
+if __name__ == "__main__":
+    main()
