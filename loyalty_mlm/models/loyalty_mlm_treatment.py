@@ -568,6 +568,9 @@ class LoyaltyMlmTreatment(models.Model):
     def _mlm_issue_coupon(self, partner):
         """A coupon of the rule's programme for `partner`, as Odoo's coupon
         generation wizard makes one (one point buys the reward)."""
+        # The expiry date is a date the customer reads: count the validity
+        # from the local date (context_today, as Odoo shows dates), not the
+        # UTC one: east of UTC, the UTC date lags a day behind around midnight.
         today = fields.Date.context_today(self)
         validity = self.coupon_validity_days
         coupon = self.env["loyalty.card"].create(

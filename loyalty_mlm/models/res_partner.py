@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from operator import itemgetter
 
 import psycopg2
+import pytz
 from dateutil.relativedelta import relativedelta
 
 from odoo import _, api, fields, models, sql_db
@@ -528,7 +529,17 @@ class ResPartner(models.Model):
         first and last order day, orders, orders in the last 12 months and in
         the 12 before. Orders: confirmed sale orders and paid POS orders; a POS
         refund is no order, but its customer has a row (of no orders): he is
-        one of the company's customers. `partner_ids`: only these."""
+        one of the company's customers. `partner_ids`: only these.
+
+        Order days are local days, in the time zone `today` comes from."""
+        # The stage rules count days from fields.Date.context_today (the
+        # user's local date, the one Odoo shows him); date_order is stored in
+        # UTC. Both must be days of the same calendar: an order at 23:30 UTC
+        # on 1 June is a 2 June order in Brussels. Same time zone as
+        # context_today: the context's, else the user's, else UTC.
+        tz = self.env.context.get("tz") or self.env.user.tz
+        if tz not in pytz.all_timezones_set:
+            tz = "UTC"
         year_ago = today - relativedelta(years=1)
         two_years_ago = today - relativedelta(years=2)
         restrict = SQL()
@@ -548,13 +559,16 @@ class ResPartner(models.Model):
                    ) AS orders_prev_12m
               FROM (
                 SELECT p.commercial_partner_id AS partner_id,
-                       so.date_order::date AS day, TRUE AS is_order
+                       timezone(%(tz)s, timezone('UTC', so.date_order))::date
+                           AS day,
+                       TRUE AS is_order
                   FROM sale_order so
                   JOIN res_partner p ON p.id = so.partner_id
                  WHERE so.state = 'sale' AND so.company_id = %(company)s
                        %(restrict)s
                  UNION ALL
-                SELECT p.commercial_partner_id, po.date_order::date,
+                SELECT p.commercial_partner_id,
+                       timezone(%(tz)s, timezone('UTC', po.date_order))::date,
                        po.amount_total > 0
                   FROM pos_order po
                   JOIN res_partner p ON p.id = po.partner_id
@@ -568,6 +582,7 @@ class ResPartner(models.Model):
             year_ago=year_ago,
             two_years_ago=two_years_ago,
             restrict=restrict,
+            tz=tz,
         )
 
     def _mlm_referral_counts(self):

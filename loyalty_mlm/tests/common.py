@@ -1,6 +1,22 @@
+from contextlib import contextmanager
+from datetime import datetime, time, timedelta
+
+import pytz
+from freezegun import freeze_time
+
+from odoo import fields
 from odoo.tests import TransactionCase, new_test_user
 
 from odoo.addons.point_of_sale.tests.common import TestPoSCommon
+
+# Moments at which the date rules (days since an order, coupon validity,
+# activity deadlines) are tested: (the user's time zone, UTC time of day). Late
+# in the UTC evening "today" is already tomorrow in Brussels; in the morning
+# both agree; at night in New York it is still yesterday there.
+LATE_EVENING = ("Europe/Brussels", time(23, 30))  # past midnight there
+MORNING = ("Europe/Brussels", time(8, 0))  # 09:00 (10:00 in summer) there
+BEHIND_UTC = ("America/New_York", time(3, 30))  # before midnight there
+CLOCKS = (LATE_EVENING, MORNING, BEHIND_UTC)
 
 
 class LoyaltyMlmCommon(TransactionCase):
@@ -48,6 +64,26 @@ class LoyaltyMlmCommon(TransactionCase):
         cls.partner_b = cls.env["res.partner"].create({"name": "Bram Member"})
 
     # helpers ---------------------------------------------------------------
+
+    @contextmanager
+    def clock(self, tz, at):
+        """Time frozen tomorrow at `at` (UTC) for a user in time zone `tz`:
+        the test environment's user, whose local date context_today gives.
+        Tomorrow, not a fixed day: the rules and programmes created at install
+        are already running then."""
+        self.env.user.tz = tz
+        day = fields.Date.today() + timedelta(days=1)
+        with freeze_time(datetime.combine(day, at)):
+            yield
+
+    def days_ago(self, days):
+        """The moment `days` days ago on the user's calendar, at the same local
+        time as now, in UTC as Odoo stores it (across a daylight saving
+        change too): "180 days ago" as the user counts it."""
+        tz = pytz.timezone(self.env.user.tz or "UTC")
+        now = pytz.utc.localize(fields.Datetime.now()).astimezone(tz)
+        then = tz.localize(now.replace(tzinfo=None) - timedelta(days=days))
+        return then.astimezone(pytz.utc).replace(tzinfo=None)
 
     def make_order(self, partner=None, amount=100.0, qty=1):
         order = self.env["sale.order"].create(

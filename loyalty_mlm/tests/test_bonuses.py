@@ -2,6 +2,7 @@ from datetime import date
 
 from freezegun import freeze_time
 
+from odoo import fields
 from odoo.exceptions import ValidationError
 from odoo.tests import tagged
 
@@ -25,7 +26,11 @@ class TestWelcomeBonus(BonusMixin, LoyaltyMlmCommon):
         cls.company.mlm_welcome_bonus = 50.0
 
     def test_start_date_set_when_switched_on(self):
-        self.assertEqual(self.company.mlm_welcome_bonus_start, date.today())
+        # The user's date, as he reads it (not the UTC one).
+        self.assertEqual(
+            self.company.mlm_welcome_bonus_start,
+            fields.Date.context_today(self.company),
+        )
         self.company.mlm_welcome_bonus = 0.0
         self.assertFalse(self.company.mlm_welcome_bonus_start)
 
@@ -177,12 +182,16 @@ class TestReferral(BonusMixin, LoyaltyMlmCommon):
             (100.0, "Referral of Bram Member", self.partner_b),
         )
         self.assertEqual((got.points, got.reason), (50.0, "Referred by Anna Member"))
-        self.assertEqual(self.partner_b.mlm_referral_date, date.today())
+        self.assertEqual(
+            self.partner_b.mlm_referral_date, fields.Date.context_today(self.partner_b)
+        )
         self.assertEqual(self.partner.mlm_referral_count, 1)
         self.assertEqual(self.card_of().points, 100.0)
         self.assertEqual(self.card_of(self.partner_b).points, 130.0)
         # The count feeds the ambassadorship rule.
-        inputs = self.partner._mlm_stage_inputs(self.company, date.today())
+        inputs = self.partner._mlm_stage_inputs(
+            self.company, fields.Date.context_today(self.partner)
+        )
         self.assertEqual(inputs[self.partner.id].referrals, 1)
         self.assertLedgerInvariant()
 
@@ -243,7 +252,9 @@ class TestReferral(BonusMixin, LoyaltyMlmCommon):
         self.make_order(partner=self.partner_b, amount=10.0).action_confirm()
         second._action_cancel()
         self.assertEqual(self.card_of().points, 100.0)
-        self.assertEqual(self.partner_b.mlm_referral_date, date.today())
+        self.assertEqual(
+            self.partner_b.mlm_referral_date, fields.Date.context_today(self.partner_b)
+        )
         self.assertLedgerInvariant()
 
     def test_no_bonus_when_not_the_first_order(self):

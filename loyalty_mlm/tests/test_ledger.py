@@ -2,6 +2,7 @@ from datetime import datetime, timedelta
 
 from freezegun import freeze_time
 
+from odoo import fields
 from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.tests import new_test_user, tagged
 
@@ -23,7 +24,9 @@ class TestLedgerSale(LoyaltyMlmCommon):
         self.assertEqual(entries.source_ref, order)
         self.assertEqual(entries.partner_id, self.partner)
         self.assertEqual(entries.user_id, self.env.user)
-        self.assertEqual(self.partner.mlm_member_since, datetime.now().date())
+        self.assertEqual(
+            self.partner.mlm_member_since, fields.Date.context_today(self.partner)
+        )
         self.assertLedgerInvariant()
 
     def test_batch_confirm_splits_per_order(self):
@@ -183,7 +186,9 @@ class TestLedgerRules(LoyaltyMlmCommon):
     def test_enroll_button_and_auto_enroll_setting(self):
         self.partner.action_mlm_enroll()
         self.assertEqual(len(self.card_of()), 1)
-        self.assertEqual(self.partner.mlm_member_since, datetime.now().date())
+        self.assertEqual(
+            self.partner.mlm_member_since, fields.Date.context_today(self.partner)
+        )
         self.company.mlm_auto_enroll = False
         # The order earns nothing (no qualifying amount), so nothing enrols it.
         order = self.make_order(partner=self.partner_b, amount=0.0)

@@ -4,20 +4,20 @@ from odoo import fields
 from odoo.exceptions import UserError
 from odoo.tests import tagged
 
-from .common import LoyaltyMlmCommon, LoyaltyMlmPosCommon
+from .common import CLOCKS, LoyaltyMlmCommon, LoyaltyMlmPosCommon
 
 
 class StageCase:
     """Helpers to build a customer with a real order history."""
 
     def customer(self, name, days_ago=()):
-        """A customer whose confirmed sale orders are `days_ago` days old."""
+        """A customer whose confirmed sale orders are `days_ago` days old (on
+        the user's calendar, at the current time of day)."""
         partner = self.env["res.partner"].create({"name": name, "customer_rank": 1})
-        today = fields.Datetime.now()
         for days in days_ago:
             order = self.make_order(partner=partner, amount=50.0)
             order.action_confirm()
-            order.date_order = today - timedelta(days=days)
+            order.date_order = self.days_ago(days)
         return partner
 
     def store_score(self, partner, **values):
@@ -37,7 +37,9 @@ class StageCase:
 class TestStageRules(StageCase, LoyaltyMlmCommon):
     """Every rule boundary, one day inside and one day outside, from real
     confirmed orders (default thresholds: lapse 180 days, onboarding 90 days
-    and fewer than 3 orders, order drop more than 50%)."""
+    and fewer than 3 orders, order drop more than 50%). Days are counted on
+    the user's calendar: the boundaries are checked at each of CLOCKS, where
+    the user's date is ahead of, equal to and behind the UTC date."""
 
     # name: (order ages in days, expected stage, expected reason)
     RULE_TABLE = {
@@ -53,16 +55,20 @@ class TestStageRules(StageCase, LoyaltyMlmCommon):
     }
 
     def test_rule_boundaries(self):
-        self.check_rule_table(self.refresh)
+        for clock in CLOCKS:
+            with self.subTest(clock=clock), self.clock(*clock):
+                self.check_rule_table(self.refresh)
 
     def test_rule_boundaries_nightly(self):
         """The nightly step (every customer of the company from one query)
         decides as the per-contact refresh does."""
-        self.check_rule_table(
-            lambda _partners: self.env["res.partner"]._mlm_refresh_all_stages(
-                self.env.company
-            )
-        )
+        for clock in CLOCKS:
+            with self.subTest(clock=clock), self.clock(*clock):
+                self.check_rule_table(
+                    lambda _partners: self.env["res.partner"]._mlm_refresh_all_stages(
+                        self.env.company
+                    )
+                )
 
     def check_rule_table(self, refresh):
         table = self.RULE_TABLE
@@ -110,6 +116,7 @@ class TestStageRules(StageCase, LoyaltyMlmCommon):
         self.refresh(partner)
         self.assertEqual(partner.mlm_stage_id.code, "winback")
         growth = self.env.ref("loyalty_mlm.stage_growth")
+        today = fields.Date.context_today(partner)
         wizard = (
             self.env["loyalty.mlm.stage.wizard"]
             .with_user(self.user_manager)
@@ -118,7 +125,7 @@ class TestStageRules(StageCase, LoyaltyMlmCommon):
                     "partner_ids": [(6, 0, partner.ids)],
                     "stage_id": growth.id,
                     "reason": "Handled personally",
-                    "locked_until": fields.Date.today() + timedelta(days=10),
+                    "locked_until": today + timedelta(days=10),
                 }
             )
         )
@@ -131,7 +138,7 @@ class TestStageRules(StageCase, LoyaltyMlmCommon):
         self.assertEqual(move.reason, "Handled personally")
         self.refresh(partner)  # locked: the rules leave it alone
         self.assertEqual(partner.mlm_stage_id, growth)
-        partner.mlm_stage_locked_until = fields.Date.today() - timedelta(days=1)
+        partner.mlm_stage_locked_until = today - timedelta(days=1)
         self.refresh(partner)
         self.assertEqual(partner.mlm_stage_id.code, "winback")
         self.assertEqual(self.last_move(partner).reason_code, "lapsed")
@@ -166,6 +173,11 @@ class TestStageRules(StageCase, LoyaltyMlmCommon):
         """What the nightly step reads besides orders: a fresh churn score, a
         stale one (older than the last order, ignored), successful referrals,
         a manual lock; contacts in their stage are not written again."""
+        for clock in CLOCKS:
+            with self.subTest(clock=clock), self.clock(*clock):
+                self.check_nightly_step()
+
+    def check_nightly_step(self):
         company = self.env.company
         today = fields.Date.context_today(self.env.user)
         at_risk = self.customer("At risk", (300, 120))

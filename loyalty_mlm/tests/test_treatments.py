@@ -9,7 +9,7 @@ from odoo.tests import new_test_user, tagged
 from odoo.tools import format_date
 
 from ..hooks import post_init_hook
-from .common import LoyaltyMlmCommon
+from .common import LATE_EVENING, MORNING, LoyaltyMlmCommon
 
 
 class TreatmentCase(LoyaltyMlmCommon):
@@ -124,6 +124,15 @@ class OwnRulesCase(TreatmentCase):
 @tagged("post_install", "-at_install")
 class TestTreatmentActions(OwnRulesCase):
     def test_each_action_type(self):
+        """Late in the UTC evening: the user's day is already tomorrow."""
+        with self.clock(*LATE_EVENING):
+            self.check_each_action_type()
+
+    def test_each_action_type_morning(self):
+        with self.clock(*MORNING):
+            self.check_each_action_type()
+
+    def check_each_action_type(self):
         rule = self.rule(
             mail_template_id=self.template.id,
             activity_type_id=self.env.ref("mail.mail_activity_data_call").id,
@@ -136,7 +145,11 @@ class TestTreatmentActions(OwnRulesCase):
         )
         partner = self.customer("Anna Treated", "growth")
         self.assertEqual(self.run_job(), 1)
-        today = fields.Date.today()
+        # A periodic occasion is the run's UTC day (a technical key); the
+        # coupon's validity and the activity's deadline count from the
+        # user's date, the one they are shown in.
+        utc_day = fields.Date.today()
+        today = fields.Date.context_today(rule)
         log = self.logs(partner)
         self.assertEqual(len(log), 1)
         self.assertEqual(
@@ -145,7 +158,7 @@ class TestTreatmentActions(OwnRulesCase):
                 rule,
                 self.stages["growth"],
                 "periodic",
-                f"{self.company.id}:day:{today.isoformat()}",
+                f"{self.company.id}:day:{utc_day.isoformat()}",
             ),
         )
         # Points: a ledger entry of kind treatment whose source is the log.
@@ -520,6 +533,15 @@ class TestDefaultTreatments(TreatmentCase):
     """Each shipped rule fires for a customer built in its stage and segment."""
 
     def test_defaults_fire(self):
+        """Late in the UTC evening: the user's day is already tomorrow."""
+        with self.clock(*LATE_EVENING):
+            self.check_defaults_fire()
+
+    def test_defaults_fire_morning(self):
+        with self.clock(*MORNING):
+            self.check_defaults_fire()
+
+    def check_defaults_fire(self):
         ref = self.env.ref
         table = [
             # name, stage, segment, quadrant, expected rule, expected lines
@@ -592,7 +614,7 @@ class TestDefaultTreatments(TreatmentCase):
             )
             self.assertEqual(
                 partner.activity_ids.date_deadline,
-                fields.Date.today() + timedelta(days=3),
+                fields.Date.context_today(partner) + timedelta(days=3),
             )
             self.assertEqual(self.card_of(partner).points, 200.0)
         winback = customers["Winback"]
