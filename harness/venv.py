@@ -13,6 +13,9 @@ from .odoo_src import newest_pins
 from .shell import run, say
 
 STAMP = ".loyalty_mlm-stamp"
+# Stamp of the DB-free part's needs (the project's tools), which a venv
+# built with Odoo holds too.
+DEV_STAMP = ".loyalty_mlm-stamp-dev"
 # Odoo add-ons from PyPI that loyalty_mlm depends on; they declare the `odoo`
 # package as a dependency, which the venv must not install: --no-deps.
 ADDONS_REQUIREMENTS = "requirements-addons.txt"
@@ -33,6 +36,15 @@ def venv_python(venv):
     return Path(venv, "bin", "python")
 
 
+def tools_digest(root):
+    """Digest of what the DB-free part needs: the project's tools and add-ons."""
+    tools = _requirements(Path(root, "requirements-dev.txt"))
+    addons = _requirements(Path(root, ADDONS_REQUIREMENTS))
+    return hashlib.sha256(
+        "\n".join([sys.version, *tools, "--no-deps", *addons]).encode()
+    ).hexdigest()
+
+
 def ensure_venv(venv, root, odoo_src, apt):
     """Create/update the venv idempotently; return its python path."""
     venv = Path(venv)
@@ -45,13 +57,25 @@ def ensure_venv(venv, root, odoo_src, apt):
         lines += newest_pins(
             Path(odoo_src, "requirements.txt").read_text(encoding="utf-8")
         )
-    lines += _requirements(Path(root, "requirements-dev.txt"))
+    tools = _requirements(Path(root, "requirements-dev.txt"))
+    lines += tools
     addons = _requirements(Path(root, ADDONS_REQUIREMENTS))
     wanted = "\n".join([sys.version, str(odoo_src), *lines, "--no-deps", *addons])
     digest = hashlib.sha256(wanted.encode()).hexdigest()
+    dev_digest = tools_digest(root)
     python = venv_python(venv)
-    stamp = venv / STAMP
+    stamp, dev_stamp = venv / STAMP, venv / DEV_STAMP
     if python.exists() and stamp.exists() and stamp.read_text() == digest:
+        return python
+    # A DB-free run (no Odoo tree) in a venv that has the tools: nothing to
+    # do. Rebuilding it without Odoo would take Odoo off its path, and the
+    # next full run (or one in another checkout sharing the venv) would fail.
+    if (
+        not odoo_src
+        and python.exists()
+        and dev_stamp.exists()
+        and dev_stamp.read_text() == dev_digest
+    ):
         return python
     if not python.exists():
         say(f"Creating the virtual environment {venv}")
@@ -94,4 +118,5 @@ def ensure_venv(venv, root, odoo_src, apt):
     elif pth.exists():
         pth.unlink()
     stamp.write_text(digest)
+    dev_stamp.write_text(dev_digest)
     return python

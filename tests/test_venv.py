@@ -3,6 +3,7 @@
 import ast
 from pathlib import Path
 
+from harness import venv as venv_module
 from harness.venv import ADDONS_REQUIREMENTS, _requirements
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,3 +29,21 @@ def test_manifest_depends_on_the_pinned_addon():
         (ROOT / "loyalty_mlm" / "__manifest__.py").read_text(encoding="utf-8")
     )
     assert "sale_loyalty_partner_applicability" in manifest["depends"]
+
+
+def test_db_free_run_keeps_a_venv_built_with_odoo(tmp_path, monkeypatch):
+    """A DB-free run in a venv that has the tools changes nothing: rebuilding
+    it without Odoo used to take Odoo off its path (a shared venv broke)."""
+    root = Path(__file__).resolve().parent.parent
+    venv = tmp_path / "venv"
+    python = venv_module.venv_python(venv)
+    python.parent.mkdir(parents=True)
+    python.write_text("")
+    (venv / venv_module.STAMP).write_text("built with Odoo")
+    (venv / venv_module.DEV_STAMP).write_text(venv_module.tools_digest(root))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the venv was rebuilt")
+
+    monkeypatch.setattr(venv_module, "run", refuse)
+    assert venv_module.ensure_venv(venv, root, None, apt=None) == python
