@@ -1,5 +1,6 @@
 from odoo import _, models
 
+from ..models.loyalty_card import MERGE_FLOW, mlm_flow
 from ..models.loyalty_mlm_ledger import mlm_source
 
 
@@ -15,6 +16,8 @@ class MergePartnerAutomatic(models.TransientModel):
             "adjustment",
             _("Contacts merged into %s", dst_partner.display_name),
         )
-        return super(
-            MergePartnerAutomatic, self.with_context(mlm_ledger_source=source)
-        )._merge_loyalty_cards(src_partners, dst_partner)
+        # The one way a member card changes holder (see loyalty.card guards).
+        with mlm_flow(self.env, MERGE_FLOW):
+            return super(
+                MergePartnerAutomatic, self.with_context(mlm_ledger_source=source)
+            )._merge_loyalty_cards(src_partners, dst_partner)
