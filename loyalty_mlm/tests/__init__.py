@@ -18,3 +18,6 @@ from . import test_targeted_programs
 from . import test_pos_performance
 from . import test_portal
 from . import test_pos_customer_editor
+from . import test_card_guards
+from . import test_access
+from . import test_bounds
