@@ -74,10 +74,11 @@ class LoyaltyCard(models.Model):
                     )
                 )
 
-    @api.constrains("active", "points")
+    @api.constrains("active")
     def _check_mlm_archived_balance(self):
         # An archived card is invisible to the next order, which would open a
-        # second card and strand these points.
+        # second card and strand these points. Checked when a card is
+        # archived (not on every points change: the order sync's hot path).
         for card in self._mlm_member_cards():
             if not card.active and not float_is_zero(
                 card.points, precision_digits=PRECISION
