@@ -152,3 +152,31 @@ class TestAccessPos(LoyaltyMlmPosCommon):
         self.assertIn("mlm_points", fnames)
         values = partner.read(fnames)[0]
         self.assertEqual(values["mlm_points"], 0.0)
+
+    def test_cashier_confirms_points_but_cannot_write_them(self):
+        cashier = new_test_user(
+            self.env,
+            login="mlm_acc_pos_points",
+            groups="base.group_user,point_of_sale.group_pos_user",
+            company_id=self.company.id,
+            company_ids=[(6, 0, self.company.ids)],
+        )
+        order = self.sync([(self.product, 3)])
+        card = self.card()
+        order.with_user(cashier).confirm_coupon_programs(
+            {
+                str(card.id): {
+                    "points": 30.0,
+                    "program_id": self.program.id,
+                    "coupon_id": card.id,
+                    "partner_id": self.member.id,
+                }
+            }
+        )
+        self.assertEqual(card.points, 30.0)
+        with self.assertRaises(AccessError):
+            card.with_user(cashier).write({"points": 3000.0})
+        with self.assertRaises(AccessError):
+            self.member.with_user(cashier).read(["mlm_quadrant"])
+        self.assertEqual(card.points, 30.0)
+        self.assertEqual(self.env["loyalty.mlm.ledger"]._mlm_reconcile(card), {})
