@@ -100,9 +100,19 @@ class LoyaltyCard(models.Model):
 
     @api.model_create_multi
     def create(self, vals_list):
+        member_ids = self.env["loyalty.program"]._mlm_member_programme_ids()
         for vals in vals_list:
-            if "points" in vals:
-                vals["points"] = self._mlm_points_value(vals["points"])
+            if "points" not in vals:
+                continue
+            vals["points"] = self._mlm_points_value(vals["points"])
+            program_id = (
+                vals["program_id"]
+                if "program_id" in vals
+                else self.default_get(["program_id"]).get("program_id")
+            )
+            if program_id in member_ids:
+                # The ledger's precision, as for every change (see write).
+                vals["points"] = float_round(vals["points"], PRECISION)
         cards = super().create(vals_list)
         members = cards._mlm_member_cards()
         if members:
@@ -111,10 +121,6 @@ class LoyaltyCard(models.Model):
             )
             funded._mlm_check_points_rights()
             funded._mlm_check_points_range(funded.mapped("points"))
-            for card in funded:
-                rounded = float_round(card.points, PRECISION)
-                if rounded != card.points:
-                    super(LoyaltyCard, card).write({"points": rounded})
             members.partner_id._mlm_mark_member()
             ledger = self.env["loyalty.mlm.ledger"]
             if not self.env.context.get("mlm_ledger_source"):
@@ -141,6 +147,12 @@ class LoyaltyCard(models.Model):
             others = self - members
             return others.write(vals) and members.write(vals)
         entering = self._mlm_check_program_change(vals, members)
+        for card in entering:
+            # A card joins with a balance to the ledger's precision.
+            rounded = float_round(card.points, PRECISION)
+            self._mlm_check_points_range([rounded])
+            if rounded != card.points:
+                super(LoyaltyCard, card).write({"points": rounded})
         self._mlm_check_holder_change(vals, members)
         if "points" in vals and members:
             vals["points"] = float_round(vals["points"], PRECISION)
@@ -204,10 +216,12 @@ class LoyaltyCard(models.Model):
     @api.model
     def _mlm_check_points_range(self, values):
         if any(abs(points) > MAX_POINTS for points in values):
+            # Formatted outside _(): Babel evaluates what the call contains.
+            limit = f"{MAX_POINTS:,.0f}"
             raise ValidationError(
                 _(
                     "A member card holds at most %(max)s points (plus or minus).",
-                    max=f"{MAX_POINTS:,.0f}",
+                    max=limit,
                 )
             )
 
@@ -272,12 +286,8 @@ class LoyaltyCard(models.Model):
 
     def _mlm_enter_programme(self):
         """Cards that just joined the member programme: their balance (to the
-        ledger's precision) opens their ledger, so balance == ledger."""
-        for card in self:
-            rounded = float_round(card.points, PRECISION)
-            self._mlm_check_points_range([rounded])
-            if rounded != card.points:
-                super(LoyaltyCard, card).write({"points": rounded})
+        ledger's precision, see write) opens their ledger, so balance ==
+        ledger."""
         self._mlm_post_opening_balance()
         self.partner_id._mlm_mark_member()
 

@@ -43,12 +43,15 @@ def mlm_check_bounds(model, bounds, vals):
         except (TypeError, ValueError):
             number = math.nan
         if not (math.isfinite(number) and low <= number <= high):
+            # Formatted outside _(): Babel evaluates what the call contains.
+            setting = model._fields[fname]._description_string(model.env)
+            low, high = f"{low:,g}", f"{high:,g}"
             raise ValidationError(
                 _(
                     "%(setting)s must be between %(min)s and %(max)s (not %(value)s).",
-                    setting=model._fields[fname]._description_string(model.env),
-                    min=f"{low:,g}",
-                    max=f"{high:,g}",
+                    setting=setting,
+                    min=low,
+                    max=high,
                     value=value,
                 )
             )
