@@ -147,6 +147,9 @@ class LoyaltyCard(models.Model):
             others = self - members
             return others.write(vals) and members.write(vals)
         entering = self._mlm_check_program_change(vals, members)
+        if entering and "points" in vals:
+            vals["points"] = float_round(vals["points"], PRECISION)
+            self._mlm_check_points_range([vals["points"]])
         for card in entering:
             # A card joins with a balance to the ledger's precision.
             rounded = float_round(card.points, PRECISION)

@@ -192,6 +192,15 @@ class TestCardGuards(LoyaltyMlmCommon):
         self.assertTrue(self.partner_b.mlm_member_since)
         self.assertLedgerInvariant()
 
+    def test_card_entering_with_new_points_is_rounded(self):
+        coupon = self.env["loyalty.card"].create(
+            {"program_id": self.coupons.id, "partner_id": self.partner_b.id}
+        )
+        coupon.write({"program_id": self.program.id, "points": 10.005})
+        self.assertEqual(coupon.points, 10.01)
+        self.assertEqual(self.ledger(card_id=coupon.id).points, 10.01)
+        self.assertLedgerInvariant()
+
     def test_card_with_points_cannot_be_archived(self):
         with self.assertRaises(ValidationError) as error:
             self.card.with_user(self.user_manager).active = False
