@@ -350,6 +350,19 @@ class LoyaltyCard(models.Model):
 
     def _mlm_post_opening_balance(self):
         """Opening entry for member cards whose balance the ledger does not hold."""
+        reason = _("Balance before the ledger started")
+        for card in self._mlm_member_cards():
+            rounded = float_round(card.points, PRECISION)
+            if rounded != card.points:
+                # Cards of a programme just chosen as the member programme
+                # start at the ledger's precision too (the change is part of
+                # the opening). sudo: choosing the programme is the
+                # manager's decision, the cards follow.
+                card.sudo().with_context(
+                    mlm_ledger_source=mlm_source(
+                        card._name, card.id, "opening", "opening", reason
+                    )
+                ).points = rounded
         mismatches = self.env["loyalty.mlm.ledger"]._mlm_reconcile(self)
         for card in self.browse(list(mismatches)):
             points, ledger = mismatches[card.id]
@@ -365,7 +378,7 @@ class LoyaltyCard(models.Model):
                         "kind": "opening",
                         "res_model": card._name,
                         "res_id": card.id,
-                        "reason": _("Balance before the ledger started"),
+                        "reason": reason,
                     }
                 ]
             )

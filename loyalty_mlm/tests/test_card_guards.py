@@ -201,6 +201,23 @@ class TestCardGuards(LoyaltyMlmCommon):
         self.assertEqual(self.ledger(card_id=coupon.id).points, 10.01)
         self.assertLedgerInvariant()
 
+    def test_programme_chosen_with_odd_balances(self):
+        program = self.env["loyalty.program"].create(
+            {"name": "Old Loyalty", "program_type": "loyalty"}
+        )
+        card = self.env["loyalty.card"].create(
+            {"program_id": program.id, "partner_id": self.partner.id, "points": 64.005}
+        )
+        self.company.mlm_program_id = program
+        self.assertEqual(card.points, 64.01)
+        entries = self.ledger(card_id=card.id)
+        self.assertEqual(set(entries.mapped("kind")), {"opening"})
+        self.env.cr.execute(
+            "SELECT SUM(points) FROM loyalty_mlm_ledger WHERE card_id = %s", [card.id]
+        )
+        self.assertEqual(float(self.env.cr.fetchone()[0]), 64.01)
+        self.assertLedgerInvariant()
+
     def test_card_with_points_cannot_be_archived(self):
         with self.assertRaises(ValidationError) as error:
             self.card.with_user(self.user_manager).active = False
