@@ -127,6 +127,14 @@ class TestAccess(LoyaltyMlmCommon):
             self.partner_b.with_user(self.portal).action_mlm_enroll()
         self.assertFalse(self.ledger(partner_id=self.partner_b.id))
 
+    def test_orders_enrol_their_customer_as_the_salesperson(self):
+        order = self.make_order(partner=self.partner_b, amount=30.0)
+        order.user_id = self.salesperson
+        order.with_user(self.salesperson).action_confirm()
+        card = self.card_of(self.partner_b)
+        self.assertEqual(card.points, 30.0)
+        self.assertLedgerInvariant()
+
     def test_refresh_scores_needs_loyalty_user(self):
         with self.assertRaises(AccessError):
             self.partner.with_user(self.user_plain).action_mlm_refresh_scores()
