@@ -45,7 +45,9 @@ class LoyaltyMlmExpiryReminder(models.Model):
             .get_param("loyalty_mlm.expiry_reminder_days", DEFAULT_REMINDER_DAYS)
         )
         try:
-            return max(int(value), 0)
+            # The settings refuse other values; a parameter edited by hand
+            # is kept in the same range.
+            return min(max(int(value), 0), 365)
         except ValueError:
             return DEFAULT_REMINDER_DAYS
 

@@ -11,6 +11,9 @@ from odoo.tools import SQL, create_index, float_is_zero, float_round
 _logger = logging.getLogger(__name__)
 
 PRECISION = 2  # points are kept to two decimals, as the cards show them
+# Largest balance (and movement) a member card may hold: far above any real
+# balance, far below where floats lose the second decimal.
+MAX_POINTS = 1e9
 SPLITS_KEY = "loyalty_mlm.ledger_splits"
 
 

@@ -1,5 +1,60 @@
+import math
+
 from odoo import _, api, fields, models
 from odoo.exceptions import ValidationError
+
+# Range of every numeric member setting: beyond it a setting is a typing
+# error that breaks later work (a validity of 100,000 months makes every
+# credit fail with "year out of range").
+MLM_SETTING_BOUNDS = {
+    "mlm_points_validity_months": (0, 120),
+    "mlm_score_heavy_pct": (0, 100),
+    "mlm_score_low_pct": (0, 100),
+    "mlm_score_low_threshold": (0, 1e12),
+    "mlm_score_loyalty_split_pct": (0, 100),
+    "mlm_score_profit_split_pct": (0, 100),
+    "mlm_score_default_margin_pct": (0, 100),
+    "mlm_score_clv_years": (0, 100),
+    "mlm_lapse_days": (0, 3650),
+    "mlm_onboarding_days": (0, 3650),
+    "mlm_onboarding_max_orders": (0, 10000),
+    "mlm_at_risk_churn": (0, 100),
+    "mlm_order_drop_pct": (0, 100),
+    "mlm_ambassador_referrals": (0, 10000),
+    "mlm_welcome_bonus": (0, 1e6),
+    "mlm_birthday_bonus": (0, 1e6),
+    "mlm_referral_bonus": (0, 1e6),
+    "mlm_referral_bonus_referred": (0, 1e6),
+    "mlm_tier_grace_days": (0, 3650),
+}
+
+
+def mlm_check_bounds(model, bounds, vals):
+    """Refuse values of `vals` outside `bounds` ({field: (min, max)}) with a
+    ValidationError naming the setting; NaN, Infinity and text included.
+    Called before the write: an integer beyond the column's range would
+    otherwise fail in the database."""
+    for fname, value in vals.items():
+        if fname not in bounds:
+            continue
+        low, high = bounds[fname]
+        try:
+            number = float(value or 0)
+        except (TypeError, ValueError):
+            number = math.nan
+        if not (math.isfinite(number) and low <= number <= high):
+            # Formatted outside _(): Babel evaluates what the call contains.
+            setting = model._fields[fname]._description_string(model.env)
+            low, high = f"{low:,g}", f"{high:,g}"
+            raise ValidationError(
+                _(
+                    "%(setting)s must be between %(min)s and %(max)s (not %(value)s).",
+                    setting=setting,
+                    min=low,
+                    max=high,
+                    value=value,
+                )
+            )
 
 
 class ResCompany(models.Model):
@@ -63,30 +118,6 @@ class ResCompany(models.Model):
         help="The customer lifetime value never counts more years than this.",
     )
 
-    @api.constrains(
-        "mlm_score_heavy_pct",
-        "mlm_score_low_pct",
-        "mlm_score_loyalty_split_pct",
-        "mlm_score_profit_split_pct",
-        "mlm_score_default_margin_pct",
-        "mlm_score_clv_years",
-    )
-    def _check_mlm_score_settings(self):
-        for company in self:
-            percentages = (
-                company.mlm_score_heavy_pct,
-                company.mlm_score_low_pct,
-                company.mlm_score_loyalty_split_pct,
-                company.mlm_score_profit_split_pct,
-                company.mlm_score_default_margin_pct,
-            )
-            if any(not 0.0 <= value <= 100.0 for value in percentages):
-                raise ValidationError(
-                    _("The segment score percentages must be between 0 and 100.")
-                )
-            if company.mlm_score_clv_years < 0:
-                raise ValidationError(_("The CLV horizon cannot be negative."))
-
     # Lifecycle stage rules (see tools/lifecycle.py)
     mlm_lapse_days = fields.Integer(
         string="Lapse After (days)",
@@ -122,33 +153,6 @@ class ResCompany(models.Model):
         help="Successful referrals that make an active customer an Ambassador "
         "(heavy users who are True Friends are Ambassadors too).",
     )
-
-    @api.constrains(
-        "mlm_lapse_days",
-        "mlm_onboarding_days",
-        "mlm_onboarding_max_orders",
-        "mlm_at_risk_churn",
-        "mlm_order_drop_pct",
-    )
-    def _check_mlm_stage_settings(self):
-        for company in self:
-            if (
-                min(
-                    company.mlm_lapse_days,
-                    company.mlm_onboarding_days,
-                    company.mlm_onboarding_max_orders,
-                )
-                < 0
-            ):
-                raise ValidationError(
-                    _("The lifecycle day and order thresholds cannot be negative.")
-                )
-            if not 0 <= company.mlm_at_risk_churn <= 100 or not (
-                0.0 <= company.mlm_order_drop_pct <= 100.0
-            ):
-                raise ValidationError(
-                    _("The at-risk churn and the order drop must be between 0 and 100.")
-                )
 
     @api.model
     def _load_pos_data_fields(self, config_id):
@@ -208,28 +212,14 @@ class ResCompany(models.Model):
             elif not company.mlm_welcome_bonus_start:
                 company.mlm_welcome_bonus_start = today
 
-    @api.constrains(
-        "mlm_welcome_bonus",
-        "mlm_birthday_bonus",
-        "mlm_referral_bonus",
-        "mlm_referral_bonus_referred",
-        "mlm_tier_grace_days",
-    )
-    def _check_mlm_bonus_settings(self):
+    @api.constrains(*MLM_SETTING_BOUNDS)
+    def _check_mlm_setting_bounds(self):
         for company in self:
-            if (
-                min(
-                    company.mlm_welcome_bonus,
-                    company.mlm_birthday_bonus,
-                    company.mlm_referral_bonus,
-                    company.mlm_referral_bonus_referred,
-                    company.mlm_tier_grace_days,
-                )
-                < 0
-            ):
-                raise ValidationError(
-                    _("Bonus amounts and the tier grace period cannot be negative.")
-                )
+            mlm_check_bounds(
+                company,
+                MLM_SETTING_BOUNDS,
+                {fname: company[fname] for fname in MLM_SETTING_BOUNDS},
+            )
 
     @api.constrains("mlm_program_id")
     def _check_mlm_program_id(self):
@@ -245,19 +235,17 @@ class ResCompany(models.Model):
                     % company.name
                 )
 
-    @api.constrains("mlm_points_validity_months")
-    def _check_mlm_points_validity_months(self):
-        if any(company.mlm_points_validity_months < 0 for company in self):
-            raise ValidationError(_("The points validity cannot be negative."))
-
     @api.model_create_multi
     def create(self, vals_list):
+        for vals in vals_list:
+            mlm_check_bounds(self, MLM_SETTING_BOUNDS, vals)
         if any(vals.get("mlm_program_id") for vals in vals_list):
             # loyalty.program._mlm_member_programme_ids is cached.
             self.env.registry.clear_cache()
         return super().create(vals_list)
 
     def write(self, vals):
+        mlm_check_bounds(self, MLM_SETTING_BOUNDS, vals)
         res = super().write(vals)
         if "mlm_program_id" in vals or "active" in vals:
             # loyalty.program._mlm_member_programme_ids is cached.

@@ -1,4 +1,11 @@
-from odoo import fields, models
+from odoo import api, fields, models
+
+from .res_company import MLM_SETTING_BOUNDS, mlm_check_bounds
+
+# The company's settings (same names here) and those kept as config
+# parameters; checked before the values are converted (NaN cannot even be
+# rounded) or stored in this wizard's table (an integer beyond its range).
+SETTINGS_BOUNDS = {**MLM_SETTING_BOUNDS, "mlm_expiry_reminder_days": (0, 365)}
 
 
 class ResConfigSettings(models.TransientModel):
@@ -78,3 +85,13 @@ class ResConfigSettings(models.TransientModel):
         help="Members get a mail this many days before points expire, once per "
         "lot of points; 0: no reminder.",
     )
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        for vals in vals_list:
+            mlm_check_bounds(self, SETTINGS_BOUNDS, vals)
+        return super().create(vals_list)
+
+    def write(self, vals):
+        mlm_check_bounds(self, SETTINGS_BOUNDS, vals)
+        return super().write(vals)

@@ -32,6 +32,13 @@ from .loyalty_mlm_ledger import PRECISION
 
 _logger = logging.getLogger(__name__)
 
+# Who reads members' data (field groups): a member's card, points, stage and
+# tier are for loyalty staff and for cashiers, who serve members at the
+# register (badge, customer list); segment scores and next best actions are
+# for loyalty staff. Internal users outside both read none of it.
+LOYALTY_GROUPS = "loyalty_mlm.group_loyalty_mlm_user"
+MEMBER_GROUPS = "loyalty_mlm.group_loyalty_mlm_user,point_of_sale.group_pos_user"
+
 EXPIRING_SOON_DAYS = 30
 
 # Bonuses, tiers, referral: bonus kinds an order carries; referral code letters
@@ -94,31 +101,38 @@ class ResPartner(models.Model):
         "loyalty.card",
         string="Member Card",
         compute="_compute_mlm_card_id",
+        groups=MEMBER_GROUPS,
     )
     mlm_points = fields.Float(
         string="Points",
         compute="_compute_mlm_card_id",
         digits=(16, 2),
+        groups=MEMBER_GROUPS,
     )
     mlm_card_code = fields.Char(
         string="Member Card Code",
         compute="_compute_mlm_card_id",
         search="_search_mlm_card_code",
         help="Code of the member card: the register finds the member by it.",
+        groups=MEMBER_GROUPS,
     )
     mlm_redemption_blocked = fields.Boolean(
         string="Redemption Blocked",
         compute="_compute_mlm_card_id",
         help="The balance is negative (points taken back after they were spent): "
         "no redemption until it is positive again.",
+        groups=MEMBER_GROUPS,
     )
     # For the cashier's badge (the POS loads no lifecycle stage model).
-    mlm_stage_name = fields.Char(related="mlm_stage_id.name", string="Stage Name")
+    mlm_stage_name = fields.Char(
+        related="mlm_stage_id.name", string="Stage Name", groups=MEMBER_GROUPS
+    )
     mlm_points_expiring_soon = fields.Float(
         string="Expiring Soon",
         compute="_compute_mlm_points_expiring_soon",
         digits=(16, 2),
         help="Points that expire in the next 30 days.",
+        groups=MEMBER_GROUPS,
     )
 
     # Targeted programmes (loyalty.program): the register offers a targeted
@@ -164,6 +178,9 @@ class ResPartner(models.Model):
             partner.mlm_redemption_blocked = card.points < 0
 
     def _search_mlm_card_code(self, operator, value):
+        # A search method bypasses the field's groups: finding contacts by
+        # card code would tell who holds a card.
+        self.check_field_access_rights("read", ["mlm_card_code"])
         # sudo: cashiers look members up by card without rights on cards.
         cards = (
             self.env["loyalty.card"]
@@ -221,7 +238,14 @@ class ResPartner(models.Model):
         ]
 
     def action_mlm_enroll(self):
-        self.ensure_one()
+        """Make Member on the contact form: loyalty staff only (a welcome
+        bonus may come with it); cashiers use mlm_pos_enroll, orders enrol
+        their customer on the server."""
+        if len(self) != 1:
+            raise UserError(_("Make one contact a member at a time."))
+        if not self.env.user.has_group(LOYALTY_GROUPS):
+            raise AccessError(_("Only Loyalty Users can make a contact a member."))
+        self.check_access("read")
         self._mlm_enroll(self.env.company)
         return True
 
@@ -300,6 +324,11 @@ class ResPartner(models.Model):
         """Ledger lines of the points statement, oldest first, with a running
         balance and a printable source name."""
         self.ensure_one()
+        # Read with sudo below: only for loyalty staff who may read the member.
+        if not self.env.su:
+            if not self.env.user.has_group(LOYALTY_GROUPS):
+                raise AccessError(_("Only Loyalty Users can read points statements."))
+            self.check_access("read")
         entries = (
             self.env["loyalty.mlm.ledger"]
             .sudo()
@@ -336,18 +365,24 @@ class ResPartner(models.Model):
         copy=False,
         ondelete="restrict",
         group_expand="_read_group_mlm_stage_ids",
+        groups=MEMBER_GROUPS,
     )
-    mlm_stage_code = fields.Selection(related="mlm_stage_id.code", string="Stage Code")
+    mlm_stage_code = fields.Selection(
+        related="mlm_stage_id.code", string="Stage Code", groups=MEMBER_GROUPS
+    )
     mlm_stage_pick_id = fields.Many2one(
         "loyalty.mlm.stage",
         string="Stage",
         compute="_compute_mlm_stage_pick_id",
         inverse="_inverse_mlm_stage_pick_id",
         help="Clicking a stage on the contact sets it by hand.",
+        groups=LOYALTY_GROUPS,
     )
-    mlm_stage_date = fields.Datetime(string="In Stage Since", copy=False, readonly=True)
+    mlm_stage_date = fields.Datetime(
+        string="In Stage Since", copy=False, readonly=True, groups=MEMBER_GROUPS
+    )
     mlm_stage_days = fields.Integer(
-        string="Days in Stage", compute="_compute_mlm_stage_days"
+        string="Days in Stage", compute="_compute_mlm_stage_days", groups=MEMBER_GROUPS
     )
     mlm_stage_locked_until = fields.Date(
         string="Stage Kept Until",
@@ -355,9 +390,13 @@ class ResPartner(models.Model):
         readonly=True,
         help="Set with a manual stage: the automatic rules leave the contact "
         "in its stage until this date (included).",
+        groups=MEMBER_GROUPS,
     )
     mlm_stage_history_ids = fields.One2many(
-        "loyalty.mlm.stage.history", "partner_id", string="Stage History"
+        "loyalty.mlm.stage.history",
+        "partner_id",
+        string="Stage History",
+        groups=MEMBER_GROUPS,
     )
 
     @api.model
@@ -739,6 +778,7 @@ class ResPartner(models.Model):
         help="The day these scores were computed (a refresh that finds the same "
         "scores leaves them, and this day, as they are); empty: no order, no "
         "scores.",
+        groups=LOYALTY_GROUPS,
     )
     mlm_recency_score = fields.Integer(
         string="Recency Score",
@@ -746,24 +786,28 @@ class ResPartner(models.Model):
         search="_search_mlm_recency_score",
         help="1 to 5: quintile of the days since the last order "
         "(5: the most recent fifth of the customers).",
+        groups=LOYALTY_GROUPS,
     )
     mlm_frequency_score = fields.Integer(
         string="Frequency Score",
         compute="_compute_mlm_scores",
         search="_search_mlm_frequency_score",
         help="1 to 5: quintile of the number of orders over 12 months.",
+        groups=LOYALTY_GROUPS,
     )
     mlm_monetary_score = fields.Integer(
         string="Monetary Score",
         compute="_compute_mlm_scores",
         search="_search_mlm_monetary_score",
         help="1 to 5: quintile of the revenue over 12 months, net of refunds.",
+        groups=LOYALTY_GROUPS,
     )
     mlm_rfm_code = fields.Char(
         string="RFM",
         compute="_compute_mlm_scores",
         search="_search_mlm_rfm_code",
         help="Recency, frequency and monetary scores in one code, e.g. 545.",
+        groups=LOYALTY_GROUPS,
     )
     mlm_usage_segment = fields.Selection(
         USAGE_SEGMENT_SELECTION,
@@ -772,6 +816,7 @@ class ResPartner(models.Model):
         search="_search_mlm_usage_segment",
         help="Heavy: top customers by revenue over 12 months; low: the bottom "
         "ones or below the threshold (Settings).",
+        groups=LOYALTY_GROUPS,
     )
     mlm_quadrant = fields.Selection(
         QUADRANT_SELECTION,
@@ -780,6 +825,7 @@ class ResPartner(models.Model):
         search="_search_mlm_quadrant",
         help="True Friend: loyal and profitable; Butterfly: profitable, not "
         "loyal; Barnacle: loyal, not profitable; Stranger: neither.",
+        groups=LOYALTY_GROUPS,
     )
     mlm_churn_risk = fields.Integer(
         string="Churn Risk (%)",
@@ -788,6 +834,7 @@ class ResPartner(models.Model):
         aggregator="avg",
         help="0 while the customer orders at his usual rhythm, 50 when he is one "
         "usual interval late, 75 at two, towards 100.",
+        groups=LOYALTY_GROUPS,
     )
     mlm_clv = fields.Float(
         string="Lifetime Value",
@@ -797,6 +844,7 @@ class ResPartner(models.Model):
         aggregator="sum",
         help="Expected future margin: average order x orders a year x margin "
         "rate x expected years retained (from the churn risk, capped).",
+        groups=LOYALTY_GROUPS,
     )
 
     @api.depends_context("company")
@@ -823,6 +871,13 @@ class ResPartner(models.Model):
         """Domain of the contacts whose score `fname` (in the current company)
         satisfies (operator, value), with a stored field's semantics: a contact
         without scores has them all empty (numbers: 0)."""
+        # A search method bypasses the field's groups: searching by score
+        # would read it. Cashiers may search (a targeted programme's domain,
+        # checked at the register, can test scores); they never read them.
+        if not self.env.su and not self.env.user.has_groups(MEMBER_GROUPS):
+            raise AccessError(
+                _("Only Loyalty Users can find contacts by their scores.")
+            )
         query = Query(self.env, self._table, self._table_sql)
         query.add_where(
             self._condition_to_sql(self._table, fname, operator, value, query)
@@ -871,6 +926,9 @@ class ResPartner(models.Model):
 
     def action_mlm_refresh_scores(self):
         """Refresh the scores of these customers now (incremental)."""
+        if not self.env.user.has_group(LOYALTY_GROUPS):
+            raise AccessError(_("Only Loyalty Users can refresh segment scores."))
+        self.check_access("read")
         self._mlm_refresh_scores()
         return True
 
@@ -1680,10 +1738,15 @@ class ResPartner(models.Model):
         copy=False,
         help="Reached on the order that qualifies; lost at the nightly review "
         "after the grace period below the threshold.",
+        groups=MEMBER_GROUPS,
     )
     # For the register (the POS loads no tier model).
-    mlm_tier_name = fields.Char(related="mlm_tier_id.name", string="Tier Name")
-    mlm_tier_color = fields.Integer(related="mlm_tier_id.color", string="Tier Colour")
+    mlm_tier_name = fields.Char(
+        related="mlm_tier_id.name", string="Tier Name", groups=MEMBER_GROUPS
+    )
+    mlm_tier_color = fields.Integer(
+        related="mlm_tier_id.color", string="Tier Colour", groups=MEMBER_GROUPS
+    )
     mlm_tier_below_since = fields.Date(
         string="Below Tier Since",
         company_dependent=True,
@@ -1691,15 +1754,20 @@ class ResPartner(models.Model):
         copy=False,
         help="First nightly review that found the member below their tier's "
         "threshold; downgraded when the grace period has passed.",
+        groups=MEMBER_GROUPS,
     )
     mlm_tier_value = fields.Float(
         string="Tier Qualification (12 months)",
         compute="_compute_mlm_tier_value",
         digits=(16, 2),
         help="Points earned or net spend (see Settings) over the last 12 months.",
+        groups=MEMBER_GROUPS,
     )
     mlm_tier_history_ids = fields.One2many(
-        "loyalty.mlm.tier.history", "partner_id", string="Tier History"
+        "loyalty.mlm.tier.history",
+        "partner_id",
+        string="Tier History",
+        groups=MEMBER_GROUPS,
     )
     mlm_birthdate = fields.Date(
         string="Birthday",
@@ -2604,16 +2672,22 @@ class ResPartner(models.Model):
         compute="_compute_mlm_next_action",
         help="The treatment that applies to this customer now: the first active "
         "rule (by sequence) whose conditions he meets.",
+        groups=LOYALTY_GROUPS,
     )
-    mlm_next_action = fields.Char(string="It Does", compute="_compute_mlm_next_action")
+    mlm_next_action = fields.Char(
+        string="It Does", compute="_compute_mlm_next_action", groups=LOYALTY_GROUPS
+    )
     mlm_next_action_status = fields.Char(
-        string="When", compute="_compute_mlm_next_action"
+        string="When", compute="_compute_mlm_next_action", groups=LOYALTY_GROUPS
     )
     mlm_treatment_rationale = fields.Char(
-        string="Why", compute="_compute_mlm_next_action"
+        string="Why", compute="_compute_mlm_next_action", groups=LOYALTY_GROUPS
     )
     mlm_treatment_log_ids = fields.One2many(
-        "loyalty.mlm.treatment.log", "partner_id", string="Treatments Done"
+        "loyalty.mlm.treatment.log",
+        "partner_id",
+        string="Treatments Done",
+        groups=LOYALTY_GROUPS,
     )
 
     @api.depends_context("company")

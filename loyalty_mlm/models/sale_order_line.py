@@ -1,5 +1,9 @@
-from odoo import api, models
+import math
 
+from odoo import _, api, models
+from odoo.exceptions import ValidationError
+
+from .loyalty_card import POINTS_FLOW, mlm_flow
 from .loyalty_mlm_ledger import mlm_source
 
 
@@ -13,17 +17,41 @@ class SaleOrderLine(models.Model):
             mlm_ledger_source=mlm_source("sale.order", res_id, "reversal", "redeem")
         )
 
+    @api.constrains("points_cost", "coupon_id")
+    def _check_mlm_points_cost(self):
+        # A reward costs points: a negative cost would turn a redemption on a
+        # member card into a credit.
+        member_ids = self.env["loyalty.program"]._mlm_member_programme_ids()
+        for line in self:
+            if line.coupon_id.program_id.id not in member_ids:
+                continue
+            if not math.isfinite(line.points_cost) or line.points_cost < 0:
+                raise ValidationError(
+                    _(
+                        "A reward on a member card costs a positive number of "
+                        "points, not %(points)s.",
+                        points=line.points_cost,
+                    )
+                )
+
     @api.model_create_multi
     def create(self, vals_list):
         orders = self.env["sale.order"].browse(
             {vals["order_id"] for vals in vals_list if vals.get("order_id")}
         )
-        return super(SaleOrderLine, self._mlm_with_source(orders)).create(vals_list)
+        # Odoo spends (or gives back) the reward's points as the user: the
+        # card guards let this flow through (see loyalty.card).
+        with mlm_flow(self.env, POINTS_FLOW):
+            return super(SaleOrderLine, self._mlm_with_source(orders)).create(vals_list)
 
     def write(self, vals):
         if "points_cost" not in vals:
             return super().write(vals)
-        return super(SaleOrderLine, self._mlm_with_source(self.order_id)).write(vals)
+        with mlm_flow(self.env, POINTS_FLOW):
+            return super(SaleOrderLine, self._mlm_with_source(self.order_id)).write(
+                vals
+            )
 
     def unlink(self):
-        return super(SaleOrderLine, self._mlm_with_source(self.order_id)).unlink()
+        with mlm_flow(self.env, POINTS_FLOW):
+            return super(SaleOrderLine, self._mlm_with_source(self.order_id)).unlink()

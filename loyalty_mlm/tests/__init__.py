@@ -21,3 +21,6 @@ from . import test_pos_customer_editor
 from . import test_pos_concurrency
 from . import test_pos_trust
 from . import test_sale_trust
+from . import test_card_guards
+from . import test_access
+from . import test_bounds

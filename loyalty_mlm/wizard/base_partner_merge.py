@@ -1,5 +1,6 @@
 from odoo import _, models
 
+from ..models.loyalty_card import MERGE_FLOW, mlm_flow
 from ..models.loyalty_mlm_ledger import mlm_source
 
 
@@ -23,16 +24,18 @@ class MergePartnerAutomatic(models.TransientModel):
             "adjustment",
             _("Contacts merged into %s", dst_partner.display_name),
         )
-        res = super(
-            MergePartnerAutomatic, self.with_context(mlm_ledger_source=source)
-        )._merge_loyalty_cards(src_partners, dst_partner)
-        for cards in before.grouped("program_id").values():
-            survivor = cards.filtered(
-                lambda card: card.active and card.partner_id == dst_partner
-            )[:1]
-            emptied = (cards - survivor).filtered(lambda card: not card.active)
-            if survivor and emptied:
-                emptied.write({"mlm_merged_into_id": survivor.id})
+        # The one way a member card changes holder (see loyalty.card guards).
+        with mlm_flow(self.env, MERGE_FLOW):
+            res = super(
+                MergePartnerAutomatic, self.with_context(mlm_ledger_source=source)
+            )._merge_loyalty_cards(src_partners, dst_partner)
+            for cards in before.grouped("program_id").values():
+                survivor = cards.filtered(
+                    lambda card: card.active and card.partner_id == dst_partner
+                )[:1]
+                emptied = (cards - survivor).filtered(lambda card: not card.active)
+                if survivor and emptied:
+                    emptied.write({"mlm_merged_into_id": survivor.id})
         return res
 
     def _update_values(self, src_partners, dst_partner):

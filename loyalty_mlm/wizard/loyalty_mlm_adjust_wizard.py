@@ -2,6 +2,10 @@ from markupsafe import Markup
 
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
+from odoo.tools import float_is_zero, float_round
+
+from ..models.loyalty_card import MANAGER_GROUP
+from ..models.loyalty_mlm_ledger import PRECISION
 
 
 class LoyaltyMlmAdjustWizard(models.TransientModel):
@@ -28,25 +32,70 @@ class LoyaltyMlmAdjustWizard(models.TransientModel):
         for wizard in self:
             wizard.card_id = wizard.partner_id.sudo().mlm_card_id
 
+    @api.model
+    def default_get(self, fields_list):
+        # Launched from the contacts' Action menu: one member at a time.
+        context = self.env.context
+        if (
+            context.get("active_model") == "res.partner"
+            and len(context.get("active_ids") or []) > 1
+        ):
+            raise UserError(_("Adjust the points of one member at a time."))
+        return super().default_get(fields_list)
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        for vals in vals_list:
+            if "points" in vals:
+                vals["points"] = self._mlm_check_points(vals["points"])
+        return super().create(vals_list)
+
+    def write(self, vals):
+        if "points" in vals:
+            vals = {**vals, "points": self._mlm_check_points(vals["points"])}
+        return super().write(vals)
+
+    @api.model
+    def _mlm_check_points(self, value):
+        """A finite number of points within the card's range (checked before
+        anything is stored: Infinity cannot even be rounded)."""
+        cards = self.env["loyalty.card"]
+        points = cards._mlm_points_value(value)
+        cards._mlm_check_points_range([points])
+        return points
+
     def action_apply(self):
-        self.ensure_one()
-        if not self.env.user.has_group("loyalty_mlm.group_loyalty_mlm_manager"):
+        if len(self) != 1:
+            raise UserError(_("Adjust the points of one member at a time."))
+        if not self.env.user.has_group(MANAGER_GROUP):
             raise UserError(_("Only Loyalty Managers can adjust points."))
-        if not self.points:
+        points = float_round(self._mlm_check_points(self.points), PRECISION)
+        if float_is_zero(points, precision_digits=PRECISION):
             raise UserError(_("Enter a number of points other than zero."))
         if not (self.reason or "").strip():
             raise UserError(_("Say why the points are adjusted."))
-        if not self.card_id:
-            self.partner_id._mlm_enroll(self.env.company)
-            self._compute_card_id()
-        self.card_id._mlm_adjust(self.points, self.reason)
-        self.partner_id.message_post(
+        # The partner's card is computed per request: read it afresh.
+        card = self.partner_id.sudo().with_context(active_test=True).mlm_card_id
+        if len(card) != 1:
+            raise UserError(
+                _(
+                    "%(contact)s is not a member: make them a member before "
+                    "adjusting their points.",
+                    contact=self.partner_id.display_name,
+                )
+            )
+        card._mlm_check_points_range([card.points + points])
+        card._mlm_adjust(points, self.reason)
+        # sudo: adjusting points is the Loyalty Manager's right, editing the
+        # contact is not needed to leave the note; the author stays the user.
+        self.partner_id.sudo().message_post(
+            author_id=self.env.user.partner_id.id,
             body=Markup("%s<br/>%s")
             % (
                 _(
                     "Points adjusted by %(points)+g (new balance %(balance)g).",
-                    points=self.points,
-                    balance=self.card_id.points,
+                    points=points,
+                    balance=card.points,
                 ),
                 _("Reason: %s", self.reason),
             ),

@@ -36,10 +36,33 @@ class LoyaltyMlmDonationWizard(models.TransientModel):
             wizard.card_id = card
             wizard.balance = card.points
 
+    @api.model_create_multi
+    def create(self, vals_list):
+        for vals in vals_list:
+            if "points" in vals:
+                vals["points"] = self._mlm_check_points(vals["points"])
+        return super().create(vals_list)
+
+    def write(self, vals):
+        if "points" in vals:
+            vals = {**vals, "points": self._mlm_check_points(vals["points"])}
+        return super().write(vals)
+
+    @api.model
+    def _mlm_check_points(self, value):
+        """A finite number within the card's range, refused before anything
+        is stored (Infinity cannot even be rounded)."""
+        cards = self.env["loyalty.card"]
+        points = cards._mlm_points_value(value)
+        cards._mlm_check_points_range([points])
+        return points
+
     def action_donate(self):
-        self.ensure_one()
+        if len(self) != 1:
+            raise UserError(_("Record one donation at a time."))
         if not self.env.user.has_group("loyalty_mlm.group_loyalty_mlm_user"):
             raise UserError(_("Only Loyalty Users can record donations."))
+        self._mlm_check_points(self.points)
         if float_compare(self.points, 0.0, precision_digits=2) <= 0:
             raise UserError(_("Enter a positive number of points to donate."))
         if not self.charity_id.mlm_is_charity:
