@@ -1,5 +1,5 @@
 from odoo import _, api, fields, models
-from odoo.exceptions import ValidationError
+from odoo.exceptions import UserError, ValidationError
 from odoo.tools import SQL
 
 from .loyalty_mlm_ledger import mlm_source
@@ -53,7 +53,7 @@ class LoyaltyCard(models.Model):
         cards = super().create(vals_list)
         members = cards._mlm_member_cards()
         if members:
-            members.partner_id._mlm_mark_member()
+            self._mlm_mark_member(members.partner_id)
             self.env["loyalty.mlm.ledger"]._mlm_record_changes(
                 {card: card.points for card in members}
             )
@@ -63,7 +63,7 @@ class LoyaltyCard(models.Model):
         if "points" not in vals:
             res = super().write(vals)
             if vals.get("partner_id"):
-                self._mlm_member_cards().partner_id._mlm_mark_member()
+                self._mlm_mark_member(self._mlm_member_cards().partner_id)
             return res
         members = self._mlm_member_cards()
         before = {card: card.points for card in members}
@@ -171,3 +171,53 @@ class LoyaltyCard(models.Model):
     def _mlm_adjust(self, points, reason):
         """Add (or remove) points by hand; the ledger gets an adjustment."""
         self._mlm_post_points(points, "adjustment", reason=reason)
+
+    # ------------------------------------------------------------
+    # Membership: a member is a contact with a card in the company's member
+    # programme (res.partner shows it and has the buttons).
+    # ------------------------------------------------------------
+
+    @api.model
+    def _mlm_mark_member(self, partners):
+        """`partners` are members since today, unless they already were."""
+        newcomers = partners.filtered(lambda partner: not partner.mlm_member_since)
+        if newcomers:
+            newcomers.sudo().write(
+                {"mlm_member_since": fields.Date.context_today(self)}
+            )
+
+    @api.model
+    def _mlm_enroll(self, partners, company):
+        """Make `partners` members of the company's programme: one card each,
+        ever."""
+        program = company.mlm_program_id
+        if not program:
+            raise UserError(
+                _(
+                    "Choose a member programme for %s in Members > Configuration > "
+                    "Settings first.",
+                    company.name,
+                )
+            )
+        cards = self.env["loyalty.card"].sudo()
+        existing = cards.search_fetch(
+            [("program_id", "=", program.id), ("partner_id", "in", partners.ids)],
+            ["partner_id"],
+        )
+        missing = partners - existing.partner_id
+        if missing:
+            # sudo: salespeople and cashiers have no create right on cards.
+            cards.create(
+                [
+                    {"program_id": program.id, "partner_id": p.id, "points": 0}
+                    for p in missing
+                ]
+            )
+        self._mlm_mark_member(partners - missing)
+        # Referral code and welcome bonus (see loyalty.mlm.bonus).
+        self.env["loyalty.mlm.bonus"]._mlm_on_member(partners, company)
+
+    @api.model
+    def _mlm_auto_enroll(self, partners, company):
+        if company.mlm_auto_enroll and company.mlm_program_id and partners:
+            self._mlm_enroll(partners, company)

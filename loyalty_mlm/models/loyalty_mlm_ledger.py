@@ -11,6 +11,8 @@ from odoo.tools import SQL, create_index, float_is_zero, float_round
 _logger = logging.getLogger(__name__)
 
 PRECISION = 2  # points are kept to two decimals, as the cards show them
+# Bonus kinds an order carries (reversed with it, counted for the tiers).
+BONUS_KINDS = ("tier_bonus", "campaign_bonus")
 SPLITS_KEY = "loyalty_mlm.ledger_splits"
 
 
@@ -543,6 +545,35 @@ class LoyaltyMlmLedger(models.Model):
                 )
         self.env["ir.cron"]._notify_progress(done=len(mismatches), remaining=0)
         return mismatches
+
+    # ------------------------------------------------------------
+    # Points statement (report/loyalty_mlm_statement_report.xml)
+    # ------------------------------------------------------------
+
+    @api.model
+    def _mlm_statement_entries(self, partner):
+        """Ledger lines of the points statement of `partner`, oldest first,
+        with a running balance and a printable source name."""
+        partner.ensure_one()
+        entries = self.sudo().search(
+            [
+                ("partner_id", "=", partner.id),
+                ("program_id", "=", self.env.company.mlm_program_id.id),
+            ],
+            order="date, id",
+        )
+        balance, lines = 0.0, []
+        for entry in entries:
+            balance += entry.points
+            source = entry.source_ref
+            lines.append(
+                {
+                    "entry": entry,
+                    "balance": round(balance, 2),
+                    "source": source.display_name if source else "",
+                }
+            )
+        return lines
 
     # ------------------------------------------------------------
     # Demo

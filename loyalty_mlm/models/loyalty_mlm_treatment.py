@@ -6,7 +6,7 @@ from odoo.exceptions import UserError, ValidationError
 from odoo.osv import expression
 from odoo.tools import SQL, format_date, split_every
 
-from .res_partner import QUADRANT_SELECTION, USAGE_SEGMENT_SELECTION
+from .loyalty_mlm_partner_score import QUADRANT_SELECTION, USAGE_SEGMENT_SELECTION
 
 _logger = logging.getLogger(__name__)
 
@@ -552,7 +552,7 @@ class LoyaltyMlmTreatment(models.Model):
         if self.mail_template_id:
             if partner.email:
                 if partner.mlm_member_since:
-                    partner._mlm_ensure_referral_codes()
+                    self.env["loyalty.mlm.referral"]._mlm_ensure_referral_codes(partner)
                 mail_id = (
                     self.mail_template_id.with_company(company)
                     .with_context(**mail_ctx)

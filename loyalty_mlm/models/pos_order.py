@@ -311,7 +311,7 @@ class PosOrder(models.Model):
             for line in self.lines
             if not line.is_reward_line
         ]
-        return self.env["res.partner"]._mlm_order_bonus_parts(
+        return self.env["loyalty.mlm.bonus"]._mlm_order_bonus_parts(
             self, "pos", earned, lines
         )
 
@@ -321,7 +321,9 @@ class PosOrder(models.Model):
         partner_ids = [
             card.partner_id.id for card, kinds in points.items() if kinds.get("earn")
         ]
-        self.env["res.partner"].browse(partner_ids)._mlm_tier_upgrade(self.company_id)
+        self.env["loyalty.mlm.tier"]._mlm_tier_upgrade(
+            self.env["res.partner"].browse(partner_ids), self.company_id
+        )
 
     def _mlm_drop_targeted_points(self, coupon_data):
         """Leave out the points of targeted programmes the customer could not
@@ -462,17 +464,22 @@ class PosOrder(models.Model):
         res = super()._process_saved_order(draft)
         if not draft and self.state in ("paid", "done", "invoiced"):
             if self.partner_id:
-                self.env["res.partner"]._mlm_auto_enroll(
+                self.env["loyalty.card"]._mlm_auto_enroll(
                     self.partner_id, self.company_id
                 )
-                self.partner_id._mlm_stage_event(self.company_id)
+                self.env["loyalty.mlm.stage"]._mlm_stage_event(
+                    self.partner_id, self.company_id
+                )
                 if self.amount_total > 0:
-                    # Bonuses, tiers, referral (see res.partner).
-                    self.partner_id._mlm_on_member(self.company_id)
-                    self.env["res.partner"]._mlm_referral_rewards(self)
+                    # Bonuses, tiers, referral (see loyalty.mlm.bonus).
+                    self.env["loyalty.mlm.bonus"]._mlm_on_member(
+                        self.partner_id, self.company_id
+                    )
+                    self.env["loyalty.mlm.referral"]._mlm_referral_rewards(self)
                     if self.company_id.mlm_tier_metric == "spend":
-                        self.partner_id.filtered("mlm_member_since")._mlm_tier_upgrade(
-                            self.company_id
+                        self.env["loyalty.mlm.tier"]._mlm_tier_upgrade(
+                            self.partner_id.filtered("mlm_member_since"),
+                            self.company_id,
                         )
             self._mlm_reverse_refunded_points()
         return res

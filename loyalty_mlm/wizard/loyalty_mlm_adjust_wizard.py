@@ -37,7 +37,7 @@ class LoyaltyMlmAdjustWizard(models.TransientModel):
         if not (self.reason or "").strip():
             raise UserError(_("Say why the points are adjusted."))
         if not self.card_id:
-            self.partner_id._mlm_enroll(self.env.company)
+            self.env["loyalty.card"]._mlm_enroll(self.partner_id, self.env.company)
             self._compute_card_id()
         self.card_id._mlm_adjust(self.points, self.reason)
         self.partner_id.message_post(
