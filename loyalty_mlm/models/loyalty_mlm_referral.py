@@ -1,6 +1,7 @@
 import secrets
 
 from odoo import _, api, fields, models
+from odoo.exceptions import ValidationError
 from odoo.tools import SQL, float_round
 
 from .loyalty_mlm_ledger import PRECISION
@@ -22,6 +23,104 @@ class LoyaltyMlmReferral(models.AbstractModel):
 
     _name = "loyalty.mlm.referral"
     _description = "Member Referrals"
+
+    # ------------------------------------------------------------
+    # The referrer of a contact (checked on res.partner)
+    # ------------------------------------------------------------
+
+    @api.model
+    def _mlm_referrer_of_code(self, code):
+        """The member whose referral code is `code` (none for no code);
+        a code nobody has is refused."""
+        referrer = self.env["res.partner"]
+        if code:
+            # sudo: whoever registers a customer may look a code up.
+            referrer = referrer.sudo().search(
+                [("mlm_referral_code", "=", code)], limit=1
+            )
+            if not referrer:
+                raise ValidationError(
+                    _("No member has the referral code %(code)s.", code=code)
+                )
+        return referrer
+
+    @api.model
+    def _mlm_refused_code(self, partner):
+        """Why the referral code typed on `partner` (a form's record) would be
+        refused, or None (see res.partner._onchange_mlm_referrer_code)."""
+        code = (partner.mlm_referrer_code or "").strip().upper()
+        if not code or code == (partner.mlm_referrer_id.mlm_referral_code or ""):
+            return None
+        # sudo: whoever registers a customer may look a code up.
+        referrer = (
+            self.env["res.partner"]
+            .sudo()
+            .search([("mlm_referral_code", "=", code)], limit=1)
+        )
+        if not referrer:
+            return _("No member has the referral code %(code)s.", code=code)
+        if partner._origin and partner._origin in self._mlm_referrer_chain(referrer):
+            return _(
+                "%(name)s cannot be referred by %(referrer)s: nobody can refer "
+                "themselves, directly or through the chain of referrers.",
+                name=partner._origin.display_name,
+                referrer=referrer.display_name,
+            )
+        return None
+
+    @api.model
+    def _mlm_referrer_chain(self, partner):
+        """`partner` and its referrers, up the chain (stops on a loop)."""
+        partner.ensure_one()
+        chain = partner.browse()
+        while partner and partner not in chain:
+            chain |= partner
+            partner = partner.mlm_referrer_id
+        return chain
+
+    @api.model
+    def _mlm_check_referrers(self, partners):
+        """The constraint on the referrer of `partners` (res.partner): only a
+        member refers, nobody himself or his company, directly or through a
+        chain; a rewarded referral's referrer no longer changes."""
+        for partner in partners:
+            referrer = partner.mlm_referrer_id
+            if partner.mlm_referral_date:
+                raise ValidationError(
+                    _(
+                        "The referral of %(name)s was rewarded on %(date)s: the "
+                        "referrer can no longer change.",
+                        name=partner.display_name,
+                        date=partner.mlm_referral_date,
+                    )
+                )
+            if not referrer:
+                continue
+            if referrer.commercial_partner_id == partner.commercial_partner_id:
+                raise ValidationError(
+                    _(
+                        "%(name)s cannot be referred by %(referrer)s: nobody can "
+                        "refer themselves or their own company.",
+                        name=partner.display_name,
+                        referrer=referrer.display_name,
+                    )
+                )
+            if not referrer.mlm_member_since:
+                raise ValidationError(
+                    _(
+                        "%(referrer)s is not a member: only members can refer new "
+                        "customers.",
+                        referrer=referrer.display_name,
+                    )
+                )
+        if partners._has_cycle("mlm_referrer_id"):
+            raise ValidationError(
+                _(
+                    "This referral would make a loop: %(name)s would end up "
+                    "referring themselves through the chain of referrers.",
+                    name=partners[:1].display_name,
+                )
+            )
 
     @api.model
     def _mlm_ensure_referral_codes(self, partners):

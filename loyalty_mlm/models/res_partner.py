@@ -2,7 +2,7 @@ import logging
 from datetime import timedelta
 
 from odoo import _, api, fields, models
-from odoo.exceptions import AccessError, ValidationError
+from odoo.exceptions import AccessError
 from odoo.tools import SQL, format_date
 from odoo.tools.query import Query
 
@@ -524,16 +524,7 @@ class ResPartner(models.Model):
             code = (partner.mlm_referrer_code or "").strip().upper()
             if code == (partner.mlm_referrer_id.mlm_referral_code or ""):
                 continue
-            referrer = self.browse()
-            if code:
-                # sudo: whoever registers a customer may look a code up.
-                referrer = self.sudo().search(
-                    [("mlm_referral_code", "=", code)], limit=1
-                )
-                if not referrer:
-                    raise ValidationError(
-                        _("No member has the referral code %(code)s.", code=code)
-                    )
+            referrer = self.env["loyalty.mlm.referral"]._mlm_referrer_of_code(code)
             partner.mlm_referrer_id = referrer.id
 
     @api.onchange("mlm_referrer_code")
@@ -542,21 +533,8 @@ class ResPartner(models.Model):
         is this form): a code that would be refused is cleared with the
         reason, before anything is saved. The constraint below still decides
         at save."""
-        code = (self.mlm_referrer_code or "").strip().upper()
-        if not code or code == (self.mlm_referrer_id.mlm_referral_code or ""):
-            return None
-        # sudo: whoever registers a customer may look a code up.
-        referrer = self.sudo().search([("mlm_referral_code", "=", code)], limit=1)
-        if not referrer:
-            message = _("No member has the referral code %(code)s.", code=code)
-        elif self._origin and self._origin in referrer._mlm_referrer_chain():
-            message = _(
-                "%(name)s cannot be referred by %(referrer)s: nobody can refer "
-                "themselves, directly or through the chain of referrers.",
-                name=self._origin.display_name,
-                referrer=referrer.display_name,
-            )
-        else:
+        message = self.env["loyalty.mlm.referral"]._mlm_refused_code(self)
+        if not message:
             return None
         self.mlm_referrer_code = self.mlm_referrer_id.mlm_referral_code
         # A dialog: the register shows dialogs, not the web client's toasts.
@@ -568,15 +546,6 @@ class ResPartner(models.Model):
             }
         }
 
-    def _mlm_referrer_chain(self):
-        """`self` and its referrers, up the chain (stops on a loop)."""
-        self.ensure_one()
-        chain, partner = self.browse(), self
-        while partner and partner not in chain:
-            chain |= partner
-            partner = partner.mlm_referrer_id
-        return chain
-
     @api.depends("mlm_referred_ids.mlm_referral_date")
     def _compute_mlm_referral_count(self):
         saved = self.filtered(lambda partner: isinstance(partner.id, int))
@@ -587,44 +556,7 @@ class ResPartner(models.Model):
 
     @api.constrains("mlm_referrer_id")
     def _check_mlm_referrer_id(self):
-        for partner in self:
-            referrer = partner.mlm_referrer_id
-            if partner.mlm_referral_date:
-                raise ValidationError(
-                    _(
-                        "The referral of %(name)s was rewarded on %(date)s: the "
-                        "referrer can no longer change.",
-                        name=partner.display_name,
-                        date=partner.mlm_referral_date,
-                    )
-                )
-            if not referrer:
-                continue
-            if referrer.commercial_partner_id == partner.commercial_partner_id:
-                raise ValidationError(
-                    _(
-                        "%(name)s cannot be referred by %(referrer)s: nobody can "
-                        "refer themselves or their own company.",
-                        name=partner.display_name,
-                        referrer=referrer.display_name,
-                    )
-                )
-            if not referrer.mlm_member_since:
-                raise ValidationError(
-                    _(
-                        "%(referrer)s is not a member: only members can refer new "
-                        "customers.",
-                        referrer=referrer.display_name,
-                    )
-                )
-        if self._has_cycle("mlm_referrer_id"):
-            raise ValidationError(
-                _(
-                    "This referral would make a loop: %(name)s would end up "
-                    "referring themselves through the chain of referrers.",
-                    name=self[:1].display_name,
-                )
-            )
+        self.env["loyalty.mlm.referral"]._mlm_check_referrers(self)
 
     def action_mlm_donate(self):
         self.ensure_one()
