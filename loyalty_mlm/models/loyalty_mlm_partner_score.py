@@ -132,6 +132,53 @@ class LoyaltyMlmPartnerScore(models.Model):
             )
 
     # ------------------------------------------------------------
+    # Reading the scores (the contact's mlm_* score fields)
+    # ------------------------------------------------------------
+
+    @api.model
+    def _mlm_score_rows_of(self, company, partner_ids):
+        """{partner id: values of the SCORE_FIELDS columns} of `partner_ids`
+        in `company`, in one query (no row: no scores)."""
+        self.env.cr.execute(
+            SQL(
+                "SELECT partner_id, %s FROM loyalty_mlm_partner_score"
+                " WHERE company_id = %s AND partner_id = ANY(%s)",
+                SQL(", ").join(SQL.identifier(c) for c in SCORE_FIELDS.values()),
+                company.id,
+                partner_ids,
+            )
+        )
+        return {row[0]: row[1:] for row in self.env.cr.fetchall()}
+
+    @api.model
+    def _mlm_column_sql(self, alias, column, query=None):
+        """The score `column` of the contact `alias` in the current company,
+        as SQL: a subquery, or a LEFT JOIN added to `query` (see
+        res.partner._field_to_sql)."""
+        if query is None:
+            return SQL(
+                "(SELECT s.%s FROM loyalty_mlm_partner_score s"
+                " WHERE s.partner_id = %s AND s.company_id = %s)",
+                SQL.identifier(column),
+                SQL.identifier(alias, "id"),
+                self.env.company.id,
+            )
+        score_alias = query.make_alias(alias, "mlm_score")
+        query.add_join(
+            "LEFT JOIN",
+            score_alias,
+            "loyalty_mlm_partner_score",
+            SQL(
+                "%s = %s AND %s = %s",
+                SQL.identifier(score_alias, "partner_id"),
+                SQL.identifier(alias, "id"),
+                SQL.identifier(score_alias, "company_id"),
+                self.env.company.id,
+            ),
+        )
+        return SQL.identifier(score_alias, column)
+
+    # ------------------------------------------------------------
     # Refresh engine
     # ------------------------------------------------------------
     # Computed by tools/scoring.py from one SQL aggregation of the orders and

@@ -3,7 +3,7 @@ from datetime import timedelta
 
 from odoo import _, api, fields, models
 from odoo.exceptions import AccessError
-from odoo.tools import SQL, format_date
+from odoo.tools import format_date
 from odoo.tools.query import Query
 
 from .loyalty_mlm_partner_score import (
@@ -344,18 +344,8 @@ class ResPartner(models.Model):
 
     @api.depends_context("company")
     def _compute_mlm_scores(self):
-        rows = {}
-        if self.ids:
-            self.env.cr.execute(
-                SQL(
-                    "SELECT partner_id, %s FROM loyalty_mlm_partner_score"
-                    " WHERE company_id = %s AND partner_id = ANY(%s)",
-                    SQL(", ").join(SQL.identifier(c) for c in SCORE_FIELDS.values()),
-                    self.env.company.id,
-                    self.ids,
-                )
-            )
-            rows = {row[0]: row[1:] for row in self.env.cr.fetchall()}
+        Score = self.env["loyalty.mlm.partner.score"]
+        rows = Score._mlm_score_rows_of(self.env.company, self.ids) if self.ids else {}
         empty = (False,) * len(SCORE_FIELDS)
         for partner in self:
             values = rows.get(partner.id, empty)
@@ -389,28 +379,9 @@ class ResPartner(models.Model):
         column = SCORE_FIELDS.get(fname)
         if not column:
             return super()._field_to_sql(alias, fname, query, flush)
-        if query is None:
-            return SQL(
-                "(SELECT s.%s FROM loyalty_mlm_partner_score s"
-                " WHERE s.partner_id = %s AND s.company_id = %s)",
-                SQL.identifier(column),
-                SQL.identifier(alias, "id"),
-                self.env.company.id,
-            )
-        score_alias = query.make_alias(alias, "mlm_score")
-        query.add_join(
-            "LEFT JOIN",
-            score_alias,
-            "loyalty_mlm_partner_score",
-            SQL(
-                "%s = %s AND %s = %s",
-                SQL.identifier(score_alias, "partner_id"),
-                SQL.identifier(alias, "id"),
-                SQL.identifier(score_alias, "company_id"),
-                self.env.company.id,
-            ),
+        return self.env["loyalty.mlm.partner.score"]._mlm_column_sql(
+            alias, column, query
         )
-        return SQL.identifier(score_alias, column)
 
     def action_mlm_refresh_scores(self):
         """Refresh the scores of these customers now (incremental)."""
