@@ -3,7 +3,6 @@ from datetime import timedelta
 
 from odoo import _, api, fields, models
 from odoo.exceptions import AccessError
-from odoo.tools import format_date
 from odoo.tools.query import Query
 
 from .loyalty_mlm_partner_score import (
@@ -573,35 +572,9 @@ class ResPartner(models.Model):
     @api.depends_context("company")
     @api.depends("mlm_stage_id")
     def _compute_mlm_next_action(self):
-        """Set-based: one search per rule for all of `self`, one query for
-        what is due per rule, one for the last executions."""
-        company = self.env.company
         Treatment = self.env["loyalty.mlm.treatment"]
         ids = [pid for pid in self.ids if isinstance(pid, int)]
-        rule_of, due, last = {}, set(), {}
-        if ids:
-            now = fields.Datetime.now()
-            matches = Treatment._mlm_rules(company)._mlm_match(company, ids)
-            for rule, partner_ids in matches.items():
-                rule_of.update(dict.fromkeys(partner_ids, rule))
-                due.update(
-                    (rule.id, pid) for pid in rule._mlm_due(company, partner_ids, now)
-                )
-            if rule_of:
-                groups = (
-                    self.env["loyalty.mlm.treatment.log"]
-                    .sudo()
-                    ._read_group(
-                        [
-                            ("partner_id", "in", list(rule_of)),
-                            ("treatment_id", "in", [r.id for r in matches]),
-                            ("company_id", "=", company.id),
-                        ],
-                        ["partner_id", "treatment_id"],
-                        ["date:max"],
-                    )
-                )
-                last = {(p.id, r.id): date for p, r, date in groups}
+        rule_of, due, last = Treatment._mlm_next_actions(self.env.company, ids)
         for partner in self:
             rule = rule_of.get(partner.id, Treatment)
             partner.mlm_treatment_id = rule
@@ -609,25 +582,6 @@ class ResPartner(models.Model):
             partner.mlm_next_action = (
                 "; ".join(rule._mlm_action_labels()) or _("Nothing") if rule else ""
             )
-            partner.mlm_next_action_status = partner._mlm_next_action_status(
-                rule, (rule.id, partner.id) in due, last.get((partner.id, rule.id))
+            partner.mlm_next_action_status = rule._mlm_next_action_status(
+                (rule.id, partner.id) in due, last.get((partner.id, rule.id))
             )
-
-    def _mlm_next_action_status(self, rule, is_due, last_date):
-        if not rule:
-            return ""
-        if not rule._mlm_has_actions():
-            return _("No action on purpose")
-        if is_due:
-            return _("Due at the next run")
-        if rule.trigger == "periodic" and last_date:
-            return _(
-                "Done on %(done)s, again from %(next)s",
-                done=format_date(self.env, last_date),
-                next=format_date(
-                    self.env, last_date + timedelta(days=rule.cooldown_days)
-                ),
-            )
-        if last_date:
-            return _("Done on %s", format_date(self.env, last_date))
-        return _("On the next entry into the stage")
