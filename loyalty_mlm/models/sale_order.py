@@ -7,26 +7,9 @@ from .loyalty_mlm_ledger import mlm_source
 
 
 class SaleOrder(models.Model):
-    _inherit = "sale.order"
-
-    # The customer's segment scores and lifecycle stage on the order form.
-    mlm_usage_segment = fields.Selection(
-        related="partner_id.commercial_partner_id.mlm_usage_segment"
-    )
-    mlm_quadrant = fields.Selection(
-        related="partner_id.commercial_partner_id.mlm_quadrant"
-    )
-    mlm_rfm_code = fields.Char(related="partner_id.commercial_partner_id.mlm_rfm_code")
-    mlm_churn_risk = fields.Integer(
-        related="partner_id.commercial_partner_id.mlm_churn_risk"
-    )
-    mlm_score_date = fields.Date(
-        related="partner_id.commercial_partner_id.mlm_score_date"
-    )
-    mlm_stage_id = fields.Many2one(
-        related="partner_id.commercial_partner_id.mlm_stage_id",
-        string="Lifecycle Stage",
-    )
+    # The segment badge (scores, stage): loyalty.mlm.segment.mixin.
+    _name = "sale.order"
+    _inherit = ["sale.order", "loyalty.mlm.segment.mixin"]
 
     # Bonuses, tiers, referral (see res.partner)
     mlm_points_earned = fields.Float(
