@@ -312,6 +312,8 @@ class LoyaltyMlmPartnerScore(models.Model):
             return self._mlm_full_run_batches(run, batch_size, deadline)
 
     def _mlm_full_run_batches(self, run, batch_size, deadline):
+        """Score the population of `run`, write what changed in batches until
+        `deadline`, then clear the customers gone: (written, left)."""
         company = run.company_id
         today = run.score_date
         population = self._mlm_score_population(company, today)
@@ -328,7 +330,20 @@ class LoyaltyMlmPartnerScore(models.Model):
             key=itemgetter(0),
         )
         to_clear = sorted(stored.keys() - set(population.partner_ids))
-        # New customers first (inserted), then those whose scores moved.
+        written = self._mlm_write_changed(
+            company, today, stored, changed, batch_size, deadline
+        )
+        cleared = 0
+        if written == len(changed) and (not written or time.monotonic() <= deadline):
+            cleared = self._mlm_clear_gone(company, to_clear, batch_size, deadline)
+        left = len(changed) - written + len(to_clear) - cleared
+        self._mlm_full_run_record(run, len(scores), written, cleared, left, reference)
+        return written + cleared, left
+
+    def _mlm_write_changed(self, company, today, stored, changed, batch_size, deadline):
+        """Write `changed` ([(partner id, scores)]) in batches until
+        `deadline` (at least one): new customers first (inserted), then those
+        whose scores moved (updated). Returns the number written."""
         new = [item for item in changed if item[0] not in stored]
         moved = [item for item in changed if item[0] in stored]
         todo = [
@@ -341,21 +356,29 @@ class LoyaltyMlmPartnerScore(models.Model):
                 for batch in split_every(batch_size, moved)
             ),
         ]
-        written = cleared = 0
+        written = 0
         for write, batch in todo:
             write(company, today, dict(batch))
             written += len(batch)
             if time.monotonic() > deadline:
                 break
-        if written == len(changed) and (not written or time.monotonic() <= deadline):
-            for batch in split_every(batch_size, to_clear):
-                self._mlm_scores_clear(company, batch)
-                cleared += len(batch)
-                if time.monotonic() > deadline:
-                    break
-        left = len(changed) - written + len(to_clear) - cleared
+        return written
+
+    def _mlm_clear_gone(self, company, to_clear, batch_size, deadline):
+        """Clear the scores of `to_clear` (no customers any more) in batches
+        until `deadline`. Returns the number cleared."""
+        cleared = 0
+        for batch in split_every(batch_size, to_clear):
+            self._mlm_scores_clear(company, batch)
+            cleared += len(batch)
+            if time.monotonic() > deadline:
+                break
+        return cleared
+
+    def _mlm_full_run_record(self, run, customers, written, cleared, left, reference):
+        """Book a call's progress on `run`; done when nothing is `left`."""
         values = {
-            "customer_count": len(scores),
+            "customer_count": customers,
             "done_count": run.done_count + written,
             "cleared_count": run.cleared_count + cleared,
         }
@@ -368,12 +391,11 @@ class LoyaltyMlmPartnerScore(models.Model):
             run._mlm_garbage_collect()
             _logger.info(
                 "Segment scores of %s: %s customers, %s contacts written, %s cleared",
-                company.name,
-                len(scores),
+                run.company_id.name,
+                customers,
                 run.done_count,
                 run.cleared_count,
             )
-        return written + cleared, left
 
     def _mlm_rescore(self, company, partner_ids, reference_run):
         """Rescore `partner_ids` (commercial partners) against a full run.
@@ -397,31 +419,9 @@ class LoyaltyMlmPartnerScore(models.Model):
         )
         written = cleared = 0
         if partner_ids:
-            reference = reference_run.reference
-            stats = self._mlm_score_stats(company, today, partner_ids)
-            params = self._mlm_score_params(company, reference["company_interval_days"])
-            scores = {
-                pid: self._mlm_score_values_key(values)
-                for pid, values in score_with_reference(
-                    stats, today, params, reference
-                ).items()
-            }
-            self._mlm_scores_lock(company)
-            stored = self._mlm_stored_scores(company, partner_ids)
-            changed = {
-                pid: values
-                for pid, values in scores.items()
-                if stored.get(pid) != values
-            }
-            to_clear = sorted(stored.keys() - scores.keys())
-            for batch in split_every(SCORE_BATCH_SIZE, sorted(changed)):
-                self._mlm_scores_update(
-                    company, today, {pid: changed[pid] for pid in batch}
-                )
-                written += len(batch)
-            for batch in split_every(SCORE_BATCH_SIZE, to_clear):
-                self._mlm_scores_clear(company, batch)
-                cleared += len(batch)
+            written, cleared = self._mlm_rescore_write(
+                company, today, partner_ids, reference_run.reference
+            )
         run.write(
             {
                 "state": "done",
@@ -432,6 +432,35 @@ class LoyaltyMlmPartnerScore(models.Model):
             }
         )
         return len(partner_ids)
+
+    def _mlm_rescore_write(self, company, today, partner_ids, reference):
+        """Score `partner_ids` against `reference` (a full run's cut points)
+        and write those whose scores changed, clear those without orders:
+        (written, cleared)."""
+        written = cleared = 0
+        stats = self._mlm_score_stats(company, today, partner_ids)
+        params = self._mlm_score_params(company, reference["company_interval_days"])
+        scores = {
+            pid: self._mlm_score_values_key(values)
+            for pid, values in score_with_reference(
+                stats, today, params, reference
+            ).items()
+        }
+        self._mlm_scores_lock(company)
+        stored = self._mlm_stored_scores(company, partner_ids)
+        changed = {
+            pid: values for pid, values in scores.items() if stored.get(pid) != values
+        }
+        to_clear = sorted(stored.keys() - scores.keys())
+        for batch in split_every(SCORE_BATCH_SIZE, sorted(changed)):
+            self._mlm_scores_update(
+                company, today, {pid: changed[pid] for pid in batch}
+            )
+            written += len(batch)
+        for batch in split_every(SCORE_BATCH_SIZE, to_clear):
+            self._mlm_scores_clear(company, batch)
+            cleared += len(batch)
+        return written, cleared
 
     @api.model
     def _mlm_score_params(self, company, interval):
@@ -472,83 +501,188 @@ class LoyaltyMlmPartnerScore(models.Model):
         Archived customers are left out (their scores are cleared). Orders
         count on their UTC day; "12m" is the 12 months up to `today`.
         """
-        rate = company.mlm_score_default_margin_pct / 100.0
-        restrict = SQL()
-        if partner_ids is not None:
-            restrict = SQL(
-                "AND o.partner_id IN (SELECT id FROM res_partner"
-                " WHERE commercial_partner_id = ANY(%s))",
-                list(partner_ids),
-            )
-        # "Within 12 months": an order day after today - 1 year, i.e. from
-        # the next midnight on (timestamps are compared as they are, rather
-        # than casting each row).
-        midnight = datetime.min.time()
-        day_12m = datetime.combine(today - relativedelta(years=1), midnight)
-        day_12m += timedelta(days=1)
-        day_24m = datetime.combine(today - relativedelta(years=2), midnight)
-        day_24m += timedelta(days=1)
-
         # Every source yields one row per order, refund, line or credit note
         # line into a single stream, aggregated once per commercial partner
-        # (see _mlm_score_rows for how). Each row carries its revenue once,
-        # split into "last 12 months" and the rest by the aggregates' filters;
-        # the margin is kept for the last 12 months only, as NULL elsewhere,
-        # so that its expression is evaluated only where it counts. Sums stay
-        # numeric: exact, so the scores never depend on the order rows were
-        # added in.
-        def row(when, is_order, revenue, margin):
-            """The stream's columns for one source, as SQL."""
-            return SQL(
-                """
-                o.partner_id, %(when)s AS at, %(is_order)s AS is_order,
-                %(revenue)s AS revenue,
-                CASE WHEN %(when)s >= %(day_12m)s THEN %(margin)s END AS margin_12m
-                """,
-                when=when,
-                is_order=is_order,
-                revenue=revenue,
-                margin=margin,
-                day_12m=day_12m,
-            )
+        # (see _mlm_score_rows for how). The CTEs are each used once, so
+        # PostgreSQL inlines them: one plan, as if written as subqueries.
+        day_12m, day_24m = self._mlm_score_windows(today)
+        rate = company.mlm_score_default_margin_pct / 100.0
+        restrict = self._mlm_score_restrict(partner_ids)
+        sources = (company, rate, restrict, day_12m)
+        return SQL(
+            """
+            WITH sale_rows AS (%(sale)s),
+                 pos_rows AS (%(pos)s),
+                 pos_line_rows AS (%(pos_line)s),
+                 credit_note_rows AS (%(credit_note)s),
+                 stream AS (
+                    SELECT * FROM sale_rows
+                    UNION ALL SELECT * FROM pos_rows
+                    UNION ALL SELECT * FROM pos_line_rows
+                    UNION ALL SELECT * FROM credit_note_rows
+                 ),
+                 per_customer AS (%(per_customer)s)
+            SELECT s.* FROM per_customer s
+             WHERE s.id IS NOT NULL AND NOT EXISTS (
+                   SELECT FROM res_partner cp WHERE cp.id = s.id AND NOT cp.active)
+            """,
+            sale=self._mlm_score_sale_rows(*sources),
+            pos=self._mlm_score_pos_rows(*sources),
+            pos_line=self._mlm_score_pos_line_rows(*sources),
+            credit_note=self._mlm_score_credit_note_rows(*sources),
+            per_customer=self._mlm_score_per_customer(
+                today, day_12m, day_24m, previous
+            ),
+        )
 
-        def in_company_currency(amount):
-            return SQL(
-                "CASE WHEN o.currency_rate = 1 THEN %s"
-                " ELSE %s / COALESCE(NULLIF(o.currency_rate, 0), 1) END",
-                amount,
-                amount,
-            )
+    @staticmethod
+    def _mlm_score_windows(today):
+        """The first moments of "the last 12 months" and "the 12 before" as
+        of `today`: an order day after today - 1 year counts as recent, i.e.
+        from the next midnight on (timestamps are compared as they are,
+        rather than casting each row)."""
+        midnight = datetime.min.time()
+        day_12m = datetime.combine(today - relativedelta(years=1), midnight)
+        day_24m = datetime.combine(today - relativedelta(years=2), midnight)
+        return day_12m + timedelta(days=1), day_24m + timedelta(days=1)
 
-        sale = row(
+    @staticmethod
+    def _mlm_score_restrict(partner_ids):
+        """The filter of each source on the orders of `partner_ids`
+        (commercial partners; their contacts' orders count), or nothing."""
+        if partner_ids is None:
+            return SQL()
+        return SQL(
+            "AND o.partner_id IN (SELECT id FROM res_partner"
+            " WHERE commercial_partner_id = ANY(%s))",
+            list(partner_ids),
+        )
+
+    @staticmethod
+    def _mlm_score_row(when, is_order, revenue, margin, day_12m):
+        """The stream's columns for one source: partner_id, at, is_order,
+        revenue, margin_12m. Each row carries its revenue once, split into
+        "last 12 months" and the rest by the aggregates' filters; the margin
+        is kept for the last 12 months only, as NULL elsewhere, so that its
+        expression is evaluated only where it counts. Sums stay numeric:
+        exact, so the scores never depend on the order rows were added in."""
+        return SQL(
+            """
+            o.partner_id, %(when)s AS at, %(is_order)s AS is_order,
+            %(revenue)s AS revenue,
+            CASE WHEN %(when)s >= %(day_12m)s THEN %(margin)s END AS margin_12m
+            """,
+            when=when,
+            is_order=is_order,
+            revenue=revenue,
+            margin=margin,
+            day_12m=day_12m,
+        )
+
+    @staticmethod
+    def _mlm_score_in_currency(amount):
+        """`amount` of the order `o` in company currency (at the order's
+        rate; skipped when the rate is 1)."""
+        return SQL(
+            "CASE WHEN o.currency_rate = 1 THEN %s"
+            " ELSE %s / COALESCE(NULLIF(o.currency_rate, 0), 1) END",
+            amount,
+            amount,
+        )
+
+    @api.model
+    def _mlm_score_sale_rows(self, company, rate, restrict, day_12m):
+        """Confirmed sale orders: one order each, revenue the untaxed amount,
+        margin the order's (sale_margin), or the default margin `rate` of the
+        amount when none of its lines has a cost (the margin then equals the
+        amount)."""
+        in_currency = self._mlm_score_in_currency
+        row = self._mlm_score_row(
             SQL("o.date_order"),
             SQL("TRUE"),
-            in_company_currency(SQL("o.amount_untaxed")),
-            in_company_currency(
+            in_currency(SQL("o.amount_untaxed")),
+            in_currency(
                 SQL(
                     "CASE WHEN o.margin IS NULL OR o.margin = o.amount_untaxed"
                     " THEN o.amount_untaxed * %s ELSE o.margin END",
                     rate,
                 )
             ),
+            day_12m,
         )
-        pos = row(
+        return SQL(
+            """
+            SELECT %(row)s
+              FROM sale_order o
+             WHERE o.state = 'sale' AND o.company_id = %(company)s
+                   %(restrict)s
+            """,
+            row=row,
+            company=company.id,
+            restrict=restrict,
+        )
+
+    @staticmethod
+    def _mlm_score_valid_pos(company):
+        """Paid, done or invoiced POS orders `o` of `company`."""
+        return SQL(
+            "o.state IN ('paid', 'done', 'invoiced') AND o.company_id = %s", company.id
+        )
+
+    @api.model
+    def _mlm_score_pos_rows(self, company, rate, restrict, day_12m):
+        """POS orders: an order when the total is not negative, else a refund;
+        revenue only (their margin comes from their lines)."""
+        row = self._mlm_score_row(
             SQL("o.date_order"),
             SQL("o.amount_total >= 0"),
-            in_company_currency(SQL("(o.amount_total - o.amount_tax)")),
+            self._mlm_score_in_currency(SQL("(o.amount_total - o.amount_tax)")),
             SQL("NULL::numeric"),
+            day_12m,
         )
-        pos_line = row(
+        return SQL(
+            "SELECT %s FROM pos_order o WHERE %s %s",
+            row,
+            self._mlm_score_valid_pos(company),
+            restrict,
+        )
+
+    @api.model
+    def _mlm_score_pos_line_rows(self, company, rate, restrict, day_12m):
+        """POS order lines of the last 12 months: their margin only (price -
+        cost, or the default margin `rate` of the line without cost)."""
+        in_currency = self._mlm_score_in_currency
+        row = self._mlm_score_row(
             SQL("o.date_order"),
             SQL("FALSE"),
             SQL("NULL::numeric"),
             SQL(
                 "CASE WHEN l.total_cost <> 0 THEN %s - l.total_cost ELSE %s END",
-                in_company_currency(SQL("l.price_subtotal")),
-                in_company_currency(SQL("l.price_subtotal * %s", rate)),
+                in_currency(SQL("l.price_subtotal")),
+                in_currency(SQL("l.price_subtotal * %s", rate)),
             ),
+            day_12m,
         )
-        credit_note = row(
+        return SQL(
+            """
+            SELECT %(row)s
+              FROM pos_order_line l
+              JOIN pos_order o ON o.id = l.order_id
+             WHERE %(valid_pos)s %(restrict)s
+               AND o.date_order >= %(day_12m)s  -- margin only
+            """,
+            row=row,
+            valid_pos=self._mlm_score_valid_pos(company),
+            restrict=restrict,
+            day_12m=day_12m,
+        )
+
+    @api.model
+    def _mlm_score_credit_note_rows(self, company, rate, restrict, day_12m):
+        """Posted credit notes on confirmed sale orders: negative revenue and
+        margin (at the refunded line's margin rate, else the default `rate`),
+        on the credit note's day."""
+        row = self._mlm_score_row(
             SQL("COALESCE(m.invoice_date, m.date)::timestamp"),
             SQL("FALSE"),
             SQL("-aml.balance"),
@@ -558,10 +692,31 @@ class LoyaltyMlmPartnerScore(models.Model):
                 " ELSE %s END",
                 rate,
             ),
+            day_12m,
         )
-        valid_pos = SQL(
-            "o.state IN ('paid', 'done', 'invoiced') AND o.company_id = %s", company.id
+        return SQL(
+            """
+            SELECT %(row)s
+              FROM account_move m
+              JOIN account_move_line aml ON aml.move_id = m.id
+              JOIN sale_order_line_invoice_rel rel
+                ON rel.invoice_line_id = aml.id
+              JOIN sale_order_line sl ON sl.id = rel.order_line_id
+              JOIN sale_order o ON o.id = sl.order_id
+             WHERE m.move_type = 'out_refund' AND m.state = 'posted'
+               AND m.company_id = %(company)s
+               AND o.state = 'sale' AND o.company_id = %(company)s
+                   %(restrict)s
+            """,
+            row=row,
+            company=company.id,
+            restrict=restrict,
         )
+
+    @staticmethod
+    def _mlm_score_per_customer(today, day_12m, day_24m, previous):
+        """The aggregation of the `stream` per commercial partner (customers
+        with at least one order): the columns of _mlm_score_stats_query."""
         recent = SQL("r.at >= %s", day_12m)
         previous_columns = SQL()
         if previous:
@@ -576,63 +731,24 @@ class LoyaltyMlmPartnerScore(models.Model):
             )
         return SQL(
             """
-            SELECT s.* FROM (
-                SELECT p.commercial_partner_id AS id,
-                       %(today)s - (MIN(r.at) FILTER (WHERE r.is_order))::date,
-                       %(today)s - (MAX(r.at) FILTER (WHERE r.is_order))::date,
-                       COUNT(*) FILTER (WHERE r.is_order AND %(recent)s)::int,
-                       ROUND(COALESCE(SUM(r.revenue) FILTER (WHERE %(recent)s), 0),
-                             2)::float8,
-                       ROUND(COALESCE(SUM(r.margin_12m), 0), 2)::float8,
-                       COUNT(*) FILTER (WHERE r.is_order)::int,
-                       ROUND(COALESCE(SUM(r.revenue), 0), 2)::float8
-                       %(previous_columns)s
-                  FROM (
-                    SELECT %(sale)s
-                      FROM sale_order o
-                     WHERE o.state = 'sale' AND o.company_id = %(company)s
-                           %(restrict)s
-                    UNION ALL
-                    SELECT %(pos)s
-                      FROM pos_order o
-                     WHERE %(valid_pos)s %(restrict)s
-                    UNION ALL
-                    SELECT %(pos_line)s
-                      FROM pos_order_line l
-                      JOIN pos_order o ON o.id = l.order_id
-                     WHERE %(valid_pos)s %(restrict)s
-                       AND o.date_order >= %(day_12m)s  -- margin only
-                    UNION ALL
-                    SELECT %(credit_note)s
-                      FROM account_move m
-                      JOIN account_move_line aml ON aml.move_id = m.id
-                      JOIN sale_order_line_invoice_rel rel
-                        ON rel.invoice_line_id = aml.id
-                      JOIN sale_order_line sl ON sl.id = rel.order_line_id
-                      JOIN sale_order o ON o.id = sl.order_id
-                     WHERE m.move_type = 'out_refund' AND m.state = 'posted'
-                       AND m.company_id = %(company)s
-                       AND o.state = 'sale' AND o.company_id = %(company)s
-                           %(restrict)s
-                  ) r
-                  JOIN res_partner p ON p.id = r.partner_id
-                 GROUP BY p.commercial_partner_id
-                HAVING COUNT(*) FILTER (WHERE r.is_order) > 0
-            ) s
-             WHERE s.id IS NOT NULL AND NOT EXISTS (
-                   SELECT FROM res_partner cp WHERE cp.id = s.id AND NOT cp.active)
+            SELECT p.commercial_partner_id AS id,
+                   %(today)s - (MIN(r.at) FILTER (WHERE r.is_order))::date,
+                   %(today)s - (MAX(r.at) FILTER (WHERE r.is_order))::date,
+                   COUNT(*) FILTER (WHERE r.is_order AND %(recent)s)::int,
+                   ROUND(COALESCE(SUM(r.revenue) FILTER (WHERE %(recent)s), 0),
+                         2)::float8,
+                   ROUND(COALESCE(SUM(r.margin_12m), 0), 2)::float8,
+                   COUNT(*) FILTER (WHERE r.is_order)::int,
+                   ROUND(COALESCE(SUM(r.revenue), 0), 2)::float8
+                   %(previous_columns)s
+              FROM stream r
+              JOIN res_partner p ON p.id = r.partner_id
+             GROUP BY p.commercial_partner_id
+            HAVING COUNT(*) FILTER (WHERE r.is_order) > 0
             """,
             today=today,
             recent=recent,
             previous_columns=previous_columns,
-            sale=sale,
-            pos=pos,
-            pos_line=pos_line,
-            credit_note=credit_note,
-            valid_pos=valid_pos,
-            company=company.id,
-            restrict=restrict,
-            day_12m=day_12m,
         )
 
     @api.model

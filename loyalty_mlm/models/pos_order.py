@@ -224,8 +224,37 @@ class PosOrder(models.Model):
             )
         )
         ledger = self.env["loyalty.mlm.ledger"]
-        # What this order posts on existing member cards, known without
-        # reading the ledger back.
+        points = self._mlm_split_card_points(member_cards, data)
+        member_ids = self.env["loyalty.program"]._mlm_member_programme_ids()
+        # The register created a member card (a new member): its points are
+        # only known after the native write, its bonuses are posted after.
+        created = any(
+            key < 0 and data[key].get("program_id") in member_ids for key in data
+        )
+        if not created:
+            self._mlm_add_order_bonuses(data, points)
+        order = self.with_context(
+            mlm_ledger_source=mlm_source(self._name, self.id, "earn", "redeem")
+        )
+        try:
+            result = super(PosOrder, order).confirm_coupon_programs(data)
+        finally:
+            ledger._mlm_clear_splits()
+        self.mlm_points_confirmed = True
+        if created:
+            points = self._mlm_post_order_bonuses(result, None)
+        else:
+            self._mlm_order_tier_upgrade(points)
+        # The receipt's member block comes back with this call: no extra request.
+        result["mlm_receipt"] = self._mlm_receipt(points)
+        return result
+
+    def _mlm_split_card_points(self, member_cards, data):
+        """What this order posts on the existing `member_cards` ({card:
+        {kind: points}}, earn and redeem apart), known without reading the
+        ledger back; announced to the ledger as the splits of the card write
+        (`data`: the register's coupon data by card id)."""
+        ledger = self.env["loyalty.mlm.ledger"]
         points = defaultdict(lambda: defaultdict(float))
         for card in member_cards:
             codes = set(data[card.id].get("line_codes") or [])
@@ -250,29 +279,7 @@ class PosOrder(models.Model):
                     {"points": -spent, "kind": "redeem", "reason": _("Points spent")},
                 ],
             )
-        member_ids = self.env["loyalty.program"]._mlm_member_programme_ids()
-        # The register created a member card (a new member): its points are
-        # only known after the native write, its bonuses are posted after.
-        created = any(
-            key < 0 and data[key].get("program_id") in member_ids for key in data
-        )
-        if not created:
-            self._mlm_add_order_bonuses(data, points)
-        order = self.with_context(
-            mlm_ledger_source=mlm_source(self._name, self.id, "earn", "redeem")
-        )
-        try:
-            result = super(PosOrder, order).confirm_coupon_programs(data)
-        finally:
-            ledger._mlm_clear_splits()
-        self.mlm_points_confirmed = True
-        if created:
-            points = self._mlm_post_order_bonuses(result, None)
-        else:
-            self._mlm_order_tier_upgrade(points)
-        # The receipt's member block comes back with this call: no extra request.
-        result["mlm_receipt"] = self._mlm_receipt(points)
-        return result
+        return points
 
     def _mlm_add_order_bonuses(self, data, points):
         """Tier and campaign bonuses of this order on the points it earns,
