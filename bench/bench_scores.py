@@ -213,7 +213,7 @@ def floor(env, company):
     """One aggregation over the same orders: the least any refresh must read.
 
     Run with the same work_mem as the refresh's own aggregation."""
-    from odoo.addons.loyalty_mlm.models.res_partner import (  # noqa: PLC0415
+    from odoo.addons.loyalty_mlm.models.loyalty_mlm_partner_score import (  # noqa: PLC0415
         SCORE_WORK_MEM,
     )
 
@@ -239,11 +239,9 @@ def floor(env, company):
 
 def full_refresh(env, company, today=None):
     # Scores alone: the stage step the nightly job chains is timed apart.
-    partners = env["res.partner"].with_context(mlm_scores_only=True)
+    scores = env["loyalty.mlm.partner.score"].with_context(mlm_scores_only=True)
     calls = 1
-    while partners._cron_mlm_refresh_scores(
-        companies=company, time_budget=3600, today=today
-    ):
+    while scores._cron_refresh_scores(companies=company, time_budget=3600, today=today):
         calls += 1
     run = env["loyalty.mlm.score.run"].search(
         [("company_id", "=", company.id), ("mode", "=", "full")], limit=1
@@ -332,7 +330,7 @@ def main():
         rows.append(("floor: one SQL aggregation", floor_time, floor_queries, None))
         today = odoo.fields.Date.today()
         population, stats_time, stats_queries = timed(
-            env["res.partner"]._mlm_score_population, company, today
+            env["loyalty.mlm.partner.score"]._mlm_score_population, company, today
         )
         rows.append(("  the refresh's stats query", stats_time, stats_queries, None))
         (calls, written), full_time, full_queries = timed(full_refresh, env, company)
@@ -350,7 +348,7 @@ def main():
 
         def stage_step():
             # Flushed inside the timer: the ORM defers the stage writes.
-            moved = env["res.partner"]._mlm_refresh_all_stages(company)
+            moved = env["loyalty.mlm.stage"]._mlm_refresh_all_stages(company)
             env.flush_all()
             return moved
 
@@ -374,7 +372,7 @@ def main():
         rows.append((f"next night ({night} written)", night_time, night_queries, None))
         reordered = reorder(env, company, product, partner_ids)
         _n, inc_time, inc_queries = timed(
-            env["res.partner"]._cron_mlm_refresh_scores_incremental, company
+            env["loyalty.mlm.partner.score"]._cron_refresh_scores_incremental, company
         )
         rows.append(
             (f"incremental ({reordered} customers)", inc_time, inc_queries, None)

@@ -18,8 +18,9 @@ def post_init_hook(env):
     )
     programs.coupon_ids._mlm_post_opening_balance()
     partners = env["res.partner"]
+    scores = env["loyalty.mlm.partner.score"]
     # Scores, then stages (the same chain as the nightly job), to the end.
-    while partners._cron_mlm_refresh_scores(time_budget=3600):
+    while scores._cron_refresh_scores(time_budget=3600):
         pass
     _logger.info(
         "loyalty_mlm: scores and lifecycle stages computed for %s customers",

@@ -11,6 +11,9 @@ from . import loyalty_mlm_ledger
 from . import loyalty_mlm_ledger_allocation
 from . import loyalty_card
 from . import res_partner
+from . import loyalty_mlm_segment_mixin
+from . import loyalty_mlm_referral
+from . import loyalty_mlm_bonus
 from . import sale_order
 from . import sale_order_line
 from . import pos_order

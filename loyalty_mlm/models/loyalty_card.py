@@ -130,7 +130,7 @@ class LoyaltyCard(models.Model):
             )
             funded._mlm_check_points_rights()
             funded._mlm_check_points_range(funded.mapped("points"))
-            members.partner_id._mlm_mark_member()
+            self._mlm_mark_member(members.partner_id)
             ledger = self.env["loyalty.mlm.ledger"]
             if not self.env.context.get("mlm_ledger_source"):
                 # A card born in the member programme with points: its
@@ -180,7 +180,7 @@ class LoyaltyCard(models.Model):
         if "points" not in vals:
             res = super().write(vals)
             if vals.get("partner_id"):
-                self._mlm_member_cards().partner_id._mlm_mark_member()
+                self._mlm_mark_member(self._mlm_member_cards().partner_id)
         else:
             before = {card: card.points for card in members}
             res = super().write(vals)
@@ -301,7 +301,7 @@ class LoyaltyCard(models.Model):
         ledger's precision, see write) opens their ledger, so balance ==
         ledger."""
         self._mlm_post_opening_balance()
-        self.partner_id._mlm_mark_member()
+        self._mlm_mark_member(self.partner_id)
 
     # ------------------------------------------------------------
     # Business methods
@@ -453,3 +453,53 @@ class LoyaltyCard(models.Model):
     def _mlm_adjust(self, points, reason):
         """Add (or remove) points by hand; the ledger gets an adjustment."""
         self._mlm_post_points(points, "adjustment", reason=reason)
+
+    # ------------------------------------------------------------
+    # Membership: a member is a contact with a card in the company's member
+    # programme (res.partner shows it and has the buttons).
+    # ------------------------------------------------------------
+
+    @api.model
+    def _mlm_mark_member(self, partners):
+        """`partners` are members since today, unless they already were."""
+        newcomers = partners.filtered(lambda partner: not partner.mlm_member_since)
+        if newcomers:
+            newcomers.sudo().write(
+                {"mlm_member_since": fields.Date.context_today(self)}
+            )
+
+    @api.model
+    def _mlm_enroll(self, partners, company):
+        """Make `partners` members of the company's programme: one card each,
+        ever."""
+        program = company.mlm_program_id
+        if not program:
+            raise UserError(
+                _(
+                    "Choose a member programme for %s in Members > Configuration > "
+                    "Settings first.",
+                    company.name,
+                )
+            )
+        cards = self.env["loyalty.card"].sudo()
+        existing = cards.search_fetch(
+            [("program_id", "=", program.id), ("partner_id", "in", partners.ids)],
+            ["partner_id"],
+        )
+        missing = partners - existing.partner_id
+        if missing:
+            # sudo: salespeople and cashiers have no create right on cards.
+            cards.create(
+                [
+                    {"program_id": program.id, "partner_id": p.id, "points": 0}
+                    for p in missing
+                ]
+            )
+        self._mlm_mark_member(partners - missing)
+        # Referral code and welcome bonus (see loyalty.mlm.bonus).
+        self.env["loyalty.mlm.bonus"]._mlm_on_member(partners, company)
+
+    @api.model
+    def _mlm_auto_enroll(self, partners, company):
+        if company.mlm_auto_enroll and company.mlm_program_id and partners:
+            self._mlm_enroll(partners, company)

@@ -4,7 +4,7 @@ from collections import defaultdict
 from dateutil.relativedelta import relativedelta
 
 from odoo import _, api, fields, models
-from odoo.exceptions import UserError
+from odoo.exceptions import AccessError, UserError
 from odoo.osv import expression
 from odoo.tools import SQL, create_index, float_is_zero, float_round
 
@@ -14,6 +14,8 @@ PRECISION = 2  # points are kept to two decimals, as the cards show them
 # Largest balance (and movement) a member card may hold: far above any real
 # balance, far below where floats lose the second decimal.
 MAX_POINTS = 1e9
+# Bonus kinds an order carries (reversed with it, counted for the tiers).
+BONUS_KINDS = ("tier_bonus", "campaign_bonus")
 SPLITS_KEY = "loyalty_mlm.ledger_splits"
 
 
@@ -628,6 +630,40 @@ class LoyaltyMlmLedger(models.Model):
                 )
         self.env["ir.cron"]._notify_progress(done=len(mismatches), remaining=0)
         return mismatches
+
+    # ------------------------------------------------------------
+    # Points statement (report/loyalty_mlm_statement_report.xml)
+    # ------------------------------------------------------------
+
+    @api.model
+    def _mlm_statement_entries(self, partner):
+        """Ledger lines of the points statement of `partner`, oldest first,
+        with a running balance and a printable source name."""
+        partner.ensure_one()
+        # Read with sudo below: only for loyalty staff who may read the member.
+        if not self.env.su:
+            if not self.env.user.has_group("loyalty_mlm.group_loyalty_mlm_user"):
+                raise AccessError(_("Only Loyalty Users can read points statements."))
+            partner.check_access("read")
+        entries = self.sudo().search(
+            [
+                ("partner_id", "=", partner.id),
+                ("program_id", "=", self.env.company.mlm_program_id.id),
+            ],
+            order="date, id",
+        )
+        balance, lines = 0.0, []
+        for entry in entries:
+            balance += entry.points
+            source = entry.source_ref
+            lines.append(
+                {
+                    "entry": entry,
+                    "balance": round(balance, 2),
+                    "source": source.display_name if source else "",
+                }
+            )
+        return lines
 
     # ------------------------------------------------------------
     # Demo

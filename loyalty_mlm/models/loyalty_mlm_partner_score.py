@@ -1,14 +1,71 @@
-from odoo import fields, models
-from odoo.tools import SQL, create_index
+import io
+import logging
+import time
+from datetime import datetime, timedelta
+from operator import itemgetter
 
-from .res_partner import QUADRANT_SELECTION, USAGE_SEGMENT_SELECTION
+import psycopg2
+from dateutil.relativedelta import relativedelta
+
+from odoo import api, fields, models, sql_db
+from odoo.tools import SQL, create_index, split_every
+
+from ..tools.runtime import gc_paused
+from ..tools.scoring import (
+    SCORE_KEYS,
+    CustomerStats,
+    Population,
+    ScoringParams,
+    population_from_stats,
+    population_interval,
+    score_population,
+    score_with_reference,
+)
+
+_logger = logging.getLogger(__name__)
+
+# Segment scores: contact field -> column of loyalty_mlm_partner_score.
+SCORE_FIELDS = {
+    "mlm_score_date": "score_date",
+    "mlm_recency_score": "recency_score",
+    "mlm_frequency_score": "frequency_score",
+    "mlm_monetary_score": "monetary_score",
+    "mlm_rfm_code": "rfm_code",
+    "mlm_usage_segment": "usage_segment",
+    "mlm_quadrant": "quadrant",
+    "mlm_churn_risk": "churn_risk",
+    "mlm_clv": "clv",
+}
+USAGE_SEGMENT_SELECTION = [
+    ("heavy", "Heavy user"),
+    ("medium", "Medium user"),
+    ("low", "Low user"),
+]
+QUADRANT_SELECTION = [
+    ("true_friend", "True Friend"),
+    ("butterfly", "Butterfly"),
+    ("barnacle", "Barnacle"),
+    ("stranger", "Stranger"),
+]
+# Customers written per statement.
+SCORE_BATCH_SIZE = 5000
+# Seconds a call of the nightly job keeps writing batches before it hands back
+# to ir.cron (which commits and calls again while work remains).
+SCORE_TIME_BUDGET = 60.0
+# Memory for the aggregation of all orders (PostgreSQL work_mem).
+SCORE_WORK_MEM = "256MB"
+# The incremental refresh looks this far before the previous run's start, for
+# orders committed by transactions that were still open when it started.
+SCORE_INCREMENTAL_OVERLAP = timedelta(hours=1)
+# First key of the per-company score lock (pg_advisory_xact_lock(key, company)).
+SCORE_LOCK_KEY = 0x4D4C4D53  # "MLMS"
 
 
 class LoyaltyMlmPartnerScore(models.Model):
     """The segment scores of one customer in one company.
 
     One narrow row per (commercial partner, company), written in bulk by the
-    score refresh with set-based SQL (res_partner.py) and shown on the contact
+    score refresh with set-based SQL (the engine below) and shown on the contact
     through the mlm_* fields of res.partner, which search, group and sort on
     this table. Kept out of res_partner on purpose: a contact row carries some
     thirty indexes (names, phone trigrams, ...), so rewriting 100,000 contacts
@@ -73,3 +130,954 @@ class LoyaltyMlmPartnerScore(models.Model):
                     SQL.identifier(f"{self._table}_company_{column}_index"),
                 )
             )
+
+    # ------------------------------------------------------------
+    # Reading the scores (the contact's mlm_* score fields)
+    # ------------------------------------------------------------
+
+    @api.model
+    def _mlm_score_rows_of(self, company, partner_ids):
+        """{partner id: values of the SCORE_FIELDS columns} of `partner_ids`
+        in `company`, in one query (no row: no scores)."""
+        self.env.cr.execute(
+            SQL(
+                "SELECT partner_id, %s FROM loyalty_mlm_partner_score"
+                " WHERE company_id = %s AND partner_id = ANY(%s)",
+                SQL(", ").join(SQL.identifier(c) for c in SCORE_FIELDS.values()),
+                company.id,
+                partner_ids,
+            )
+        )
+        return {row[0]: row[1:] for row in self.env.cr.fetchall()}
+
+    @api.model
+    def _mlm_column_sql(self, alias, column, query=None):
+        """The score `column` of the contact `alias` in the current company,
+        as SQL: a subquery, or a LEFT JOIN added to `query` (see
+        res.partner._field_to_sql)."""
+        if query is None:
+            return SQL(
+                "(SELECT s.%s FROM loyalty_mlm_partner_score s"
+                " WHERE s.partner_id = %s AND s.company_id = %s)",
+                SQL.identifier(column),
+                SQL.identifier(alias, "id"),
+                self.env.company.id,
+            )
+        score_alias = query.make_alias(alias, "mlm_score")
+        query.add_join(
+            "LEFT JOIN",
+            score_alias,
+            "loyalty_mlm_partner_score",
+            SQL(
+                "%s = %s AND %s = %s",
+                SQL.identifier(score_alias, "partner_id"),
+                SQL.identifier(alias, "id"),
+                SQL.identifier(score_alias, "company_id"),
+                self.env.company.id,
+            ),
+        )
+        return SQL.identifier(score_alias, column)
+
+    # ------------------------------------------------------------
+    # Refresh engine
+    # ------------------------------------------------------------
+    # Computed by tools/scoring.py from one SQL aggregation of the orders and
+    # written back with set-based SQL (see _cron_refresh_scores). Empty (not
+    # zero) for customers without orders. Times are UTC: an order counts on
+    # its UTC day.
+
+    @api.model
+    def _mlm_refresh_partners(self, partners, company=None):
+        """Rescore the commercial partners of `partners` against the last full
+        run.
+
+        Does nothing for a company that never had a full run (the nightly job
+        will score everybody). Returns the number of customers rescored.
+        """
+        company = company or self.env.company
+        reference_run = self.env["loyalty.mlm.score.run"]._mlm_reference_run(company)
+        if not reference_run or not partners:
+            return 0
+        return self._mlm_rescore(
+            company, partners.commercial_partner_id.ids, reference_run
+        )
+
+    @api.model
+    def _mlm_scores_mark_dirty(self):
+        """Ask for an incremental score refresh as soon as this transaction ends.
+
+        Cheap (one trigger row): call it once per business event that changes
+        what a customer bought (order confirmed or cancelled, POS session
+        closed, credit note posted), not per line. The refresh itself finds the
+        customers whose orders changed since the last run.
+        """
+        # Once per transaction: a batch of confirmations needs one refresh.
+        marked = self.env.cr.precommit.data
+        if marked.get("loyalty_mlm.scores_dirty"):
+            return
+        cron = self.env.ref(
+            "loyalty_mlm.ir_cron_scores_incremental", raise_if_not_found=False
+        )
+        if cron:
+            # sudo: triggering a system job; any user may ask for the refresh.
+            cron.sudo()._trigger()
+            marked["loyalty_mlm.scores_dirty"] = True
+
+    @api.model
+    def _cron_refresh_scores(
+        self,
+        batch_size=SCORE_BATCH_SIZE,
+        time_budget=SCORE_TIME_BUDGET,
+        companies=None,
+        today=None,
+    ):
+        """Nightly: rescore every customer of every company, resumably.
+
+        Each call aggregates all orders of a company in one query, scores the
+        whole population in memory (tools/scoring.py:score_population) and
+        writes the contacts in batches of `batch_size`, one statement each
+        (new customers inserted first, then the others updated), until
+        `time_budget` seconds have passed (at least one batch). It reports
+        its progress to ir.cron, which commits and calls again while contacts
+        remain: the next call resumes the same run (a loyalty.mlm.score.run
+        still "running").
+
+        Only contacts whose stored scores differ from the computed ones are
+        written, so the contacts an interrupted call already wrote are skipped
+        when it resumes, and a nightly run rewrites only the customers whose
+        scores moved. A killed call loses only its own uncommitted batches.
+        Returns the number of contacts left to write. `companies`: only these
+        (default: all); `today`: the scoring day of a new run (default: today).
+        """
+        Run = self.env["loyalty.mlm.score.run"].sudo()
+        domain = [("mode", "=", "full"), ("state", "=", "running")]
+        if companies is not None:
+            domain.append(("company_id", "in", companies.ids))
+        runs = Run.search(domain)
+        if not runs:
+            runs = Run._mlm_start_full_runs(companies, today)
+        deadline = time.monotonic() + time_budget
+        done = remaining = 0
+        for run in runs.sorted(lambda run: run.company_id.id):
+            if done and time.monotonic() > deadline:
+                remaining += max(1, run.customer_count - run.done_count)
+                continue
+            written, left = self._mlm_full_run_step(run, batch_size, deadline)
+            done += written
+            remaining += left
+        if not remaining and not self.env.context.get("mlm_scores_only"):
+            # One nightly action: the stages are decided from fresh scores.
+            # (mlm_scores_only: the benchmark times the two steps apart.)
+            # The treatments follow in their own job, in batches, rather than
+            # inside the bulk stage moves.
+            done += (
+                self.env["loyalty.mlm.stage"]
+                .with_context(mlm_defer_treatments=True)
+                ._mlm_refresh_all_stages(companies)
+            )
+            self.env["loyalty.mlm.treatment"]._mlm_trigger_run()
+        self.env["ir.cron"]._notify_progress(done=done, remaining=remaining)
+        return remaining
+
+    @api.model
+    def _cron_refresh_scores_incremental(self, companies=None):
+        """Rescore the customers with orders or refunds since the last run.
+
+        Each is scored against the cut points of the company's last full run,
+        so he gets the score a full run would give him. Companies without a
+        full run yet are left to the nightly job. Returns the number of
+        contacts written. `companies`: only these (default: all).
+        """
+        Run = self.env["loyalty.mlm.score.run"].sudo()
+        written = 0
+        if companies is None:
+            companies = self.env["res.company"].sudo().search([])
+        for company in companies:
+            reference_run = Run._mlm_reference_run(company)
+            if not reference_run:
+                continue
+            last = Run.search(
+                [("company_id", "=", company.id), ("state", "=", "done")], limit=1
+            )
+            since = last.date_start - SCORE_INCREMENTAL_OVERLAP
+            dirty = self._mlm_dirty_partner_ids(company, since)
+            written += self._mlm_rescore(company, dirty, reference_run)
+        self.env["ir.cron"]._notify_progress(done=written, remaining=0)
+        return written
+
+    def _mlm_full_run_step(self, run, batch_size, deadline):
+        """One call's share of a full run: (contacts written, contacts left)."""
+        # Every customer's row, stats and scores are built in memory at once.
+        with gc_paused():
+            return self._mlm_full_run_batches(run, batch_size, deadline)
+
+    def _mlm_full_run_batches(self, run, batch_size, deadline):
+        """Score the population of `run`, write what changed in batches until
+        `deadline`, then clear the customers gone: (written, left)."""
+        company = run.company_id
+        today = run.score_date
+        population = self._mlm_score_population(company, today)
+        params = self._mlm_score_params(company, population_interval(population))
+        scores, reference = score_population(population, today, params)
+        self._mlm_scores_lock(company)
+        stored = self._mlm_stored_scores(company)
+        changed = sorted(
+            (
+                (pid, values)
+                for pid, values in zip(population.partner_ids, scores, strict=True)
+                if stored.get(pid) != values
+            ),
+            key=itemgetter(0),
+        )
+        to_clear = sorted(stored.keys() - set(population.partner_ids))
+        written = self._mlm_write_changed(
+            company, today, stored, changed, batch_size, deadline
+        )
+        cleared = 0
+        if written == len(changed) and (not written or time.monotonic() <= deadline):
+            cleared = self._mlm_clear_gone(company, to_clear, batch_size, deadline)
+        left = len(changed) - written + len(to_clear) - cleared
+        self._mlm_full_run_record(run, len(scores), written, cleared, left, reference)
+        return written + cleared, left
+
+    def _mlm_write_changed(self, company, today, stored, changed, batch_size, deadline):
+        """Write `changed` ([(partner id, scores)]) in batches until
+        `deadline` (at least one): new customers first (inserted), then those
+        whose scores moved (updated). Returns the number written."""
+        new = [item for item in changed if item[0] not in stored]
+        moved = [item for item in changed if item[0] in stored]
+        todo = [
+            *(
+                (self._mlm_scores_write, batch)
+                for batch in split_every(batch_size, new)
+            ),
+            *(
+                (self._mlm_scores_update, batch)
+                for batch in split_every(batch_size, moved)
+            ),
+        ]
+        written = 0
+        for write, batch in todo:
+            write(company, today, dict(batch))
+            written += len(batch)
+            if time.monotonic() > deadline:
+                break
+        return written
+
+    def _mlm_clear_gone(self, company, to_clear, batch_size, deadline):
+        """Clear the scores of `to_clear` (no customers any more) in batches
+        until `deadline`. Returns the number cleared."""
+        cleared = 0
+        for batch in split_every(batch_size, to_clear):
+            self._mlm_scores_clear(company, batch)
+            cleared += len(batch)
+            if time.monotonic() > deadline:
+                break
+        return cleared
+
+    def _mlm_full_run_record(self, run, customers, written, cleared, left, reference):
+        """Book a call's progress on `run`; done when nothing is `left`."""
+        values = {
+            "customer_count": customers,
+            "done_count": run.done_count + written,
+            "cleared_count": run.cleared_count + cleared,
+        }
+        if not left:
+            values.update(
+                state="done", date_end=fields.Datetime.now(), reference=reference
+            )
+        run.write(values)
+        if not left:
+            run._mlm_garbage_collect()
+            _logger.info(
+                "Segment scores of %s: %s customers, %s contacts written, %s cleared",
+                run.company_id.name,
+                customers,
+                run.done_count,
+                run.cleared_count,
+            )
+
+    def _mlm_rescore(self, company, partner_ids, reference_run):
+        """Rescore `partner_ids` (commercial partners) against a full run.
+
+        Logged as an incremental run (its start is where the next incremental
+        refresh looks from); writes only the contacts whose scores changed.
+        Returns the number of customers rescored.
+        """
+        today = fields.Date.today()
+        run = (
+            self.env["loyalty.mlm.score.run"]
+            .sudo()
+            .create(
+                {
+                    "company_id": company.id,
+                    "mode": "incremental",
+                    "date_start": fields.Datetime.now(),
+                    "score_date": today,
+                }
+            )
+        )
+        written = cleared = 0
+        if partner_ids:
+            written, cleared = self._mlm_rescore_write(
+                company, today, partner_ids, reference_run.reference
+            )
+        run.write(
+            {
+                "state": "done",
+                "date_end": fields.Datetime.now(),
+                "customer_count": len(partner_ids),
+                "done_count": written,
+                "cleared_count": cleared,
+            }
+        )
+        return len(partner_ids)
+
+    def _mlm_rescore_write(self, company, today, partner_ids, reference):
+        """Score `partner_ids` against `reference` (a full run's cut points)
+        and write those whose scores changed, clear those without orders:
+        (written, cleared)."""
+        written = cleared = 0
+        stats = self._mlm_score_stats(company, today, partner_ids)
+        params = self._mlm_score_params(company, reference["company_interval_days"])
+        scores = {
+            pid: self._mlm_score_values_key(values)
+            for pid, values in score_with_reference(
+                stats, today, params, reference
+            ).items()
+        }
+        self._mlm_scores_lock(company)
+        stored = self._mlm_stored_scores(company, partner_ids)
+        changed = {
+            pid: values for pid, values in scores.items() if stored.get(pid) != values
+        }
+        to_clear = sorted(stored.keys() - scores.keys())
+        for batch in split_every(SCORE_BATCH_SIZE, sorted(changed)):
+            self._mlm_scores_update(
+                company, today, {pid: changed[pid] for pid in batch}
+            )
+            written += len(batch)
+        for batch in split_every(SCORE_BATCH_SIZE, to_clear):
+            self._mlm_scores_clear(company, batch)
+            cleared += len(batch)
+        return written, cleared
+
+    @api.model
+    def _mlm_score_params(self, company, interval):
+        return ScoringParams(
+            heavy_pct=company.mlm_score_heavy_pct,
+            low_pct=company.mlm_score_low_pct,
+            low_threshold=company.mlm_score_low_threshold,
+            loyalty_split_pct=company.mlm_score_loyalty_split_pct,
+            profit_split_pct=company.mlm_score_profit_split_pct,
+            default_margin_pct=company.mlm_score_default_margin_pct,
+            company_interval_days=interval,
+            clv_horizon_cap_years=company.mlm_score_clv_years,
+        )
+
+    @api.model
+    def _mlm_score_stats_query(self, company, today, partner_ids=None, previous=True):
+        """The aggregation behind the scores: one row per commercial partner.
+
+        Inputs, all in company currency, of `company` only:
+
+        * confirmed sale orders (state sale): one order each, revenue the
+          untaxed amount converted at the order's rate; margin the order's
+          margin (sale_margin, from its lines' costs), or the default margin %
+          of the amount when none of its lines has a cost (the margin then
+          equals the amount). A line without cost in an order that has other
+          costed lines counts at its full price (sale_margin's own rule);
+        * paid, done or invoiced POS orders: an order when the total is not
+          negative, else a refund (revenue only); margin price - cost per line,
+          or the default margin % of the line when it has no cost;
+        * posted credit notes on confirmed sale orders: negative revenue and
+          margin (at the refunded line's margin rate), on the credit note's day;
+        * cancelled orders count for nothing.
+
+        Columns: partner id, days from the first and from the last order to
+        `today` (negative for orders dated after it), orders_12m, revenue_12m,
+        margin_12m, orders_total, revenue_total and, with `previous`,
+        orders_prev_12m and revenue_prev_12m (the scores do not need them).
+        Archived customers are left out (their scores are cleared). Orders
+        count on their UTC day; "12m" is the 12 months up to `today`.
+        """
+        # Every source yields one row per order, refund, line or credit note
+        # line into a single stream, aggregated once per commercial partner
+        # (see _mlm_score_rows for how). The CTEs are each used once, so
+        # PostgreSQL inlines them: one plan, as if written as subqueries.
+        day_12m, day_24m = self._mlm_score_windows(today)
+        rate = company.mlm_score_default_margin_pct / 100.0
+        restrict = self._mlm_score_restrict(partner_ids)
+        sources = (company, rate, restrict, day_12m)
+        return SQL(
+            """
+            WITH sale_rows AS (%(sale)s),
+                 pos_rows AS (%(pos)s),
+                 pos_line_rows AS (%(pos_line)s),
+                 credit_note_rows AS (%(credit_note)s),
+                 stream AS (
+                    SELECT * FROM sale_rows
+                    UNION ALL SELECT * FROM pos_rows
+                    UNION ALL SELECT * FROM pos_line_rows
+                    UNION ALL SELECT * FROM credit_note_rows
+                 ),
+                 per_customer AS (%(per_customer)s)
+            SELECT s.* FROM per_customer s
+             WHERE s.id IS NOT NULL AND NOT EXISTS (
+                   SELECT FROM res_partner cp WHERE cp.id = s.id AND NOT cp.active)
+            """,
+            sale=self._mlm_score_sale_rows(*sources),
+            pos=self._mlm_score_pos_rows(*sources),
+            pos_line=self._mlm_score_pos_line_rows(*sources),
+            credit_note=self._mlm_score_credit_note_rows(*sources),
+            per_customer=self._mlm_score_per_customer(
+                today, day_12m, day_24m, previous
+            ),
+        )
+
+    @staticmethod
+    def _mlm_score_windows(today):
+        """The first moments of "the last 12 months" and "the 12 before" as
+        of `today`: an order day after today - 1 year counts as recent, i.e.
+        from the next midnight on (timestamps are compared as they are,
+        rather than casting each row)."""
+        midnight = datetime.min.time()
+        day_12m = datetime.combine(today - relativedelta(years=1), midnight)
+        day_24m = datetime.combine(today - relativedelta(years=2), midnight)
+        return day_12m + timedelta(days=1), day_24m + timedelta(days=1)
+
+    @staticmethod
+    def _mlm_score_restrict(partner_ids):
+        """The filter of each source on the orders of `partner_ids`
+        (commercial partners; their contacts' orders count), or nothing."""
+        if partner_ids is None:
+            return SQL()
+        return SQL(
+            "AND o.partner_id IN (SELECT id FROM res_partner"
+            " WHERE commercial_partner_id = ANY(%s))",
+            list(partner_ids),
+        )
+
+    @staticmethod
+    def _mlm_score_row(when, is_order, revenue, margin, day_12m):
+        """The stream's columns for one source: partner_id, at, is_order,
+        revenue, margin_12m. Each row carries its revenue once, split into
+        "last 12 months" and the rest by the aggregates' filters; the margin
+        is kept for the last 12 months only, as NULL elsewhere, so that its
+        expression is evaluated only where it counts. Sums stay numeric:
+        exact, so the scores never depend on the order rows were added in."""
+        return SQL(
+            """
+            o.partner_id, %(when)s AS at, %(is_order)s AS is_order,
+            %(revenue)s AS revenue,
+            CASE WHEN %(when)s >= %(day_12m)s THEN %(margin)s END AS margin_12m
+            """,
+            when=when,
+            is_order=is_order,
+            revenue=revenue,
+            margin=margin,
+            day_12m=day_12m,
+        )
+
+    @staticmethod
+    def _mlm_score_in_currency(amount):
+        """`amount` of the order `o` in company currency (at the order's
+        rate; skipped when the rate is 1)."""
+        return SQL(
+            "CASE WHEN o.currency_rate = 1 THEN %s"
+            " ELSE %s / COALESCE(NULLIF(o.currency_rate, 0), 1) END",
+            amount,
+            amount,
+        )
+
+    @api.model
+    def _mlm_score_sale_rows(self, company, rate, restrict, day_12m):
+        """Confirmed sale orders: one order each, revenue the untaxed amount,
+        margin the order's (sale_margin), or the default margin `rate` of the
+        amount when none of its lines has a cost (the margin then equals the
+        amount)."""
+        in_currency = self._mlm_score_in_currency
+        row = self._mlm_score_row(
+            SQL("o.date_order"),
+            SQL("TRUE"),
+            in_currency(SQL("o.amount_untaxed")),
+            in_currency(
+                SQL(
+                    "CASE WHEN o.margin IS NULL OR o.margin = o.amount_untaxed"
+                    " THEN o.amount_untaxed * %s ELSE o.margin END",
+                    rate,
+                )
+            ),
+            day_12m,
+        )
+        return SQL(
+            """
+            SELECT %(row)s
+              FROM sale_order o
+             WHERE o.state = 'sale' AND o.company_id = %(company)s
+                   %(restrict)s
+            """,
+            row=row,
+            company=company.id,
+            restrict=restrict,
+        )
+
+    @staticmethod
+    def _mlm_score_valid_pos(company):
+        """Paid, done or invoiced POS orders `o` of `company`."""
+        return SQL(
+            "o.state IN ('paid', 'done', 'invoiced') AND o.company_id = %s", company.id
+        )
+
+    @api.model
+    def _mlm_score_pos_rows(self, company, rate, restrict, day_12m):
+        """POS orders: an order when the total is not negative, else a refund;
+        revenue only (their margin comes from their lines)."""
+        row = self._mlm_score_row(
+            SQL("o.date_order"),
+            SQL("o.amount_total >= 0"),
+            self._mlm_score_in_currency(SQL("(o.amount_total - o.amount_tax)")),
+            SQL("NULL::numeric"),
+            day_12m,
+        )
+        return SQL(
+            "SELECT %s FROM pos_order o WHERE %s %s",
+            row,
+            self._mlm_score_valid_pos(company),
+            restrict,
+        )
+
+    @api.model
+    def _mlm_score_pos_line_rows(self, company, rate, restrict, day_12m):
+        """POS order lines of the last 12 months: their margin only (price -
+        cost, or the default margin `rate` of the line without cost)."""
+        in_currency = self._mlm_score_in_currency
+        row = self._mlm_score_row(
+            SQL("o.date_order"),
+            SQL("FALSE"),
+            SQL("NULL::numeric"),
+            SQL(
+                "CASE WHEN l.total_cost <> 0 THEN %s - l.total_cost ELSE %s END",
+                in_currency(SQL("l.price_subtotal")),
+                in_currency(SQL("l.price_subtotal * %s", rate)),
+            ),
+            day_12m,
+        )
+        return SQL(
+            """
+            SELECT %(row)s
+              FROM pos_order_line l
+              JOIN pos_order o ON o.id = l.order_id
+             WHERE %(valid_pos)s %(restrict)s
+               AND o.date_order >= %(day_12m)s  -- margin only
+            """,
+            row=row,
+            valid_pos=self._mlm_score_valid_pos(company),
+            restrict=restrict,
+            day_12m=day_12m,
+        )
+
+    @api.model
+    def _mlm_score_credit_note_rows(self, company, rate, restrict, day_12m):
+        """Posted credit notes on confirmed sale orders: negative revenue and
+        margin (at the refunded line's margin rate, else the default `rate`),
+        on the credit note's day."""
+        row = self._mlm_score_row(
+            SQL("COALESCE(m.invoice_date, m.date)::timestamp"),
+            SQL("FALSE"),
+            SQL("-aml.balance"),
+            SQL(
+                "-aml.balance * CASE WHEN sl.purchase_price <> 0"
+                " AND sl.price_subtotal <> 0 THEN sl.margin / sl.price_subtotal"
+                " ELSE %s END",
+                rate,
+            ),
+            day_12m,
+        )
+        return SQL(
+            """
+            SELECT %(row)s
+              FROM account_move m
+              JOIN account_move_line aml ON aml.move_id = m.id
+              JOIN sale_order_line_invoice_rel rel
+                ON rel.invoice_line_id = aml.id
+              JOIN sale_order_line sl ON sl.id = rel.order_line_id
+              JOIN sale_order o ON o.id = sl.order_id
+             WHERE m.move_type = 'out_refund' AND m.state = 'posted'
+               AND m.company_id = %(company)s
+               AND o.state = 'sale' AND o.company_id = %(company)s
+                   %(restrict)s
+            """,
+            row=row,
+            company=company.id,
+            restrict=restrict,
+        )
+
+    @staticmethod
+    def _mlm_score_per_customer(today, day_12m, day_24m, previous):
+        """The aggregation of the `stream` per commercial partner (customers
+        with at least one order): the columns of _mlm_score_stats_query."""
+        recent = SQL("r.at >= %s", day_12m)
+        previous_columns = SQL()
+        if previous:
+            older = SQL("r.at >= %s AND r.at < %s", day_24m, day_12m)
+            previous_columns = SQL(
+                """,
+                COUNT(*) FILTER (WHERE r.is_order AND %(older)s)::int,
+                ROUND(COALESCE(SUM(r.revenue) FILTER (WHERE %(older)s), 0),
+                      2)::float8
+                """,
+                older=older,
+            )
+        return SQL(
+            """
+            SELECT p.commercial_partner_id AS id,
+                   %(today)s - (MIN(r.at) FILTER (WHERE r.is_order))::date,
+                   %(today)s - (MAX(r.at) FILTER (WHERE r.is_order))::date,
+                   COUNT(*) FILTER (WHERE r.is_order AND %(recent)s)::int,
+                   ROUND(COALESCE(SUM(r.revenue) FILTER (WHERE %(recent)s), 0),
+                         2)::float8,
+                   ROUND(COALESCE(SUM(r.margin_12m), 0), 2)::float8,
+                   COUNT(*) FILTER (WHERE r.is_order)::int,
+                   ROUND(COALESCE(SUM(r.revenue), 0), 2)::float8
+                   %(previous_columns)s
+              FROM stream r
+              JOIN res_partner p ON p.id = r.partner_id
+             GROUP BY p.commercial_partner_id
+            HAVING COUNT(*) FILTER (WHERE r.is_order) > 0
+            """,
+            today=today,
+            recent=recent,
+            previous_columns=previous_columns,
+        )
+
+    @api.model
+    def _mlm_score_rows(self, company, today, partner_ids=None, previous=True):
+        """The rows of _mlm_score_stats_query, fetched."""
+        self.env.flush_all()
+        cr = self.env.cr
+        # One aggregation over every order: give it the memory to stay off
+        # disk (SET LOCAL: this transaction only; reset right after). Grouped
+        # by sorting rather than hashing: the planner's pick, one hash table
+        # holding three numeric sums for each of 100,000 customers, takes a
+        # third longer than workers that each sort their share and hand
+        # their sums on in customer order (measured: bench/README.md).
+        # (jit: compiling the expressions costs more than it saves here.)
+        cr.execute(
+            SQL(
+                "SET LOCAL work_mem = %s; SET LOCAL jit = off;"
+                " SET LOCAL enable_hashagg = off",
+                SCORE_WORK_MEM,
+            )
+        )
+        cr.execute(self._mlm_score_stats_query(company, today, partner_ids, previous))
+        rows = cr.fetchall()
+        cr.execute(SQL("RESET work_mem; RESET jit; RESET enable_hashagg"))
+        return rows
+
+    @api.model
+    def _mlm_score_stats(self, company, today, partner_ids=None):
+        """CustomerStats of the company's customers (or of `partner_ids`)."""
+        stats = []
+        rows = self._mlm_score_rows(company, today, partner_ids)
+        for pid, first, last, o12, r12, m12, total, rtotal, oprev, rprev in rows:
+            interval = None
+            if total > 1:
+                interval = (first - last) / (total - 1)
+            stats.append(
+                CustomerStats(
+                    pid,
+                    today - timedelta(days=first),
+                    today - timedelta(days=last),
+                    o12,
+                    r12,
+                    oprev,
+                    rprev,
+                    m12,
+                    total,
+                    rtotal,
+                    interval,
+                )
+            )
+        return stats
+
+    @api.model
+    def _mlm_score_population(self, company, today):
+        """The scored Population of the company (the full run's input)."""
+        rows = self._mlm_score_rows(company, today, previous=False)
+        if not rows:
+            return population_from_stats([], today)
+        # One list per column (a comprehension each: much cheaper than
+        # zip(*rows) over 100,000 rows).
+        ids, first, last, o12, r12, m12, total, rtotal = (
+            [row[column] for row in rows] for column in range(8)
+        )
+        # Mean days between orders, as _mlm_score_stats computes it.
+        intervals = [
+            (days_first - days_last) / (count - 1) if count > 1 else None
+            for days_first, days_last, count in zip(first, last, total, strict=True)
+        ]
+        return Population(ids, first, last, o12, r12, m12, total, rtotal, intervals)
+
+    @api.model
+    def _mlm_dirty_partner_ids(self, company, since):
+        """Commercial partners with orders or credit notes written after `since`."""
+        self.env.flush_all()
+        self.env.cr.execute(
+            SQL(
+                """
+                SELECT p.commercial_partner_id
+                  FROM sale_order o JOIN res_partner p ON p.id = o.partner_id
+                 WHERE o.company_id = %(company)s AND o.write_date > %(since)s
+                UNION
+                SELECT p.commercial_partner_id
+                  FROM pos_order o JOIN res_partner p ON p.id = o.partner_id
+                 WHERE o.company_id = %(company)s AND o.write_date > %(since)s
+                UNION
+                SELECT m.commercial_partner_id
+                  FROM account_move m
+                 WHERE m.move_type = 'out_refund' AND m.company_id = %(company)s
+                   AND m.write_date > %(since)s
+                   AND m.commercial_partner_id IS NOT NULL
+                """,
+                company=company.id,
+                since=since,
+            )
+        )
+        return sorted(row[0] for row in self.env.cr.fetchall())
+
+    @staticmethod
+    def _mlm_score_values_key(values):
+        """The comparable part of a customer's scores (all but the day), as
+        the tuple the refresh writes and compares: the values of
+        tools/scoring.py:SCORE_KEYS."""
+        return tuple(values[key] for key in SCORE_KEYS)
+
+    @api.model
+    def _mlm_stored_scores(self, company, partner_ids=None):
+        """{partner id: _mlm_score_values_key} of the customers with scores in
+        `company` (among `partner_ids`, if given), in one query."""
+        restrict = SQL()
+        if partner_ids is not None:
+            restrict = SQL("AND partner_id = ANY(%s)", list(partner_ids))
+        self.env.cr.execute(
+            SQL(
+                """
+                SELECT partner_id, recency_score, frequency_score, monetary_score,
+                       rfm_code, usage_segment, quadrant, churn_risk, clv
+                  FROM loyalty_mlm_partner_score
+                 WHERE company_id = %s %s
+                """,
+                company.id,
+                restrict,
+            )
+        )
+        return {row[0]: row[1:] for row in self.env.cr.fetchall()}
+
+    @api.model
+    def _mlm_scores_lock(self, company):
+        """Take the company's score lock until the transaction ends.
+
+        Every refresh holds it from reading the stored scores to writing its
+        own, so the customers it finds without scores still have none when it
+        inserts theirs (see _mlm_scores_write): two refreshes of one company
+        (the nightly job, the hourly one, the button) take turns.
+        """
+        self.env.cr.execute(
+            SQL("SELECT pg_advisory_xact_lock(%s, %s)", SCORE_LOCK_KEY, company.id)
+        )
+
+    @api.model
+    def _mlm_scores_values(self, scores):
+        """The unnest() of `scores` ({partner_id: _mlm_score_values_key}), as
+        SQL: the rows v(id, r, f, m, code, segment, quadrant, churn, clv)."""
+
+        def array(items):
+            # One array literal ('{1,2,3}') passed as a parameter, which
+            # PostgreSQL parses in one go (psycopg2's ARRAY[...] costs a parse
+            # per element). Items are numbers and selection keys or digit
+            # codes: nothing that needs quoting in an array literal.
+            if None in items:
+                items = ["NULL" if item is None else item for item in items]
+            return "{" + ",".join(map(str, items)) + "}"
+
+        r, f, m, code, segment, quadrant, churn, clv = map(
+            array, zip(*scores.values(), strict=True)
+        )
+        return SQL(
+            """
+            unnest(%(ids)s::int[], %(r)s::int[], %(f)s::int[], %(m)s::int[],
+                   %(code)s::varchar[], %(segment)s::varchar[],
+                   %(quadrant)s::varchar[], %(churn)s::int[], %(clv)s::float8[])
+                AS v(id, r, f, m, code, segment, quadrant, churn, clv)
+            """,
+            ids=array(list(scores)),
+            r=r,
+            f=f,
+            m=m,
+            code=code,
+            segment=segment,
+            quadrant=quadrant,
+            churn=churn,
+            clv=clv,
+        )
+
+    @api.model
+    def _mlm_scores_write(self, company, day, scores):
+        """Insert `scores` ({partner_id: _mlm_score_values_key}) of customers
+        without scores in `company`, dated `day`, in one statement.
+
+        A plain insert: the caller holds _mlm_scores_lock since it found them
+        without scores. (An upsert checks and confirms each row on top, a
+        fifth of the nightly write when every customer is new.) Sent with COPY,
+        which puts the rows straight into the table: no arrays to build, parse
+        and unnest first (a third less time for 100,000 new customers).
+        """
+        # A line per customer in COPY's text format. The values are numbers,
+        # selection keys and digit codes: nothing to escape but NULL.
+        fixed = [str(company.id), str(day)]
+        line = "\t".join(["%s", *fixed] + ["%s"] * len(SCORE_KEYS)) + "\n"
+        text = "".join(
+            [
+                line % (pid, *values)
+                if None not in values
+                else line % (pid, *(r"\N" if v is None else v for v in values))
+                for pid, values in scores.items()
+            ]
+        )
+        self._mlm_copy(
+            "loyalty_mlm_partner_score",
+            ["partner_id", "company_id", "score_date"]
+            + [SCORE_FIELDS[key] for key in SCORE_KEYS],
+            text,
+        )
+        self._mlm_scores_invalidate()
+        return len(scores)
+
+    @api.model
+    def _mlm_copy(self, table, columns, text):
+        """COPY `text` (COPY's text format, a line per row) into `columns` of
+        `table`: one statement, counted as one like those of cr.execute (the
+        query budgets of the tests and the benchmark see it)."""
+        cr = self.env.cr
+        # As Odoo does for its own COPY (models.py, _ensure_xml_id): psycopg2
+        # cannot COPY under an asynchronous wait callback (gevent).
+        callback = psycopg2.extensions.get_wait_callback()
+        psycopg2.extensions.set_wait_callback(None)
+        try:
+            cr.copy_from(io.StringIO(text), table=table, columns=columns)
+        finally:
+            psycopg2.extensions.set_wait_callback(callback)
+        cr.sql_log_count += 1
+        sql_db.sql_counter += 1
+
+    @api.model
+    def _mlm_scores_update(self, company, day, scores):
+        """Rewrite `scores` ({partner_id: _mlm_score_values_key}) of customers
+        with scores in `company`, dated `day`, in one statement (an upsert:
+        rows gone meanwhile come back)."""
+        self.env.cr.execute(
+            SQL(
+                """
+                INSERT INTO loyalty_mlm_partner_score AS s (
+                       partner_id, company_id, score_date, recency_score,
+                       frequency_score, monetary_score, rfm_code, usage_segment,
+                       quadrant, churn_risk, clv)
+                SELECT v.id, %s, %s, v.r, v.f, v.m, v.code, v.segment,
+                       v.quadrant, v.churn, v.clv
+                  FROM %s
+                ON CONFLICT (partner_id, company_id) DO UPDATE
+                   SET score_date = EXCLUDED.score_date,
+                       recency_score = EXCLUDED.recency_score,
+                       frequency_score = EXCLUDED.frequency_score,
+                       monetary_score = EXCLUDED.monetary_score,
+                       rfm_code = EXCLUDED.rfm_code,
+                       usage_segment = EXCLUDED.usage_segment,
+                       quadrant = EXCLUDED.quadrant,
+                       churn_risk = EXCLUDED.churn_risk,
+                       clv = EXCLUDED.clv
+                """,
+                company.id,
+                day,
+                self._mlm_scores_values(scores),
+            )
+        )
+        self._mlm_scores_invalidate()
+        return len(scores)
+
+    @api.model
+    def _mlm_scores_invalidate(self):
+        """Forget cached scores after the SQL writes (and the related badges)."""
+        self.invalidate_model()
+        self.env["res.partner"].invalidate_model(list(SCORE_FIELDS))
+        for model in ("crm.lead", "sale.order"):
+            fnames = [name for name in SCORE_FIELDS if name in self.env[model]._fields]
+            self.env[model].invalidate_model(fnames)
+
+    @api.model
+    def _mlm_scores_clear(self, company, partner_ids):
+        """Remove the scores of `partner_ids` in `company`, in one statement."""
+        self.env.cr.execute(
+            SQL(
+                "DELETE FROM loyalty_mlm_partner_score"
+                " WHERE company_id = %s AND partner_id = ANY(%s)",
+                company.id,
+                list(partner_ids),
+            )
+        )
+        self._mlm_scores_invalidate()
+        return self.env.cr.rowcount
+
+    @api.model
+    def _mlm_scores_demo(self):
+        """Order histories for the score demo customers, then a full refresh.
+
+        Confirmed through the real sale flow, then dated back. Every usage
+        segment and quadrant is represented (see demo/res_partner_scores_demo.xml).
+        """
+        ref = self.env.ref
+        beans = ref("loyalty_mlm.product_espresso_beans_demo")
+        papers = ref("loyalty_mlm.product_filter_papers_demo")
+        story = {
+            # customer: (product, quantity, [days ago of each order])
+            "tf1": (beans, 3, range(10, 730, 30)),
+            "tf2": (beans, 2, range(5, 730, 35)),
+            "tf3": (beans, 1, range(12, 700, 30)),
+            "risk": (beans, 4, range(180, 540, 14)),
+            "bf1": (beans, 15, [30]),
+            "bf2": (beans, 8, [120, 20]),
+            "bf3": (beans, 10, [90]),
+            "ba1": (papers, 10, range(7, 730, 35)),
+            "ba2": (papers, 8, range(15, 730, 42)),
+            "ba3": (papers, 12, range(3, 540, 30)),
+            "ba4": (papers, 10, range(25, 730, 60)),
+            "st1": (papers, 5, [600]),
+            "st2": (beans, 1, [400, 500]),
+            "st3": (papers, 3, [150]),
+            "st4": (beans, 1, [450]),
+            "md1": (beans, 2, range(45, 730, 90)),
+        }
+        now = fields.Datetime.now()
+        orders = self.env["sale.order"]
+        dates = []
+        for key, (product, quantity, days_ago) in story.items():
+            partner = ref(f"loyalty_mlm.res_partner_score_{key}_demo")
+            for days in days_ago:
+                orders |= orders.create(
+                    {
+                        "partner_id": partner.id,
+                        "order_line": [
+                            (
+                                0,
+                                0,
+                                {"product_id": product.id, "product_uom_qty": quantity},
+                            )
+                        ],
+                    }
+                )
+                dates.append(now - timedelta(days=days))
+        orders.with_context(tracking_disable=True).action_confirm()
+        for order, when in zip(orders, dates, strict=True):
+            order.date_order = when
+        while self._cron_refresh_scores(time_budget=600):
+            pass

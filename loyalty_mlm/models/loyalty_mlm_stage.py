@@ -1,8 +1,14 @@
+from collections import defaultdict
+
+import pytz
+from dateutil.relativedelta import relativedelta
+
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
-from odoo.tools import ormcache
+from odoo.tools import SQL, ormcache
 
-from ..tools.lifecycle import STAGES
+from ..tools.lifecycle import STAGES, StageInput, StageParams, decide_stage
+from ..tools.runtime import gc_paused
 
 
 class LoyaltyMlmStage(models.Model):
@@ -81,3 +87,349 @@ class LoyaltyMlmStage(models.Model):
         return {
             stage.code: stage.id for stage in self.sudo().search_fetch([], ["code"])
         }
+
+    # ------------------------------------------------------------
+    # Lifecycle engine
+    # ------------------------------------------------------------
+    # The rules are pure functions (tools/lifecycle.py:decide_stage); this
+    # reads their inputs in SQL, applies them and moves the contacts. The
+    # nightly score job calls _mlm_refresh_all_stages once the scores are
+    # fresh; an order calls _mlm_stage_event.
+
+    def _mlm_set_manually(self, partners, reason, locked_until=None):
+        """A Loyalty Manager's choice of the stage `self` for `partners`, logged
+        with the reason; locked if asked."""
+        if not (
+            self.env.su
+            or self.env.user.has_group("loyalty_mlm.group_loyalty_mlm_manager")
+        ):
+            raise UserError(_("Only Loyalty Managers can set a stage by hand."))
+        moving = partners.filtered(lambda partner: partner.mlm_stage_id != self)
+        partners.sudo().write({"mlm_stage_locked_until": locked_until or False})
+        self._mlm_move(moving, "manual", reason=reason, automatic=False, tracking=True)
+
+    def _mlm_move(
+        self, partners, reason_code, reason="", automatic=True, tracking=False
+    ):
+        """Put `partners` in the stage `self`: one write for all, one history
+        row each.
+
+        Bulk moves (the nightly refresh) skip chatter tracking: the history
+        rows already say who moved, when and why, and 100k tracking messages
+        would cost more than the move. Calls the stage-entry hook last.
+        """
+        if not partners:
+            return
+        now = fields.Datetime.now()
+        history = [
+            {
+                "partner_id": partner.id,
+                "from_stage_id": partner.mlm_stage_id.id,
+                "to_stage_id": self.id,
+                "date": now,
+                "reason_code": reason_code,
+                "reason": reason,
+                "automatic": automatic,
+                "user_id": self.env.uid,
+                "company_id": self.env.company.id,
+            }
+            for partner in partners
+        ]
+        writer = partners.sudo().with_context(tracking_disable=not tracking)
+        writer.write({"mlm_stage_id": self.id, "mlm_stage_date": now})
+        self.env["loyalty.mlm.stage.history"].sudo().create(history)
+        self._mlm_on_stage_enter(partners)
+
+    def _mlm_on_stage_enter(self, partners):
+        """Hook: `partners` just entered the stage `self`: their stage-entry
+        treatments."""
+        self.env["loyalty.mlm.treatment"]._mlm_on_stage_enter(partners)
+
+    @api.model
+    def _mlm_stage_params(self, company):
+        return StageParams(
+            lapse_days=company.mlm_lapse_days,
+            onboarding_days=company.mlm_onboarding_days,
+            onboarding_max_orders=company.mlm_onboarding_max_orders,
+            at_risk_churn=company.mlm_at_risk_churn,
+            drop_pct=company.mlm_order_drop_pct,
+            ambassador_referrals=company.mlm_ambassador_referrals,
+        )
+
+    @api.model
+    def _mlm_stage_rows(self, partners, company):
+        """{partner id: (stage id, kept until, churn, segment, quadrant, scored
+        on)} of `partners` in one query: the contact row and its score row in the
+        company (an ORM read of 100k contacts costs seconds)."""
+        # Scores are written through the contact's fields: flush everything.
+        self.env.flush_all()
+        self.env.cr.execute(
+            SQL(
+                """
+                SELECT p.id, p.mlm_stage_id, p.mlm_stage_locked_until,
+                       s.churn_risk, s.usage_segment, s.quadrant, s.score_date
+                  FROM res_partner p
+             LEFT JOIN loyalty_mlm_partner_score s
+                    ON s.partner_id = p.id AND s.company_id = %(company)s
+                 WHERE p.id = ANY(%(partners)s)
+                """,
+                company=company.id,
+                partners=partners.ids,
+            )
+        )
+        return {row[0]: row[1:] for row in self.env.cr.fetchall()}
+
+    @api.model
+    def _mlm_stage_inputs(self, partners, company, today, rows=None):
+        """{partner id: StageInput} for `partners`: order dates and counts from one
+        query, segment and quadrant from the stored scores (see
+        _mlm_stage_input)."""
+        stats = self._mlm_stage_order_stats(partners, company, today)
+        referrals = self._mlm_referral_counts(partners)
+        rows = rows if rows is not None else self._mlm_stage_rows(partners, company)
+        inputs = {}
+        for partner_id in partners.ids:
+            _stage, _kept, churn, segment, quadrant, score_date = rows.get(
+                partner_id, (None, None, None, None, None, None)
+            )
+            inputs[partner_id] = self._mlm_stage_input(
+                stats.get(partner_id, (None, None, 0, 0, 0)),
+                (churn, segment, quadrant, score_date),
+                referrals.get(partner_id, 0),
+            )
+        return inputs
+
+    @staticmethod
+    def _mlm_stage_input(orders, scores, referrals):
+        """The StageInput of one contact from his order figures (first, last,
+        total, last 12 months, the 12 before), his stored scores (churn,
+        segment, quadrant, scored on) and his successful referrals.
+
+        A churn score computed before the customer's latest order no longer
+        describes them and is ignored (the nightly refresh recomputes scores,
+        then stages)."""
+        first, last, total, last_12m, prev_12m = orders
+        churn, segment, quadrant, score_date = scores
+        fresh = bool(score_date and last and last <= score_date)
+        return StageInput(
+            first_order=first,
+            last_order=last,
+            orders_total=total,
+            orders_12m=last_12m,
+            orders_prev_12m=prev_12m,
+            churn_risk=churn if fresh else None,
+            usage_segment=segment or None,
+            quadrant=quadrant or None,
+            referrals=referrals,
+        )
+
+    @api.model
+    def _mlm_stage_order_stats(self, partners, company, today):
+        """{commercial partner id: (first, last, total, last 12 months, the 12
+        before)} of `partners`' qualifying orders (_mlm_stage_order_stats_query)."""
+        self._mlm_flush_order_fields()
+        self.env.cr.execute(
+            self._mlm_stage_order_stats_query(company, today, partners.ids)
+        )
+        return {row[0]: row[1:] for row in self.env.cr.fetchall()}
+
+    @api.model
+    def _mlm_stage_order_stats_query(self, company, today, partner_ids=None):
+        """One row per commercial partner with an order in `company`: id,
+        first and last order day, orders, orders in the last 12 months and in
+        the 12 before. Orders: confirmed sale orders and paid POS orders; a POS
+        refund is no order, but its customer has a row (of no orders): he is
+        one of the company's customers. `partner_ids`: only these.
+
+        Order days are local days, in the time zone `today` comes from."""
+        # The stage rules count days from fields.Date.context_today (the
+        # user's local date, the one Odoo shows him); date_order is stored in
+        # UTC. Both must be days of the same calendar: an order at 23:30 UTC
+        # on 1 June is a 2 June order in Brussels. Same time zone as
+        # context_today: the context's, else the user's, else UTC.
+        tz = self.env.context.get("tz") or self.env.user.tz
+        if tz not in pytz.all_timezones_set:
+            tz = "UTC"
+        year_ago = today - relativedelta(years=1)
+        two_years_ago = today - relativedelta(years=2)
+        restrict = SQL()
+        if partner_ids is not None:
+            restrict = SQL("AND p.commercial_partner_id = ANY(%s)", list(partner_ids))
+        return SQL(
+            """
+            SELECT o.partner_id,
+                   MIN(o.day) FILTER (WHERE o.is_order) AS first_order,
+                   MAX(o.day) FILTER (WHERE o.is_order) AS last_order,
+                   COUNT(*) FILTER (WHERE o.is_order) AS orders,
+                   COUNT(*) FILTER (WHERE o.is_order AND o.day > %(year_ago)s)
+                       AS orders_12m,
+                   COUNT(*) FILTER (
+                       WHERE o.is_order AND o.day > %(two_years_ago)s
+                         AND o.day <= %(year_ago)s
+                   ) AS orders_prev_12m
+              FROM (
+                SELECT p.commercial_partner_id AS partner_id,
+                       timezone(%(tz)s, timezone('UTC', so.date_order))::date
+                           AS day,
+                       TRUE AS is_order
+                  FROM sale_order so
+                  JOIN res_partner p ON p.id = so.partner_id
+                 WHERE so.state = 'sale' AND so.company_id = %(company)s
+                       %(restrict)s
+                 UNION ALL
+                SELECT p.commercial_partner_id,
+                       timezone(%(tz)s, timezone('UTC', po.date_order))::date,
+                       po.amount_total > 0
+                  FROM pos_order po
+                  JOIN res_partner p ON p.id = po.partner_id
+                 WHERE po.state IN ('paid', 'done', 'invoiced')
+                   AND po.company_id = %(company)s
+                       %(restrict)s
+              ) o
+          GROUP BY o.partner_id
+            """,
+            company=company.id,
+            year_ago=year_ago,
+            two_years_ago=two_years_ago,
+            restrict=restrict,
+            tz=tz,
+        )
+
+    @api.model
+    def _mlm_referral_counts(self, partners):
+        """{partner id: successful referrals} of `partners`."""
+        return self.env["loyalty.mlm.referral"]._mlm_successful_referrals(partners)
+
+    @api.model
+    def _mlm_refresh_stages(self, partners, company, today=None):
+        """Decide the stage of `partners` and move those whose stage changed.
+
+        Contacts whose manual stage is locked stay put. Returns the number
+        of contacts moved. A contact leaving winback is logged as won back.
+        """
+        today = today or fields.Date.context_today(self)
+        rows = self._mlm_stage_rows(partners, company)
+        inputs = self._mlm_stage_inputs(partners, company, today, rows)
+        return self._mlm_apply_stages(company, today, inputs, rows)
+
+    @api.model
+    def _mlm_apply_stages(self, company, today, inputs, rows):
+        """Move the contacts of `inputs` ({partner id: StageInput}) whose
+        decided stage differs from their current one; `rows`: {partner id:
+        (stage id, kept until, ...)}. One write per target stage (_mlm_move).
+        Returns the number of contacts moved."""
+        params = self._mlm_stage_params(company)
+        stages = self._by_code()
+        winback_id = stages["winback"].id
+        moves = defaultdict(list)
+        for partner_id, inp in inputs.items():
+            from_id, locked = rows[partner_id][:2]
+            if locked and locked >= today:
+                continue
+            code, reason = decide_stage(inp, today, params)
+            stage = stages[code]
+            if from_id == stage.id:
+                continue
+            if from_id == winback_id:
+                reason = "won_back"
+            moves[stage, reason].append(partner_id)
+        partners = self.env["res.partner"]
+        for (stage, reason), partner_ids in moves.items():
+            self.browse(stage.id)._mlm_move(partners.browse(partner_ids), reason)
+        return sum(len(ids) for ids in moves.values())
+
+    @api.model
+    def _mlm_flush_order_fields(self):
+        """The stage queries read orders in SQL: write pending ORM changes."""
+        self.env["sale.order"].flush_model(
+            ["state", "date_order", "partner_id", "company_id"]
+        )
+        self.env["pos.order"].flush_model(
+            ["state", "date_order", "partner_id", "company_id", "amount_total"]
+        )
+        self.env["res.partner"].flush_model(
+            ["commercial_partner_id", "customer_rank", "mlm_member_since"]
+        )
+
+    @api.model
+    def _mlm_lifecycle_rows(self, company, today):
+        """Every customer contact of the company (customers, members and
+        anyone with a qualifying order; commercial partners only), each with
+        what decides his stage, in one query: id, stage id, kept until, churn,
+        segment, quadrant, scored on, the five order figures of
+        _mlm_stage_order_stats_query, successful referrals."""
+        # Scores are written through the contact's fields: flush everything.
+        self.env.flush_all()
+        self.env.cr.execute(
+            SQL(
+                """
+                WITH orders AS (%(orders)s),
+                -- as loyalty.mlm.referral counts them, for everybody
+                referrals AS (
+                    SELECT mlm_referrer_id AS id, COUNT(*) AS count
+                      FROM res_partner
+                     WHERE mlm_referrer_id IS NOT NULL
+                       AND mlm_referral_date IS NOT NULL
+                  GROUP BY mlm_referrer_id
+                )
+                SELECT p.id, p.mlm_stage_id, p.mlm_stage_locked_until,
+                       s.churn_risk, s.usage_segment, s.quadrant, s.score_date,
+                       o.first_order, o.last_order, COALESCE(o.orders, 0),
+                       COALESCE(o.orders_12m, 0), COALESCE(o.orders_prev_12m, 0),
+                       COALESCE(r.count, 0)
+                  FROM res_partner p
+             LEFT JOIN orders o ON o.partner_id = p.id
+             LEFT JOIN loyalty_mlm_partner_score s
+                    ON s.partner_id = p.id AND s.company_id = %(company)s
+             LEFT JOIN referrals r ON r.id = p.id
+                 WHERE o.partner_id IS NOT NULL
+                    OR (p.active AND p.id = p.commercial_partner_id
+                        AND (p.customer_rank > 0 OR p.mlm_member_since IS NOT NULL)
+                        AND (p.company_id IS NULL OR p.company_id = %(company)s))
+                """,
+                orders=self._mlm_stage_order_stats_query(company, today),
+                company=company.id,
+            )
+        )
+        return self.env.cr.fetchall()
+
+    @api.model
+    def _mlm_refresh_all_stages(self, companies=None):
+        """Every customer's stage from the rules; run by the nightly score job
+        once the scores are fresh. Resumable by construction: contacts already
+        in their stage are skipped. Returns the number of contacts moved."""
+        moved = 0
+        for company in companies or self.env["res.company"].search([]):
+            # Every customer's row and inputs are built in memory at once.
+            with gc_paused():
+                moved += self._mlm_refresh_company_stages(company)
+        return moved
+
+    @api.model
+    def _mlm_refresh_company_stages(self, company):
+        """_mlm_refresh_stages of every customer of `company` (see
+        _mlm_lifecycle_rows), from one query rather than one per input."""
+        today = fields.Date.context_today(self)
+        rows, inputs = {}, {}
+        stage_input = self._mlm_stage_input
+        for row in self._mlm_lifecycle_rows(company, today):
+            # id | stage, kept until | 4 scores | 5 order figures | referrals
+            rows[row[0]] = row[1:3]
+            inputs[row[0]] = stage_input(row[7:12], row[3:7], row[12])
+        return self._mlm_apply_stages(company, today, inputs, rows)
+
+    @api.model
+    def _mlm_stage_event(self, customers, company):
+        """An order of `customers` was confirmed or paid: first order
+        (acquisition to onboarding) and winback customers move now, not at
+        night."""
+        partners = customers.commercial_partner_id
+        ids = self._mlm_ids_by_code()
+        moving = {ids.get("acquisition"), ids.get("winback")}
+        waiting = partners.filtered(
+            lambda p: not p.mlm_stage_id or p.mlm_stage_id.id in moving
+        )
+        if waiting:
+            # Stage bookkeeping is the system's: a salesperson or cashier need
+            # not read every order involved (the history keeps who caused it).
+            self.sudo()._mlm_refresh_stages(waiting.sudo(), company)

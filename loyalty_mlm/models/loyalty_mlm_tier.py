@@ -1,6 +1,12 @@
+from collections import defaultdict
+
+from dateutil.relativedelta import relativedelta
+
 from odoo import _, api, fields, models
 from odoo.exceptions import ValidationError
-from odoo.tools import float_compare, ormcache
+from odoo.tools import SQL, float_compare, float_round, ormcache, split_every
+
+from .loyalty_mlm_ledger import BONUS_KINDS, PRECISION
 
 
 class LoyaltyMlmTier(models.Model):
@@ -134,3 +140,225 @@ class LoyaltyMlmTier(models.Model):
     def _mlm_rank(self, tier):
         """Position of `tier` in the ladder `self`; -1 when not on it."""
         return self.ids.index(tier.id) if tier.id in self.ids else -1
+
+    # ------------------------------------------------------------
+    # Tier engine
+    # ------------------------------------------------------------
+    # Tiers are per company (res.partner.mlm_tier_id is company-dependent),
+    # like the member programme. Up at once on the order that qualifies
+    # (_mlm_tier_upgrade), down at the nightly review after the grace period
+    # (_cron_review).
+
+    @api.model
+    def _mlm_tier_values(self, company, partner_ids, today=None):
+        """{partner id: tier qualification value over the last 12 months}.
+
+        Points: earn, tier and campaign bonus entries of the member programme,
+        minus what cancellations and refunds took back (negative reversals
+        sourced to an order). Spend: untaxed amount of confirmed sale orders
+        and paid POS orders (refunds subtract), in company currency. One
+        query either way.
+        """
+        today = today or fields.Date.context_today(self)
+        since = fields.Datetime.to_datetime(today - relativedelta(years=1))
+        if company.mlm_tier_metric == "spend":
+            return self._mlm_tier_spend(company, partner_ids, since)
+        groups = (
+            self.env["loyalty.mlm.ledger"]
+            .sudo()
+            ._read_group(
+                [
+                    ("partner_id", "in", list(partner_ids)),
+                    ("program_id", "=", company.mlm_program_id.id),
+                    ("date", ">=", since),
+                    "|",
+                    ("kind", "in", ("earn", *BONUS_KINDS)),
+                    "&",
+                    "&",
+                    ("kind", "=", "reversal"),
+                    ("points", "<", 0),
+                    ("res_model", "in", ("sale.order", "pos.order")),
+                ],
+                ["partner_id"],
+                ["points:sum"],
+            )
+        )
+        return {partner.id: points for partner, points in groups}
+
+    @api.model
+    def _mlm_tier_spend(self, company, partner_ids, since):
+        """{partner id: net spend since `since`} (see _mlm_tier_values)."""
+        self.env["loyalty.mlm.stage"]._mlm_flush_order_fields()
+        self.env["sale.order"].flush_model(["amount_untaxed", "currency_rate"])
+        self.env["pos.order"].flush_model(["amount_tax", "currency_rate"])
+        self.env.cr.execute(
+            SQL(
+                """
+                SELECT partner_id, SUM(amount) FROM (
+                    SELECT so.partner_id,
+                           so.amount_untaxed
+                               / COALESCE(NULLIF(so.currency_rate, 0), 1) AS amount
+                      FROM sale_order so
+                     WHERE so.state = 'sale' AND so.company_id = %(company)s
+                       AND so.date_order >= %(since)s
+                       AND so.partner_id = ANY(%(partners)s)
+                     UNION ALL
+                    SELECT po.partner_id,
+                           (po.amount_total - po.amount_tax)
+                               / COALESCE(NULLIF(po.currency_rate, 0), 1)
+                      FROM pos_order po
+                     WHERE po.state IN ('paid', 'done', 'invoiced')
+                       AND po.company_id = %(company)s
+                       AND po.date_order >= %(since)s
+                       AND po.partner_id = ANY(%(partners)s)
+                ) AS orders
+              GROUP BY partner_id
+                """,
+                company=company.id,
+                since=since,
+                partners=list(partner_ids),
+            )
+        )
+        return {
+            row[0]: float_round(row[1], PRECISION) for row in self.env.cr.fetchall()
+        }
+
+    @api.model
+    def _mlm_tier_upgrade(self, partners, company):
+        """Move the members of `partners` up at once when they reach a higher
+        tier (on the order that makes them qualify); a member back above
+        their tier's threshold is no longer counted as below it."""
+        ladder = self._mlm_ladder(company)
+        if not ladder or not partners:
+            return
+        # Members on the top rung cannot move up: no need to add up their
+        # year (the order sync's hot path), unless they were found below.
+        top = ladder[-1]
+        climbing = partners.with_company(company).filtered(
+            lambda partner: partner.mlm_tier_id != top or partner.mlm_tier_below_since
+        )
+        if not climbing:
+            return
+        values = self._mlm_tier_values(company, climbing.ids)
+        moves = defaultdict(list)
+        back_above = partners.browse()
+        for partner in climbing:
+            value = values.get(partner.id, 0.0)
+            target = ladder._mlm_qualifying(value)
+            current_rank = ladder._mlm_rank(partner.mlm_tier_id)
+            target_rank = ladder._mlm_rank(target)
+            if target and target_rank > current_rank:
+                code = "upgrade" if partner.mlm_tier_id else "start"
+                moves[target, code].append(partner.id)
+            elif partner.mlm_tier_below_since and target_rank >= current_rank:
+                back_above |= partner
+        back_above.sudo().write({"mlm_tier_below_since": False})
+        for (tier, code), partner_ids in moves.items():
+            self._mlm_tier_move(
+                partners.browse(partner_ids), company, tier, code, values
+            )
+
+    @api.model
+    def _mlm_tier_review(self, partners, company, ladder, today):
+        """Nightly decision for the members `partners` of `company`.
+
+        Up at once when they reach a higher tier; below the threshold, the
+        first review starts the grace period and a review at least `grace
+        days` later downgrades them to the tier they reach, unless they
+        qualified again meanwhile.
+        """
+        values = self._mlm_tier_values(company, partners.ids, today)
+        grace = company.mlm_tier_grace_days
+        moves = defaultdict(list)
+        start_below = partners.browse()
+        back_above = partners.browse()
+        for partner in partners.with_company(company):
+            target = ladder._mlm_qualifying(values.get(partner.id, 0.0))
+            current = partner.mlm_tier_id
+            current_rank = ladder._mlm_rank(current)
+            target_rank = ladder._mlm_rank(target)
+            if current and current_rank < 0:
+                # Its tier was archived or belongs to another company.
+                if target:
+                    moves[target, "start"].append(partner.id)
+            elif target_rank > current_rank:
+                moves[target, "upgrade" if current else "start"].append(partner.id)
+            elif target_rank == current_rank:
+                if partner.mlm_tier_below_since:
+                    back_above |= partner
+            elif not partner.mlm_tier_below_since:
+                start_below |= partner
+            elif (today - partner.mlm_tier_below_since).days >= grace:
+                moves[target, "downgrade"].append(partner.id)
+        writer = partners.with_company(company).sudo()
+        writer.browse(start_below.ids).write({"mlm_tier_below_since": today})
+        writer.browse(back_above.ids).write({"mlm_tier_below_since": False})
+        for (tier, code), partner_ids in moves.items():
+            self._mlm_tier_move(
+                partners.browse(partner_ids), company, tier, code, values
+            )
+
+    @api.model
+    def _mlm_tier_move(self, partners, company, tier, reason_code, values):
+        """Put `partners` in `tier` (may be empty) in `company`: one write,
+        one history row each."""
+        if not partners:
+            return
+        partners = partners.with_company(company).sudo()
+        history = [
+            {
+                "partner_id": partner.id,
+                "company_id": company.id,
+                "from_tier_id": partner.mlm_tier_id.id,
+                "to_tier_id": tier.id,
+                "reason_code": reason_code,
+                "metric": values.get(partner.id, 0.0),
+                "user_id": self.env.uid,
+            }
+            for partner in partners
+        ]
+        partners.write({"mlm_tier_id": tier.id, "mlm_tier_below_since": False})
+        self.env["loyalty.mlm.tier.history"].sudo().create(history)
+
+    @api.model
+    def _mlm_programme_member_ids(self, company):
+        """Ids of the contacts with a card in `company`'s member programme."""
+        groups = (
+            self.env["loyalty.card"]
+            .sudo()
+            ._read_group(
+                [
+                    ("program_id", "=", company.mlm_program_id.id),
+                    ("partner_id", "!=", False),
+                ],
+                ["partner_id"],
+            )
+        )
+        return sorted(partner.id for (partner,) in groups)
+
+    @api.model
+    def _cron_review(self, batch_size=5000):
+        """Nightly: tiers of every member (downgrades after the grace period),
+        plus the new-member catch-up (referral codes, welcome bonuses).
+
+        Batches of `batch_size` members, one qualification query each;
+        idempotent, so an interrupted run simply runs again.
+        """
+        today = fields.Date.context_today(self)
+        done = 0
+        companies = (
+            self.env["res.company"].sudo().search([("mlm_program_id", "!=", False)])
+        )
+        for company in companies:
+            ladder = self._mlm_ladder(company)
+            for batch in split_every(
+                batch_size,
+                self._mlm_programme_member_ids(company),
+                self.env["res.partner"].browse,
+            ):
+                if ladder:
+                    self._mlm_tier_review(batch, company, ladder, today)
+                self.env["loyalty.mlm.bonus"]._mlm_on_member(batch, company)
+                done += len(batch)
+        self.env["ir.cron"]._notify_progress(done=done, remaining=0)
+        return done

@@ -6,7 +6,7 @@ from odoo.exceptions import UserError, ValidationError
 from odoo.osv import expression
 from odoo.tools import SQL, format_date, split_every
 
-from .res_partner import QUADRANT_SELECTION, USAGE_SEGMENT_SELECTION
+from .loyalty_mlm_partner_score import QUADRANT_SELECTION, USAGE_SEGMENT_SELECTION
 
 _logger = logging.getLogger(__name__)
 
@@ -432,6 +432,64 @@ class LoyaltyMlmTreatment(models.Model):
         return plan
 
     # ------------------------------------------------------------
+    # Next best action (shown on the contact)
+    # ------------------------------------------------------------
+
+    @api.model
+    def _mlm_next_actions(self, company, partner_ids):
+        """What the contacts `partner_ids` get next in `company`: (rule of
+        each partner id, the due (rule id, partner id) pairs, the last
+        execution of each (partner id, rule id)).
+
+        Set-based: one search per rule for all of them, one query for what
+        is due per rule, one for the last executions."""
+        rule_of, due, last = {}, set(), {}
+        if not partner_ids:
+            return rule_of, due, last
+        now = fields.Datetime.now()
+        matches = self._mlm_rules(company)._mlm_match(company, partner_ids)
+        for rule, ids in matches.items():
+            rule_of.update(dict.fromkeys(ids, rule))
+            due.update((rule.id, pid) for pid in rule._mlm_due(company, ids, now))
+        if rule_of:
+            groups = (
+                self.env["loyalty.mlm.treatment.log"]
+                .sudo()
+                ._read_group(
+                    [
+                        ("partner_id", "in", list(rule_of)),
+                        ("treatment_id", "in", [r.id for r in matches]),
+                        ("company_id", "=", company.id),
+                    ],
+                    ["partner_id", "treatment_id"],
+                    ["date:max"],
+                )
+            )
+            last = {(p.id, r.id): date for p, r, date in groups}
+        return rule_of, due, last
+
+    def _mlm_next_action_status(self, is_due, last_date):
+        """When the rule `self` (may be empty) acts next for a contact."""
+        rule = self
+        if not rule:
+            return ""
+        if not rule._mlm_has_actions():
+            return _("No action on purpose")
+        if is_due:
+            return _("Due at the next run")
+        if rule.trigger == "periodic" and last_date:
+            return _(
+                "Done on %(done)s, again from %(next)s",
+                done=format_date(self.env, last_date),
+                next=format_date(
+                    self.env, last_date + timedelta(days=rule.cooldown_days)
+                ),
+            )
+        if last_date:
+            return _("Done on %s", format_date(self.env, last_date))
+        return _("On the next entry into the stage")
+
+    # ------------------------------------------------------------
     # Execution
     # ------------------------------------------------------------
 
@@ -552,7 +610,7 @@ class LoyaltyMlmTreatment(models.Model):
         if self.mail_template_id:
             if partner.email:
                 if partner.mlm_member_since:
-                    partner._mlm_ensure_referral_codes()
+                    self.env["loyalty.mlm.referral"]._mlm_ensure_referral_codes(partner)
                 mail_id = (
                     self.mail_template_id.with_company(company)
                     .with_context(**mail_ctx)

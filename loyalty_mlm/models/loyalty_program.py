@@ -2,7 +2,7 @@ from odoo import _, api, fields, models
 from odoo.osv import expression
 from odoo.tools import ormcache
 
-from .res_partner import QUADRANT_SELECTION, USAGE_SEGMENT_SELECTION
+from .loyalty_mlm_partner_score import QUADRANT_SELECTION, USAGE_SEGMENT_SELECTION
 
 # Targeted programmes: restriction field -> (partner field, value).
 MLM_SEGMENT_FIELDS = {

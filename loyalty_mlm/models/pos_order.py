@@ -399,13 +399,38 @@ class PosOrder(models.Model):
         member_cards = member_cards.filtered(lambda card: card.id in coupon_data)
         # A copy: the bonuses are added to the points of the cards below.
         data = {key: dict(value) for key, value in coupon_data.items()}
+        points = self._mlm_split_card_points(member_cards, data)
+        # The register created a member card (a new member): its points are
+        # only known after the native write, its bonuses are posted after.
+        created = self._mlm_new_member_card_points(data)
+        if not created:
+            self._mlm_add_order_bonuses(data, points)
+        order = self.with_context(
+            mlm_ledger_source=mlm_source(self._name, self.id, "earn", "redeem")
+        )
+        try:
+            result = super(PosOrder, order).confirm_coupon_programs(data)
+        finally:
+            self.env["loyalty.mlm.ledger"]._mlm_clear_splits()
+        if created:
+            points = self._mlm_post_order_bonuses(result, None)
+        else:
+            self._mlm_order_tier_upgrade(points)
+        # The receipt's member block comes back with this call: no extra request.
+        result["mlm_receipt"] = self._mlm_receipt(points)
+        return result
+
+    def _mlm_split_card_points(self, member_cards, data):
+        """What this order posts on the existing `member_cards` ({card:
+        {kind: points}}): the points its lines earn by the programme's rules
+        (the register's figure in `data`, the coupon data by card id, is
+        replaced by it), and, for the receipt, the points it spent (already
+        taken when the order was saved). Announced to the ledger as the
+        split of the card write."""
         ledger = self.env["loyalty.mlm.ledger"]
-        # What this order posts on existing member cards, known without
-        # reading the ledger back.
         points = defaultdict(lambda: defaultdict(float))
         for card in member_cards:
             earned = self._mlm_rule_points(card.program_id)
-            # Spent when the order was saved; shown on the receipt.
             spent = self._mlm_points_spent(card.program_id)
             data[card.id]["points"] = earned
             if earned:
@@ -416,9 +441,12 @@ class PosOrder(models.Model):
                 card,
                 [{"points": earned, "kind": "earn", "reason": _("Points earned")}],
             )
+        return points
+
+    def _mlm_new_member_card_points(self, data):
+        """Whether the register creates a member card with this order; its
+        points (in `data`) become what the programme's rules give."""
         member_ids = self.env["loyalty.program"]._mlm_member_programme_ids()
-        # The register created a member card (a new member): its points are
-        # only known after the native write, its bonuses are posted after.
         created = False
         for key, values in data.items():
             if key < 0 and values.get("program_id") in member_ids:
@@ -426,22 +454,7 @@ class PosOrder(models.Model):
                 values["points"] = self._mlm_rule_points(
                     self.env["loyalty.program"].browse(values["program_id"])
                 )
-        if not created:
-            self._mlm_add_order_bonuses(data, points)
-        order = self.with_context(
-            mlm_ledger_source=mlm_source(self._name, self.id, "earn", "redeem")
-        )
-        try:
-            result = super(PosOrder, order).confirm_coupon_programs(data)
-        finally:
-            ledger._mlm_clear_splits()
-        if created:
-            points = self._mlm_post_order_bonuses(result, None)
-        else:
-            self._mlm_order_tier_upgrade(points)
-        # The receipt's member block comes back with this call: no extra request.
-        result["mlm_receipt"] = self._mlm_receipt(points)
-        return result
+        return created
 
     def _mlm_claim_points(self):
         """Mark this order's points as applied; False when they already were.
@@ -679,7 +692,7 @@ class PosOrder(models.Model):
             for line in self.lines
             if not line.is_reward_line
         ]
-        return self.env["res.partner"]._mlm_order_bonus_parts(
+        return self.env["loyalty.mlm.bonus"]._mlm_order_bonus_parts(
             self, "pos", earned, lines
         )
 
@@ -689,7 +702,9 @@ class PosOrder(models.Model):
         partner_ids = [
             card.partner_id.id for card, kinds in points.items() if kinds.get("earn")
         ]
-        self.env["res.partner"].browse(partner_ids)._mlm_tier_upgrade(self.company_id)
+        self.env["loyalty.mlm.tier"]._mlm_tier_upgrade(
+            self.env["res.partner"].browse(partner_ids), self.company_id
+        )
 
     def _mlm_drop_targeted_points(self, coupon_data):
         """Leave out the points of targeted programmes the customer could not
@@ -830,17 +845,22 @@ class PosOrder(models.Model):
         res = super()._process_saved_order(draft)
         if not draft and self.state in ("paid", "done", "invoiced"):
             if self.partner_id:
-                self.env["res.partner"]._mlm_auto_enroll(
+                self.env["loyalty.card"]._mlm_auto_enroll(
                     self.partner_id, self.company_id
                 )
-                self.partner_id._mlm_stage_event(self.company_id)
+                self.env["loyalty.mlm.stage"]._mlm_stage_event(
+                    self.partner_id, self.company_id
+                )
                 if self.amount_total > 0:
-                    # Bonuses, tiers, referral (see res.partner).
-                    self.partner_id._mlm_on_member(self.company_id)
-                    self.env["res.partner"]._mlm_referral_rewards(self)
+                    # Bonuses, tiers, referral (see loyalty.mlm.bonus).
+                    self.env["loyalty.mlm.bonus"]._mlm_on_member(
+                        self.partner_id, self.company_id
+                    )
+                    self.env["loyalty.mlm.referral"]._mlm_referral_rewards(self)
                     if self.company_id.mlm_tier_metric == "spend":
-                        self.partner_id.filtered("mlm_member_since")._mlm_tier_upgrade(
-                            self.company_id
+                        self.env["loyalty.mlm.tier"]._mlm_tier_upgrade(
+                            self.partner_id.filtered("mlm_member_since"),
+                            self.company_id,
                         )
             self._mlm_reverse_refunded_points()
         return res

@@ -77,7 +77,7 @@ class ResCompany(models.Model):
         default=True,
         help="A customer becomes a member on their first confirmed or paid order.",
     )
-    # Segment scores (see models/res_partner.py, tools/scoring.py)
+    # Segment scores (see models/loyalty_mlm_partner_score.py, tools/scoring.py)
     mlm_score_heavy_pct = fields.Float(
         string="Heavy Users (%)",
         default=20.0,
@@ -158,7 +158,7 @@ class ResCompany(models.Model):
     def _load_pos_data_fields(self, config_id):
         return [*super()._load_pos_data_fields(config_id), "mlm_program_id"]
 
-    # Bonuses and tiers (see models/res_partner.py "Bonuses, tiers, referral")
+    # Bonuses and tiers (see models/loyalty_mlm_bonus.py, loyalty_mlm_tier.py)
     mlm_welcome_bonus = fields.Float(
         string="Welcome Bonus",
         digits=(16, 2),

@@ -7,26 +7,9 @@ from .loyalty_mlm_ledger import mlm_source
 
 
 class SaleOrder(models.Model):
-    _inherit = "sale.order"
-
-    # The customer's segment scores and lifecycle stage on the order form.
-    mlm_usage_segment = fields.Selection(
-        related="partner_id.commercial_partner_id.mlm_usage_segment"
-    )
-    mlm_quadrant = fields.Selection(
-        related="partner_id.commercial_partner_id.mlm_quadrant"
-    )
-    mlm_rfm_code = fields.Char(related="partner_id.commercial_partner_id.mlm_rfm_code")
-    mlm_churn_risk = fields.Integer(
-        related="partner_id.commercial_partner_id.mlm_churn_risk"
-    )
-    mlm_score_date = fields.Date(
-        related="partner_id.commercial_partner_id.mlm_score_date"
-    )
-    mlm_stage_id = fields.Many2one(
-        related="partner_id.commercial_partner_id.mlm_stage_id",
-        string="Lifecycle Stage",
-    )
+    # The segment badge (scores, stage): loyalty.mlm.segment.mixin.
+    _name = "sale.order"
+    _inherit = ["sale.order", "loyalty.mlm.segment.mixin"]
 
     # Bonuses, tiers, referral (see res.partner)
     mlm_points_earned = fields.Float(
@@ -85,11 +68,15 @@ class SaleOrder(models.Model):
         finally:
             ledger._mlm_clear_splits()
         for order in self:
-            self.env["res.partner"]._mlm_auto_enroll(order.partner_id, order.company_id)
-            order.partner_id._mlm_stage_event(order.company_id)
+            self.env["loyalty.card"]._mlm_auto_enroll(
+                order.partner_id, order.company_id
+            )
+            self.env["loyalty.mlm.stage"]._mlm_stage_event(
+                order.partner_id, order.company_id
+            )
         self._mlm_post_order_bonuses()
         # The incremental score job picks these customers up (one trigger).
-        self.env["res.partner"]._mlm_scores_mark_dirty()
+        self.env["loyalty.mlm.partner.score"]._mlm_scores_mark_dirty()
         return res
 
     def _action_cancel(self):
@@ -104,9 +91,9 @@ class SaleOrder(models.Model):
             res = super(SaleOrder, orders)._action_cancel()
         finally:
             ledger._mlm_clear_splits()
-        self.env["res.partner"]._mlm_reverse_order_bonuses(confirmed)
-        self.env["res.partner"]._mlm_reverse_referral_rewards(confirmed)
-        self.env["res.partner"]._mlm_scores_mark_dirty()
+        self.env["loyalty.mlm.bonus"]._mlm_reverse_order_bonuses(confirmed)
+        self.env["loyalty.mlm.referral"]._mlm_reverse_referral_rewards(confirmed)
+        self.env["loyalty.mlm.partner.score"]._mlm_scores_mark_dirty()
         return res
 
     def _mlm_lock_cards(self):
@@ -199,15 +186,16 @@ class SaleOrder(models.Model):
 
     def _mlm_post_order_bonuses(self):
         """After confirmation: welcome, tier and campaign bonuses, tier
-        upgrade and referral bonuses (see res.partner "Bonuses, tiers,
-        referral"). The tier bonus uses the tier before the order."""
+        upgrade and referral bonuses (see loyalty.mlm.bonus). The tier bonus
+        uses the tier before the order."""
         Partner = self.env["res.partner"]
+        Bonus = self.env["loyalty.mlm.bonus"]
         member_ids = self.env["loyalty.program"]._mlm_member_programme_ids()
         confirmed = self.filtered(lambda order: order.state == "sale")
         members = defaultdict(lambda: Partner)
         for order in confirmed:
             company = order.company_id
-            order.partner_id._mlm_on_member(company)
+            Bonus._mlm_on_member(order.partner_id, company)
             earned = {
                 card: sum(points for kind, points, _r in parts if kind == "earn")
                 for card, parts in order._mlm_point_parts(member_ids).items()
@@ -217,12 +205,12 @@ class SaleOrder(models.Model):
                 for line in order.order_line
                 if line.product_id and not line.is_reward_line
             ]
-            Partner._mlm_order_bonuses(order, "sale", earned, lines)
+            Bonus._mlm_order_bonuses(order, "sale", earned, lines)
             for card in earned:
                 members[company] |= card.partner_id
         for company, partners in members.items():
-            partners._mlm_tier_upgrade(company)
-        Partner._mlm_referral_rewards(confirmed)
+            partners.env["loyalty.mlm.tier"]._mlm_tier_upgrade(partners, company)
+        self.env["loyalty.mlm.referral"]._mlm_referral_rewards(confirmed)
 
     def _get_point_changes(self):
         """Announce each order's earn and redeem parts before native code adds

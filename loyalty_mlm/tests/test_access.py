@@ -96,7 +96,9 @@ class TestAccess(LoyaltyMlmCommon):
             with self.subTest(user=user.login), self.assertRaises(AccessError):
                 report.with_user(user)._render_qweb_html(REPORT, self.partner.ids)
             with self.subTest(user=user.login), self.assertRaises(AccessError):
-                self.partner.with_user(user)._mlm_statement_entries()
+                self.env["loyalty.mlm.ledger"].with_user(user)._mlm_statement_entries(
+                    self.partner
+                )
         html = report.with_user(self.salesperson)._render_qweb_html(
             REPORT, self.partner.ids
         )[0]

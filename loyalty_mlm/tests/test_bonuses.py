@@ -45,7 +45,7 @@ class TestWelcomeBonus(BonusMixin, LoyaltyMlmCommon):
         # Every later path that could welcome again does not.
         self.make_order(amount=10.0).action_confirm()
         self.partner._mlm_enroll(self.company)
-        self.env["res.partner"]._cron_review_tiers()
+        self.env["loyalty.mlm.tier"]._cron_review()
         self.assertEqual(len(self.kinds(self.partner, "welcome")), 1)
         self.assertEqual(self.card_of().points, 160.0)
         self.assertLedgerInvariant()
@@ -63,9 +63,9 @@ class TestWelcomeBonus(BonusMixin, LoyaltyMlmCommon):
             {"program_id": self.program.id, "partner_id": self.partner.id}
         )
         self.assertEqual(self.card_of().points, 0.0)
-        self.env["res.partner"]._cron_review_tiers()
+        self.env["loyalty.mlm.tier"]._cron_review()
         self.assertEqual(self.card_of().points, 50.0)
-        self.env["res.partner"]._cron_review_tiers()
+        self.env["loyalty.mlm.tier"]._cron_review()
         self.assertEqual(len(self.kinds(self.partner, "welcome")), 1)
         self.assertLedgerInvariant()
 
@@ -74,7 +74,7 @@ class TestWelcomeBonus(BonusMixin, LoyaltyMlmCommon):
         old_member.mlm_member_since = date(2020, 1, 1)
         old_member._mlm_enroll(self.company)
         self.assertFalse(self.kinds(old_member, "welcome"))
-        self.env["res.partner"]._cron_review_tiers()
+        self.env["loyalty.mlm.tier"]._cron_review()
         self.assertFalse(self.kinds(old_member, "welcome"))
 
 
@@ -99,7 +99,7 @@ class TestBirthdayBonus(BonusMixin, LoyaltyMlmCommon):
 
     def run_cron(self, day):
         with freeze_time(day):
-            self.env["res.partner"]._cron_birthday_bonus()
+            self.env["loyalty.mlm.bonus"]._cron_birthday_bonus()
 
     def mails(self, partner):
         return self.env["mail.mail"].search(
@@ -189,8 +189,8 @@ class TestReferral(BonusMixin, LoyaltyMlmCommon):
         self.assertEqual(self.card_of().points, 100.0)
         self.assertEqual(self.card_of(self.partner_b).points, 130.0)
         # The count feeds the ambassadorship rule.
-        inputs = self.partner._mlm_stage_inputs(
-            self.company, fields.Date.context_today(self.partner)
+        inputs = self.env["loyalty.mlm.stage"]._mlm_stage_inputs(
+            self.partner, self.company, fields.Date.context_today(self.partner)
         )
         self.assertEqual(inputs[self.partner.id].referrals, 1)
         self.assertLedgerInvariant()
@@ -208,7 +208,7 @@ class TestReferral(BonusMixin, LoyaltyMlmCommon):
         second = self.make_order(partner=self.partner_b, amount=30.0)
         (first | second).action_confirm()  # both first orders at once
         self.make_order(partner=self.partner_b, amount=10.0).action_confirm()
-        self.env["res.partner"]._mlm_referral_rewards(first)
+        self.env["loyalty.mlm.referral"]._mlm_referral_rewards(first)
         self.assertEqual(len(self.kinds(self.partner, "referral")), 1)
         self.assertEqual(len(self.kinds(self.partner_b, "referral")), 1)
         # Rewarded: the referrer can no longer change (nor be removed).

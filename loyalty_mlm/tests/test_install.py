@@ -10,7 +10,7 @@ class TestInstall(LoyaltyMlmCommon):
     def test_module_installed(self):
         module = self.env["ir.module.module"].search([("name", "=", "loyalty_mlm")])
         self.assertEqual(module.state, "installed")
-        self.assertEqual(module.latest_version, "18.0.1.0.0")
+        self.assertEqual(module.latest_version, "18.0.1.1.0")
 
     def test_groups_and_implications(self):
         user_group = self.env.ref("loyalty_mlm.group_loyalty_mlm_user")

@@ -417,7 +417,7 @@ class TestLedgerSurfaces(LoyaltyMlmCommon):
     def test_points_statement_report(self):
         self.make_order(amount=150.0).action_confirm()
         self.card_of()._mlm_adjust(-20.0, "Broken cup goodwill reversal")
-        lines = self.partner._mlm_statement_entries()
+        lines = self.env["loyalty.mlm.ledger"]._mlm_statement_entries(self.partner)
         self.assertEqual([line["balance"] for line in lines], [150.0, 130.0])
         html, _format = (
             self.env["ir.actions.report"]

@@ -104,7 +104,7 @@ class TestPosMemberBadge(TestPointOfSaleHttpCommon):
         members._mlm_enroll(company)
         cls.member.mlm_card_id._mlm_adjust(120.0, "Opening")
         blocked.mlm_card_id._mlm_adjust(-30.0, "Taken back after spending")
-        members._mlm_move(growth, "active")
+        growth._mlm_move(members, "active")
         cls.member.write({"mlm_referral_code": "BADGE234"})
         cls.faraway.write({"mlm_referral_code": "FARAWAY7"})
         cls.member.mlm_card_id.code = "MLMCARD77"
@@ -208,10 +208,10 @@ class TestPosTargetedPromotion(TestPointOfSaleHttpCommon):
         cls.winback_customer, cls.growth_customer = cls.env["res.partner"].create(
             [{"name": "Winback Customer"}, {"name": "Growth Customer"}]
         )
-        cls.winback_customer._mlm_move(
-            cls.env.ref("loyalty_mlm.stage_winback"), "lapsed"
+        cls.env.ref("loyalty_mlm.stage_winback")._mlm_move(
+            cls.winback_customer, "lapsed"
         )
-        cls.growth_customer._mlm_move(cls.env.ref("loyalty_mlm.stage_growth"), "active")
+        cls.env.ref("loyalty_mlm.stage_growth")._mlm_move(cls.growth_customer, "active")
 
     def test_winback_promotion(self):
         self.main_pos_config.with_user(self.pos_user).open_ui()

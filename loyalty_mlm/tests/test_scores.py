@@ -5,7 +5,9 @@ from odoo import fields
 from odoo.tests import new_test_user, tagged
 from odoo.tools import SQL
 
-from odoo.addons.loyalty_mlm.models.res_partner import ResPartner
+from odoo.addons.loyalty_mlm.models.loyalty_mlm_partner_score import (
+    LoyaltyMlmPartnerScore,
+)
 
 from .common import LoyaltyMlmPosCommon
 
@@ -118,8 +120,8 @@ class TestScores(LoyaltyMlmPosCommon):
     def refresh(self, **kwargs):
         kwargs.setdefault("companies", self.env.company)
         # The scores step alone: the stage step it chains is tested elsewhere.
-        partners = self.env["res.partner"].with_context(mlm_scores_only=True)
-        return partners._cron_mlm_refresh_scores(**kwargs)
+        scores = self.env["loyalty.mlm.partner.score"]
+        return scores.with_context(mlm_scores_only=True)._cron_refresh_scores(**kwargs)
 
     def scores(self, partner):
         return tuple(partner[name] for name in SCORES)
@@ -145,7 +147,9 @@ class TestScores(LoyaltyMlmPosCommon):
         today = fields.Date.today()
         stats = {
             s.partner_id: s
-            for s in self.env["res.partner"]._mlm_score_stats(self.env.company, today)
+            for s in self.env["loyalty.mlm.partner.score"]._mlm_score_stats(
+                self.env.company, today
+            )
         }
         self.assertEqual(
             sorted(stats), sorted((self.anna | self.bram | self.chloe | self.daan).ids)
@@ -295,7 +299,7 @@ class TestScores(LoyaltyMlmPosCommon):
         credit_note = self.env["account.move"].browse(reversal.refund_moves()["res_id"])
         credit_note.invoice_line_ids.quantity = 1
         credit_note.action_post()
-        (stat,) = self.env["res.partner"]._mlm_score_stats(
+        (stat,) = self.env["loyalty.mlm.partner.score"]._mlm_score_stats(
             self.env.company, fields.Date.today()
         )
         self.assertEqual(
@@ -306,17 +310,17 @@ class TestScores(LoyaltyMlmPosCommon):
         self.make_story()
         written = []
         kill = []
-        original = ResPartner._mlm_scores_write
+        original = LoyaltyMlmPartnerScore._mlm_scores_write
 
-        def spy(partner_model, company, day, scores):
+        def spy(score_model, company, day, scores):
             written.extend(scores)
-            result = original(partner_model, company, day, scores)
+            result = original(score_model, company, day, scores)
             if kill:
                 raise Killed()
             return result
 
         Run = self.env["loyalty.mlm.score.run"]
-        with patch.object(ResPartner, "_mlm_scores_write", spy):
+        with patch.object(LoyaltyMlmPartnerScore, "_mlm_scores_write", spy):
             # The first call writes one batch of two and hands back.
             self.assertEqual(self.refresh(batch_size=2, time_budget=0), 2)
             self.assertEqual(written, (self.anna | self.bram).ids)
@@ -348,7 +352,7 @@ class TestScores(LoyaltyMlmPosCommon):
     def test_incremental_refresh(self):
         self.make_story()
         self.refresh()
-        Partner = self.env["res.partner"]
+        Scores = self.env["loyalty.mlm.partner.score"]
         before = {p.id: self.scores(p) for p in self.anna | self.bram | self.chloe}
         # The full run started two hours ago, the orders were written before.
         self.env["loyalty.mlm.score.run"].sudo().search(
@@ -363,17 +367,13 @@ class TestScores(LoyaltyMlmPosCommon):
                     self.env.company.id,
                 )
             )
-        self.assertEqual(
-            Partner._cron_mlm_refresh_scores_incremental(self.env.company), 0
-        )
+        self.assertEqual(Scores._cron_refresh_scores_incremental(self.env.company), 0)
         # Chloe's order is touched, Bram orders again: only they are rescored.
         self.env["pos.order"].search([("partner_id", "=", self.chloe.id)])[
             :1
         ].general_note = "x"
         self.sell(self.bram, self.papers, 10, 0)
-        self.assertEqual(
-            Partner._cron_mlm_refresh_scores_incremental(self.env.company), 2
-        )
+        self.assertEqual(Scores._cron_refresh_scores_incremental(self.env.company), 2)
         # Unchanged stats: exactly what the full run gave.
         self.assertEqual(self.scores(self.chloe), before[self.chloe.id])
         self.assertEqual(self.scores(self.anna), before[self.anna.id])
@@ -400,10 +400,14 @@ class TestScores(LoyaltyMlmPosCommon):
         domain = [("cron_id", "=", cron.id)]
         self.env.cr.precommit.data.pop("loyalty_mlm.scores_dirty", None)
         before = triggers.search_count(domain)
-        self.env["res.partner"].with_user(salesman)._mlm_scores_mark_dirty()
+        self.env["loyalty.mlm.partner.score"].with_user(
+            salesman
+        )._mlm_scores_mark_dirty()
         self.assertEqual(triggers.search_count(domain), before + 1)
         # Once per transaction: a batch of confirmations needs one refresh.
-        self.env["res.partner"].with_user(salesman)._mlm_scores_mark_dirty()
+        self.env["loyalty.mlm.partner.score"].with_user(
+            salesman
+        )._mlm_scores_mark_dirty()
         self.assertEqual(triggers.search_count(domain), before + 1)
 
     def test_refresh_queries_do_not_grow_with_customers(self):
@@ -441,7 +445,7 @@ class TestScores(LoyaltyMlmPosCommon):
         Partner = self.env["res.partner"]
         first, second = Partner.create([{"name": "Copy 1"}, {"name": "Copy 2"}])
         day = fields.Date.today()
-        Partner._mlm_scores_write(
+        self.env["loyalty.mlm.partner.score"]._mlm_scores_write(
             self.env.company,
             day,
             {

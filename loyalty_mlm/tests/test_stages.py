@@ -27,7 +27,9 @@ class StageCase:
         )
 
     def refresh(self, partners):
-        return partners._mlm_refresh_stages(self.env.company)
+        return self.env["loyalty.mlm.stage"]._mlm_refresh_stages(
+            partners, self.env.company
+        )
 
     def last_move(self, partner):
         return partner.mlm_stage_history_ids.sorted("id")[-1:]
@@ -65,9 +67,9 @@ class TestStageRules(StageCase, LoyaltyMlmCommon):
         for clock in CLOCKS:
             with self.subTest(clock=clock), self.clock(*clock):
                 self.check_rule_table(
-                    lambda _partners: self.env["res.partner"]._mlm_refresh_all_stages(
-                        self.env.company
-                    )
+                    lambda _partners: self.env[
+                        "loyalty.mlm.stage"
+                    ]._mlm_refresh_all_stages(self.env.company)
                 )
 
     def check_rule_table(self, refresh):
@@ -198,8 +200,8 @@ class TestStageRules(StageCase, LoyaltyMlmCommon):
                 "mlm_stage_locked_until": today + timedelta(days=5),
             }
         )
-        Partner = self.env["res.partner"]
-        Partner._mlm_refresh_all_stages(company)
+        Stage = self.env["loyalty.mlm.stage"]
+        Stage._mlm_refresh_all_stages(company)
         self.assertEqual(
             (
                 at_risk.mlm_stage_id.code,
@@ -210,29 +212,29 @@ class TestStageRules(StageCase, LoyaltyMlmCommon):
             ("retention", "growth", "ambassadorship", retention),
         )
         self.assertEqual(self.last_move(ambassador).reason_code, "referrals")
-        self.assertEqual(Partner._mlm_refresh_all_stages(company), 0)
+        self.assertEqual(Stage._mlm_refresh_all_stages(company), 0)
 
     def test_nightly_step_queries_do_not_grow_with_customers(self):
         """One query reads every customer: an unchanged night costs the same
         number of queries for 3 customers as for 12."""
         company = self.env.company
-        Partner = self.env["res.partner"]
+        Stage = self.env["loyalty.mlm.stage"]
         for count in (3, 12):
             for i in range(count):
                 self.customer(f"Q{count}-{i}", (40, 20, 10))
-            Partner._mlm_refresh_all_stages(company)  # moves them, warms caches
+            Stage._mlm_refresh_all_stages(company)  # moves them, warms caches
             self.env.invalidate_all()
             # The customers with what decides their stage (1); the rest reads
             # the company's thresholds, the stages and the user's timezone.
             with self.assertQueryCount(5):
-                self.assertEqual(Partner._mlm_refresh_all_stages(company), 0)
+                self.assertEqual(Stage._mlm_refresh_all_stages(company), 0)
 
     def test_backfill_on_install(self):
         partners = self.customer("Old regular", (200, 100, 30)) | self.customer(
             "Old lapsed", (300,)
         )
         partners.write({"mlm_stage_id": False})
-        self.env["res.partner"]._mlm_refresh_all_stages()
+        self.env["loyalty.mlm.stage"]._mlm_refresh_all_stages()
         self.assertEqual(partners.mapped("mlm_stage_id.code"), ["growth", "winback"])
 
     def test_six_stages_are_kept(self):

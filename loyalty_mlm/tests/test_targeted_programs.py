@@ -30,8 +30,8 @@ class TestTargetedProgramsSale(LoyaltyMlmCommon):
         # (an order's own points may pay for member rewards at once).
         cls.reward.required_points = 100000
         (cls.partner | cls.partner_b)._mlm_enroll(cls.company)
-        cls.partner._mlm_move(cls.winback, "lapsed")
-        cls.partner_b._mlm_move(cls.growth, "active")
+        cls.winback._mlm_move(cls.partner, "lapsed")
+        cls.growth._mlm_move(cls.partner_b, "active")
 
     def reward_lines(self, order):
         return order.order_line.filtered(
@@ -83,7 +83,7 @@ class TestTargetedProgramsSale(LoyaltyMlmCommon):
         order.action_open_reward_wizard()
         self.assertEqual(self.reward_lines(order).price_subtotal, -15.0)
         # The customer ordered elsewhere meanwhile: no longer Winback.
-        self.partner._mlm_move(self.growth, "active")
+        self.growth._mlm_move(self.partner, "active")
         with self.assertRaises(UserError) as caught:
             order.action_confirm()
         self.assertEqual(
@@ -129,7 +129,7 @@ class TestTargetedProgramsSale(LoyaltyMlmCommon):
             lambda entry: entry.coupon_id.program_id == coupons
         )
         self.assertEqual(entry.points, 1.0)
-        self.partner._mlm_move(self.growth, "active")
+        self.growth._mlm_move(self.partner, "active")
         with self.assertRaisesRegex(UserError, "Come back soon"):
             order.action_confirm()
         self.assertEqual(order.state, "draft")
@@ -144,7 +144,7 @@ class TestTargetedProgramsSale(LoyaltyMlmCommon):
         order = self.make_order(self.partner_b)
         order.action_open_reward_wizard()
         self.assertEqual(len(self.reward_lines(order)), 0)
-        self.partner_b._mlm_move(self.winback, "lapsed")
+        self.winback._mlm_move(self.partner_b, "lapsed")
         order.action_open_reward_wizard()
         self.assertEqual(self.reward_lines(order).price_subtotal, -15.0)
         order.action_confirm()
@@ -236,9 +236,9 @@ class TestTargetedProgramsPos(LoyaltyMlmPosCommon):
         cls.winback = cls.env.ref("loyalty_mlm.stage_winback")
         cls.growth = cls.env.ref("loyalty_mlm.stage_growth")
         cls.promo = winback_promotion(cls.env, cls.company)
-        cls.member._mlm_move(cls.winback, "lapsed")
+        cls.winback._mlm_move(cls.member, "lapsed")
         cls.other = cls.env["res.partner"].create({"name": "Growth Customer"})
-        cls.other._mlm_move(cls.growth, "active")
+        cls.growth._mlm_move(cls.other, "active")
         cls.pos_user = new_test_user(
             cls.env,
             login="mlm_cashier",
@@ -295,7 +295,7 @@ class TestTargetedProgramsPos(LoyaltyMlmPosCommon):
         many = self.env["res.partner"].create(
             [{"name": f"Customer {i}"} for i in range(40)]
         )
-        many[:20]._mlm_move(self.winback, "lapsed")
+        self.winback._mlm_move(many[:20], "lapsed")
         many = many.with_user(self.pos_user)
 
         def read(partners):

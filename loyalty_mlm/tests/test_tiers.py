@@ -13,7 +13,9 @@ class TierMixin:
         return partner.with_company(self.company).mlm_tier_id
 
     def set_tier(self, partner, tier):
-        partner._mlm_tier_move(self.company, tier, "upgrade", {})
+        self.env["loyalty.mlm.tier"]._mlm_tier_move(
+            partner, self.company, tier, "upgrade", {}
+        )
 
     def history(self, partner):
         return [
@@ -118,26 +120,26 @@ class TestTiers(TierMixin, LoyaltyMlmCommon):
         self.assertLedgerInvariant()
 
     def test_downgrade_only_after_grace(self):
-        cron = self.env["res.partner"]
+        cron = self.env["loyalty.mlm.tier"]
         with freeze_time("2025-01-10 10:00:00"):
             self.make_order(amount=600.0).action_confirm()
         self.assertEqual(self.tier_of(self.partner), self.silver)
         with freeze_time("2026-01-09 02:00:00"):  # still within 12 months
-            cron._cron_review_tiers()
+            cron._cron_review()
         self.assertEqual(self.tier_of(self.partner), self.silver)
         self.assertFalse(self.partner.with_company(self.company).mlm_tier_below_since)
         with freeze_time("2026-01-15 02:00:00"):  # below: the grace starts
-            cron._cron_review_tiers()
+            cron._cron_review()
         self.assertEqual(self.tier_of(self.partner), self.silver)
         self.assertEqual(
             str(self.partner.with_company(self.company).mlm_tier_below_since),
             "2026-01-15",
         )
         with freeze_time("2026-02-13 02:00:00"):  # 29 days: kept
-            cron._cron_review_tiers()
+            cron._cron_review()
         self.assertEqual(self.tier_of(self.partner), self.silver)
         with freeze_time("2026-02-14 02:00:00"):  # 30 days: down
-            cron._cron_review_tiers()
+            cron._cron_review()
         self.assertEqual(self.tier_of(self.partner), self.bronze)
         self.assertFalse(self.partner.with_company(self.company).mlm_tier_below_since)
         self.assertEqual(
@@ -147,11 +149,11 @@ class TestTiers(TierMixin, LoyaltyMlmCommon):
         self.assertLedgerInvariant()
 
     def test_qualifying_again_during_grace_keeps_the_tier(self):
-        cron = self.env["res.partner"]
+        cron = self.env["loyalty.mlm.tier"]
         with freeze_time("2025-01-10 10:00:00"):
             self.make_order(amount=600.0).action_confirm()
         with freeze_time("2026-01-15 02:00:00"):
-            cron._cron_review_tiers()
+            cron._cron_review()
         self.assertTrue(self.partner.with_company(self.company).mlm_tier_below_since)
         with freeze_time("2026-01-20 10:00:00"):
             self.make_order(amount=500.0).action_confirm()
@@ -159,7 +161,7 @@ class TestTiers(TierMixin, LoyaltyMlmCommon):
         self.assertEqual(self.tier_of(self.partner), self.silver)
         self.assertFalse(self.partner.with_company(self.company).mlm_tier_below_since)
         with freeze_time("2026-03-01 02:00:00"):
-            cron._cron_review_tiers()
+            cron._cron_review()
         self.assertEqual(self.tier_of(self.partner), self.silver)
 
     def test_cancellation_counts_against_qualification(self):
@@ -182,7 +184,9 @@ class TestTiers(TierMixin, LoyaltyMlmCommon):
         self.make_order(amount=100.0).action_confirm()
         self.assertEqual(self.tier_of(self.partner), self.silver)
         self.assertEqual(
-            self.env["res.partner"]._mlm_tier_values(self.company, self.partner.ids),
+            self.env["loyalty.mlm.tier"]._mlm_tier_values(
+                self.company, self.partner.ids
+            ),
             {self.partner.id: 500.0},
         )
 
@@ -191,11 +195,11 @@ class TestTiers(TierMixin, LoyaltyMlmCommon):
             [{"name": f"Member {i}"} for i in range(10)]
         )
         partners._mlm_enroll(self.company)
-        self.env["res.partner"]._cron_review_tiers()
+        self.env["loyalty.mlm.tier"]._cron_review()
         # Warm, nothing to change: one query per step, whatever the number of
         # members (cards, ladder, qualification, current tiers).
         with self.assertQueryCount(4):
-            self.env["res.partner"]._cron_review_tiers()
+            self.env["loyalty.mlm.tier"]._cron_review()
         self.assertEqual({self.tier_of(partner) for partner in partners}, {self.bronze})
 
     def test_salesperson_confirms(self):

@@ -70,9 +70,9 @@ class TreatmentCase(LoyaltyMlmCommon):
                 }
             )
             self.env.flush_all()
-            partner._mlm_scores_invalidate()
-        partner.with_context(mlm_defer_treatments=True)._mlm_move(
-            self.stages[stage], "manual"
+            self.env["loyalty.mlm.partner.score"]._mlm_scores_invalidate()
+        self.stages[stage].with_context(mlm_defer_treatments=True)._mlm_move(
+            partner, "manual"
         )
         return partner
 
@@ -309,7 +309,7 @@ class TestTreatmentTriggers(OwnRulesCase):
         order = self.make_order(partner=partner, amount=50.0)
         order.action_confirm()
         order.date_order = fields.Datetime.now() - timedelta(days=400)
-        partner._mlm_refresh_stages(self.company)
+        self.env["loyalty.mlm.stage"]._mlm_refresh_stages(partner, self.company)
         self.assertEqual(partner.mlm_stage_id, self.stages["winback"])
         move = partner.mlm_stage_history_ids.sorted("id")[-1:]
         log = self.logs(partner)
@@ -324,13 +324,13 @@ class TestTreatmentTriggers(OwnRulesCase):
         )
         self.assertEqual(self.run_job(), 0)  # nothing left to do
         # Out of winback and back in: a new entry, a new treatment.
-        partner._mlm_move(self.stages["growth"], "manual")
-        partner._mlm_move(self.stages["winback"], "manual")
+        self.stages["growth"]._mlm_move(partner, "manual")
+        self.stages["winback"]._mlm_move(partner, "manual")
         self.assertEqual(len(self.logs(partner)), 2)
         # A cooldown keeps the next entries quiet.
         rule.cooldown_days = 30
-        partner._mlm_move(self.stages["growth"], "manual")
-        partner._mlm_move(self.stages["winback"], "manual")
+        self.stages["growth"]._mlm_move(partner, "manual")
+        self.stages["winback"]._mlm_move(partner, "manual")
         self.run_job()
         self.assertEqual(len(self.logs(partner)), 2)
         self.assertLedgerInvariant()
@@ -339,7 +339,7 @@ class TestTreatmentTriggers(OwnRulesCase):
         cron = self.env.ref("loyalty_mlm.ir_cron_treatments")
         Trigger = self.env["ir.cron.trigger"]
         before = Trigger.search_count([("cron_id", "=", cron.id)])
-        while self.env["res.partner"]._cron_mlm_refresh_scores():
+        while self.env["loyalty.mlm.partner.score"]._cron_refresh_scores():
             pass  # the stage step, then the trigger, come with the last call
         self.assertEqual(Trigger.search_count([("cron_id", "=", cron.id)]), before + 1)
 
@@ -359,7 +359,7 @@ class TestTreatmentTriggers(OwnRulesCase):
         partners._mlm_enroll(self.company)
         cron = self.env.ref("loyalty_mlm.ir_cron_treatments")
         triggers = self.env["ir.cron.trigger"].search_count([("cron_id", "=", cron.id)])
-        partners._mlm_move(self.stages["growth"], "manual")
+        self.stages["growth"]._mlm_move(partners, "manual")
         self.assertEqual(len(self.logs(partners)), 0)
         self.assertEqual(
             self.env["ir.cron.trigger"].search_count([("cron_id", "=", cron.id)]),

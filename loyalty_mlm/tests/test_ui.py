@@ -47,7 +47,7 @@ class TestTreatmentUi(HttpCase):
         cls.customer = cls.env["res.partner"].create(
             {"name": "Tour Treated", "customer_rank": 1, "user_id": cls.salesman.id}
         )
-        cls.customer.with_context(mlm_defer_treatments=True)._mlm_move(growth, "manual")
+        growth.with_context(mlm_defer_treatments=True)._mlm_move(cls.customer, "manual")
         Treatment._cron_mlm_treatments()
         cls.lead = cls.env["crm.lead"].create(
             {

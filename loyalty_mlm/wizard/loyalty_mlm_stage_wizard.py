@@ -25,7 +25,7 @@ class LoyaltyMlmStageWizard(models.TransientModel):
             raise UserError(_("Say why the stage is set by hand."))
         if self.locked_until and self.locked_until < fields.Date.context_today(self):
             raise UserError(_("The lock date cannot be in the past."))
-        self.partner_ids._mlm_set_stage_manually(
-            self.stage_id, self.reason, self.locked_until
+        self.stage_id._mlm_set_manually(
+            self.partner_ids, self.reason, self.locked_until
         )
         return {"type": "ir.actions.act_window_close"}
