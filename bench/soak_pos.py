@@ -453,6 +453,8 @@ class Stats:
         # was accepted
         self.accepted_pos = {}
         self.accepted_sales = []
+        # uuid -> accepted confirmations (more than one: points booked twice)
+        self.confirmations = Counter()
         self.races = Counter()
 
     def call(self, client, model, method, *args, **kwargs):
@@ -674,6 +676,7 @@ class Register(threading.Thread):
             return
         with self.stats.lock:
             self.stats.accepted_pos.setdefault(data["uuid"], net)
+            self.stats.confirmations[data["uuid"]] += 1
         card = str(self.fx["card"])
         won, spent = max(net, 0.0), 0.0
         if len(coupon_data[card].get("line_codes") or []):
@@ -879,6 +882,14 @@ def report(odoo, admin, fx, stats, watcher, args, elapsed):
         f"POS orders accepted: {len(stats.accepted_pos)}, sale orders confirmed: "
         f"{len(stats.accepted_sales)}, ledger entries on the card: {entries}"
     )
+    twice = {uuid: count for uuid, count in stats.confirmations.items() if count > 1}
+    if twice:
+        print(
+            f"orders whose points were confirmed more than once: {len(twice)}, "
+            "their extra confirmations asked for "
+            f"{sum(stats.accepted_pos[u] * (n - 1) for u, n in twice.items()):+g} "
+            "points"
+        )
     print(f"card points: {card:g}")
     print(f"sum of ledger: {ledger:g}")
     print(f"expected balance: {expected:g}")
