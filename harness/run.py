@@ -137,8 +137,14 @@ class Counts:
     skipped: int = 0
     browser_passed: int = 0
     browser_failed: int = 0
-    # "Class.test_method" of every failed or erroring test
+    # "Class.test_method" of every failed or erroring test, and of the
+    # browser tests among them
     failures: list = field(default_factory=list)
+    browser_failures: list = field(default_factory=list)
+    # "Class.test_method" of the passed tests
+    passes: list = field(default_factory=list)
+    # browser tests that failed, then passed when run again
+    passed_on_rerun: list = field(default_factory=list)
 
     @property
     def total(self):
@@ -159,11 +165,15 @@ def read_junit(path):
             counts.browser_failed += browser
             owner = case.get("classname", "").rsplit(".", 1)[-1]
             counts.failures.append(f"{owner}.{case.get('name')}")
+            if browser:
+                counts.browser_failures.append(counts.failures[-1])
         elif skipped:
             counts.skipped += 1
         else:
             counts.passed += 1
             counts.browser_passed += browser
+            owner = case.get("classname", "").rsplit(".", 1)[-1]
+            counts.passes.append(f"{owner}.{case.get('name')}")
     return counts
 
 
@@ -298,7 +308,13 @@ PEER_BASELINE_MODULES = (
 )
 # Failures of Odoo's own that happen without loyalty_mlm too (checked with
 # LOYALTY_MLM_PEERS_BASELINE=1): named in the summary, not counted against us.
-KNOWN_PEER_FAILURES = {}
+KNOWN_PEER_FAILURES = {
+    (
+        "sale_loyalty",
+        "TestSaleCouponProgramNumbers.test_coupon_discount_with_taxes_applied",
+    ): "sale_loyalty reads sale.order.line.is_delivery, a field of the "
+    "delivery module, which neither sale_loyalty nor loyalty_mlm depends on",
+}
 
 
 def peer_test_dirs(ctx, suites):
@@ -337,6 +353,8 @@ def peer_summary(results, baseline=False, known=None):
         if counts.total == 0:
             print("    collected no test: counted as a failure")
             unexpected += 1
+        for name in counts.passed_on_rerun:
+            print(f"    passed when run again (failed the first time): {name}")
         for name in counts.failures:
             why = known.get((module, name))
             if why:
@@ -353,6 +371,26 @@ def peer_summary(results, baseline=False, known=None):
         f"({known_failed} known), {total.skipped} skipped"
     )
     return 1 if unexpected else 0
+
+
+def rerun_selection(names):
+    """pytest -k expression for "Class.test_method" names."""
+    return " or ".join(
+        f"({owner} and {method})"
+        for owner, method in (name.rsplit(".", 1) for name in names)
+    )
+
+
+def merge_rerun(counts, again):
+    """Count the browser tests that failed and then passed as passed (named
+    in `passed_on_rerun`); the rest stay failures."""
+    for name in counts.browser_failures:
+        if name not in again.passes:
+            continue
+        counts.failures.remove(name)
+        counts.failed -= 1
+        counts.passed += 1
+        counts.passed_on_rerun.append(name)
 
 
 def cmd_test_peers(environ):
@@ -379,22 +417,31 @@ def cmd_test_peers(environ):
         odoo_install(ctx, db, logname="peers-install", modules=modules)
         for module, tests in dirs.items():
             say(f"Peer suite {module}: pytest-odoo on {db} ({tests})")
-            results[module] = pytest(
-                ctx,
-                [
-                    "-p",
-                    "harness.pytest_mlm",
-                    f"--odoo-config={ctx.config}",
-                    f"--odoo-database={db}",
-                    "--odoo-http",
-                    "--odoo-log-level=warn",
-                    # Odoo's test folders are outside this repository: keep
-                    # pytest's root (and our pyproject options) here.
-                    f"--rootdir={ROOT}",
-                    str(tests),
-                ],
-                ctx.run_dir / f"peers-{module}.xml",
-            )
+            args = [
+                "-p",
+                "harness.pytest_mlm",
+                f"--odoo-config={ctx.config}",
+                f"--odoo-database={db}",
+                "--odoo-http",
+                "--odoo-log-level=warn",
+                # Odoo's test folders are outside this repository: keep
+                # pytest's root (and our pyproject options) here.
+                f"--rootdir={ROOT}",
+                str(tests),
+            ]
+            counts = pytest(ctx, args, ctx.run_dir / f"peers-{module}.xml")
+            if counts.browser_failures:
+                # Tours wait 10 s per step: on a loaded machine some time out
+                # (the 6 of pos_loyalty that did passed when run again). Run
+                # the failed ones once more; a real failure fails twice.
+                say(f"Peer suite {module}: running the failed browser tests again")
+                again = pytest(
+                    ctx,
+                    [*args, "-k", rerun_selection(counts.browser_failures)],
+                    ctx.run_dir / f"peers-{module}-rerun.xml",
+                )
+                merge_rerun(counts, again)
+            results[module] = counts
     finally:
         if not ctx.environ.get("LOYALTY_MLM_KEEP_DB"):
             pg.drop_database(ctx.db_options, db)

@@ -1,7 +1,7 @@
 """DB-free tests of the harness' test summary (junit parsing, browser counting)."""
 
 from harness.pytest_mlm import _BROWSER_MISSING
-from harness.run import Counts, peer_summary, read_junit
+from harness.run import Counts, merge_rerun, peer_summary, read_junit, rerun_selection
 
 JUNIT = """<?xml version="1.0" encoding="utf-8"?>
 <testsuites><testsuite name="pytest">
@@ -72,3 +72,31 @@ def test_only_a_missing_browser_turns_a_skip_into_a_failure():
     assert _BROWSER_MISSING.search("websocket-client module is not installed")
     assert _BROWSER_MISSING.search("Cannot connect to chrome dev tools")
     assert not _BROWSER_MISSING.search("pos_discount module is required for this test")
+
+
+def test_rerun_selection_and_merge():
+    assert (
+        rerun_selection(["TestUi.test_a", "TestUi.test_b"])
+        == "(TestUi and test_a) or (TestUi and test_b)"
+    )
+    counts = Counts(
+        passed=5,
+        failed=3,
+        failures=["TestUi.test_a", "TestUi.test_b", "TestX.test_c"],
+        browser_failures=["TestUi.test_a", "TestUi.test_b"],
+    )
+    again = Counts(
+        passed=1, failed=1, failures=["TestUi.test_b"], passes=["TestUi.test_a"]
+    )
+    merge_rerun(counts, again)
+    assert (counts.passed, counts.failed) == (6, 2)
+    assert counts.failures == ["TestUi.test_b", "TestX.test_c"]
+    assert counts.passed_on_rerun == ["TestUi.test_a"]
+
+
+def test_a_rerun_without_report_changes_nothing(tmp_path):
+    counts = Counts(
+        failed=1, failures=["TestUi.test_a"], browser_failures=["TestUi.test_a"]
+    )
+    merge_rerun(counts, read_junit(tmp_path / "absent.xml"))
+    assert (counts.passed, counts.failed) == (0, 1)
