@@ -2,11 +2,15 @@
 
 * Marks every HttpCase test as a browser test (a junit property) so the summary
   can count them.
-* A browser test that Odoo skips (no Chromium, no websocket-client) is a
-  failure here, not a pass: a green run must mean the browser really ran.
+* A browser test that Odoo skips because the browser is missing or
+  unreachable (no Chromium, no websocket-client, no devtools connection) is a
+  failure here, not a pass: a green run must mean the browser really ran. A
+  test's own `skipTest` for another reason (Odoo's suites skip when an
+  optional module is absent) stays a skip.
 """
 
 import logging
+import re
 
 import pytest
 
@@ -21,6 +25,12 @@ class _ImportWarningFilter(logging.Filter):
 
 
 logging.getLogger("odoo.tests.common").addFilter(_ImportWarningFilter())
+
+
+# Odoo's own reasons for skipping a browser test (odoo/tests/common.py:
+# "Chrome executable not found", "websocket-client module is not installed",
+# "Cannot connect to chrome dev tools", ...).
+_BROWSER_MISSING = re.compile(r"chrom|websocket|devtools", re.IGNORECASE)
 
 
 def _is_browser_test(item):
@@ -40,5 +50,7 @@ def pytest_runtest_makereport(item, call):
         item.user_properties.append(("browser", "1"))
     if report.skipped and call.when in ("setup", "call"):
         reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else ""
+        if not _BROWSER_MISSING.search(reason):
+            return
         report.outcome = "failed"
         report.longrepr = f"browser test was skipped ({reason}): counted as a failure"
