@@ -18,3 +18,4 @@ from . import test_targeted_programs
 from . import test_pos_performance
 from . import test_portal
 from . import test_pos_customer_editor
+from . import test_ledger_property
