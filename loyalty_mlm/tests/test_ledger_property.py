@@ -50,6 +50,7 @@ def _seconds():
 DEFAULT_SEED = 13013
 DEFAULT_STEPS = 300
 PRECISION = 2
+BALANCE_TOLERANCE = 10 ** -(PRECISION + 3)
 SPENDING_KINDS = ("redeem", "donation")
 EARNING_KINDS = ("earn", "tier_bonus", "campaign_bonus")
 
@@ -95,9 +96,9 @@ class TestLedgerProperty(LoyaltyMlmPosCommon):
 
     After each operation:
 
-    - balance: every member card's points equal the sum of its ledger, to
-      the ledger's two decimals (the module's daily check, stricter: no
-      rounding of each side before comparing);
+    - balance: every member card's points equal the sum of its ledger to
+      the last digit (stricter than the module's daily check, which rounds
+      each side to the ledger's two decimals first);
     - append-only: ledger entries and lot allocations seen before are still
       there, unchanged (points, kind, card, source, expired lot);
     - FIFO lots: an allocation takes a positive amount from a positive
@@ -460,10 +461,12 @@ class _Run:
             spend = balance >= self.case.reward.required_points and rng.random() < 0.4
             amount = float_round(rng.uniform(1, 250), 2)
             return Op(step, name, member=member, amount=amount, spend=spend)
-        if name == "sale_cancel" and sales:
-            return Op(step, name, order=rng.choice(sales))
-        if name == "sale_reconfirm" and sales:
-            return Op(step, name, order=rng.choice(sales))
+        if name in ("sale_cancel", "sale_reconfirm"):
+            # Mostly orders in the state the operation expects.
+            state = "sale" if name == "sale_cancel" else "cancel"
+            ready = [s for s in sales if self.records[s].state == state]
+            pool = ready if ready and rng.random() < 0.8 else sales
+            return pool and Op(step, name, order=rng.choice(pool))
         if name == "pos":
             qty = rng.randint(1, 5)
             spend = 0.0
@@ -847,7 +850,10 @@ class _Run:
         )
         cards = {row[0]: row[1:] for row in cr.fetchall()}
         for card_id, (points, _active, partner_id, ledger) in cards.items():
-            if float_compare(points, ledger, precision_digits=PRECISION):
+            # Equal to the last digit: a card holding 10.005 next to a ledger
+            # of 10.01 has drifted (issue #13 point 7), even if both round to
+            # the same cents; only float noise is tolerated.
+            if abs(points - ledger) >= BALANCE_TOLERANCE:
                 raise Violation(
                     "balance",
                     f"card {card_id} (partner {partner_id}) holds {points!r} "
