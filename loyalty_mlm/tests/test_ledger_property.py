@@ -439,11 +439,14 @@ class _Run:
         rng = self.rng
         member = rng.choice(live) if live else None
         balance = self._balance(member) if member else 0.0
-        sales = [s for s, r in self.records.items() if r._name == "sale.order"]
+        # Orders of refused operations were rolled back: not there any more.
+        sales = [
+            s for s, r in self.records.items() if r._name == "sale.order" and r.exists()
+        ]
         pos = [
             s
             for s, r in self.records.items()
-            if r._name == "pos.order" and s in self.pos_data
+            if r._name == "pos.order" and s in self.pos_data and r.exists()
         ]
         if name in (
             "sale",
