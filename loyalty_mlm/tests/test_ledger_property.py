@@ -413,7 +413,7 @@ class _Run:
         "pos_refund_again": 2,
         "adjust": 4,
         "adjust_wizard": 3,
-        "adjust_wizard_new_member": 1,
+        "adjust_wizard_new_member": 3,
         "balance_wizard": 2,
         "donate": 4,
         "merge": 2,
