@@ -20,6 +20,7 @@ smallest failing sequence found by delta debugging (each candidate is
 replayed from the same fixture inside a savepoint that is rolled back).
 """
 
+import contextlib
 import logging
 import math
 import os
@@ -306,25 +307,28 @@ class _Run:
         """Run; returns (operations run, None or (index, Violation))."""
         done = []
         failure = None
-        try:
-            with self.env.cr.savepoint(), freeze_time(self.start) as clock:
-                self.clock = clock
-                self._reset_state()
-                todo = self.given if self.given is not None else range(self.steps)
-                for index, item in enumerate(todo):
-                    op = item if self.given is not None else self._generate(index)
-                    done.append(op)
-                    try:
-                        self._step(op)
-                    except Violation as violation:
-                        failure = (index, violation)
-                        break
-                    # Ten minutes between operations: entries get distinct
-                    # dates, as in real life.
-                    clock.tick(timedelta(minutes=10))
-                raise _Rollback
-        except _Rollback:
-            pass
+        # The savepoint sees _Rollback (and undoes the run), then it is
+        # swallowed.
+        with (
+            contextlib.suppress(_Rollback),
+            self.env.cr.savepoint(),
+            freeze_time(self.start) as clock,
+        ):
+            self.clock = clock
+            self._reset_state()
+            todo = self.given if self.given is not None else range(self.steps)
+            for index, item in enumerate(todo):
+                op = item if self.given is not None else self._generate(index)
+                done.append(op)
+                try:
+                    self._step(op)
+                except Violation as violation:
+                    failure = (index, violation)
+                    break
+                # Ten minutes between operations: entries get distinct
+                # dates, as in real life.
+                clock.tick(timedelta(minutes=10))
+            raise _Rollback
         self.env.invalidate_all()
         self.env["loyalty.mlm.ledger"]._mlm_clear_splits()
         return done, failure
