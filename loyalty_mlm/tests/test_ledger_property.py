@@ -236,7 +236,8 @@ class TestLedgerProperty(LoyaltyMlmPosCommon):
 
         current, violation = ops, None
         # First whole slices: everything about one member, then every
-        # operation of one kind (few replays, large cuts).
+        # operation of one kind, then everything about one order (few
+        # replays, large cuts).
         tried = set()
         while _seconds() < deadline:
             groups = defaultdict(set)
@@ -245,6 +246,9 @@ class TestLedgerProperty(LoyaltyMlmPosCommon):
                 for arg in ("member", "source", "target"):
                     if arg in op.args:
                         groups[("member", op.args[arg])].add(op.step)
+                if "order" in op.args:
+                    # An order: the operation that made it and all on it.
+                    groups[("order", op.args["order"])] |= {op.step, op.args["order"]}
             todo = [
                 (group, steps)
                 for group, steps in sorted(groups.items(), key=lambda g: g[0][0])
