@@ -13,18 +13,23 @@ Reproduce or enlarge a run with environment variables:
 - ``LOYALTY_MLM_PROPERTY_SKIP_OPS``: operation names left out (comma
   separated), to look past a known failure;
 - ``LOYALTY_MLM_PROPERTY_SHRINK_SECONDS``: time allowed to shrink a failure
-  (default 120).
+  (default 120);
+- ``LOYALTY_MLM_PROPERTY_REPLAY``: run these operations instead of random
+  ones, written as the failure report prints them (``#0 new_member();
+  #1 adjust_wizard_new_member(member='N0', points=5.0)``), to check a fix.
 
 On failure the message gives the seed, every operation performed and the
 smallest failing sequence found by delta debugging (each candidate is
 replayed from the same fixture inside a savepoint that is rolled back).
 """
 
+import ast
 import contextlib
 import logging
 import math
 import os
 import random
+import re
 import time
 from collections import defaultdict
 from datetime import timedelta
@@ -64,6 +69,20 @@ class Violation(Exception):
         super().__init__(f"{key}: {message}")
         self.key = key
         self.message = message
+
+
+def _parse_ops(text):
+    """Operations written as the failure report prints them, separated by
+    semicolons or new lines: `#3 pos(member='B', qty=4, spend=0.0); ...`."""
+    ops = []
+    for chunk in filter(None, (c.strip() for c in re.split(r"[;\n]", text))):
+        match = re.fullmatch(r"#(\d+)\s+(\w+)\((.*)\)", chunk)
+        if not match:
+            raise ValueError(f"Cannot read the operation {chunk!r}")
+        call = ast.parse(f"f({match[3]})", mode="eval").body
+        args = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
+        ops.append(Op(int(match[1]), match[2], **args))
+    return ops or None
 
 
 class _Rollback(Exception):
@@ -181,9 +200,12 @@ class TestLedgerProperty(LoyaltyMlmPosCommon):
         shrink_seconds = float(
             os.environ.get("LOYALTY_MLM_PROPERTY_SHRINK_SECONDS") or 120
         )
+        given = _parse_ops(os.environ.get("LOYALTY_MLM_PROPERTY_REPLAY") or "")
         start = fields.Datetime.now().replace(microsecond=0)
         started = _seconds()
-        run = _Run(self, start, rng=random.Random(seed), steps=steps, skip=skip)
+        run = _Run(
+            self, start, rng=random.Random(seed), steps=steps, skip=skip, ops=given
+        )
         ops, failure = run.replay()
         _logger.info(
             "Ledger property run: seed %s, %s operations in %.1fs, %s",
@@ -202,6 +224,8 @@ class TestLedgerProperty(LoyaltyMlmPosCommon):
         )
         if skip:
             reproduce += f" LOYALTY_MLM_PROPERTY_SKIP_OPS={','.join(sorted(skip))}"
+        if given:
+            reproduce = "LOYALTY_MLM_PROPERTY_REPLAY (the operations below)"
         message = "\n".join(
             [
                 f"Ledger property broken (seed {seed}, {steps} steps; reproduce "
@@ -211,6 +235,9 @@ class TestLedgerProperty(LoyaltyMlmPosCommon):
                 f"Minimal failing sequence ({len(minimal[0])} operations, "
                 f"{replays} replays), breaking: {minimal[1].message}",
                 *(f"    {op!r}" for op in minimal[0]),
+                'Replay it with LOYALTY_MLM_PROPERTY_REPLAY="'
+                + "; ".join(repr(op) for op in minimal[0])
+                + '"',
                 f"Operations performed ({len(performed)}):",
                 *(f"    {op!r}" for op in performed),
             ]
