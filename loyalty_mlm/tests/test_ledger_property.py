@@ -218,7 +218,7 @@ class TestLedgerProperty(LoyaltyMlmPosCommon):
             return
         step, violation = failure
         performed = ops[: step + 1]
-        minimal, replays = self._shrink(start, performed, violation.key, shrink_seconds)
+        minimal, replays = self._shrink(start, performed, violation, shrink_seconds)
         reproduce = (
             f"LOYALTY_MLM_PROPERTY_SEED={seed} LOYALTY_MLM_PROPERTY_STEPS={steps}"
         )
@@ -245,10 +245,11 @@ class TestLedgerProperty(LoyaltyMlmPosCommon):
         _logger.error("%s", message)
         self.fail(message)
 
-    def _shrink(self, start, ops, key, seconds):
+    def _shrink(self, start, ops, violation, seconds):
         """Delta debugging over the operation list: the smallest sequence
-        found (within `seconds`) that still breaks invariant `key`, with its
-        violation, and the number of replays it took."""
+        found (within `seconds`) that still breaks the invariant `violation`
+        broke, with its violation, and the number of replays it took."""
+        key = violation.key
         deadline = _seconds() + seconds
         replays = 0
 
@@ -261,7 +262,7 @@ class TestLedgerProperty(LoyaltyMlmPosCommon):
                 return candidate[: failure[0] + 1], failure[1]
             return None
 
-        current, violation = ops, None
+        current = ops
         # First whole slices: everything about one member, then every
         # operation of one kind, then everything about one order (few
         # replays, large cuts).
@@ -310,8 +311,6 @@ class TestLedgerProperty(LoyaltyMlmPosCommon):
                 if chunks >= len(current):
                     break
                 chunks = min(len(current), chunks * 2)
-        if violation is None:
-            violation = Violation(key, "no shorter sequence found in time")
         return (current, violation), replays
 
 
