@@ -18,6 +18,12 @@ Reproduce or enlarge a run with environment variables:
   ones, written as the failure report prints them (``#0 new_member();
   #1 adjust_wizard_new_member(member='N0', points=5.0)``), to check a fix.
 
+Operations that exercise bugs listed in issue #13 (skip them to look
+further until they are fixed): ``adjust_wizard_new_member`` (point 9, Adjust
+Points on a contact who is no member), ``pos_odd_points`` (point 7,
+precision), ``pos_refund_again`` (point 5, a line refunded twice), ``merge``
+(point 8, a refund after a merge reverses onto the merged-away card).
+
 On failure the message gives the seed, every operation performed and the
 smallest failing sequence found by delta debugging (each candidate is
 replayed from the same fixture inside a savepoint that is rolled back).
