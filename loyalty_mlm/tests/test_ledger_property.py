@@ -418,9 +418,9 @@ class _Run:
             outcome = "refused"
             if self.given is None:
                 _logger.info("Refused %r: %s", op, error)
-            if op.name in ("sale", "pos", "pos_odd_points") and not op.args.get(
-                "spend"
-            ):
+            # pos_odd_points may be refused: the server may refuse points the
+            # programme does not give (issue #13 point 4) rather than round.
+            if op.name in ("sale", "pos") and not op.args.get("spend"):
                 # Issue #13 point 10: earning stays possible everywhere.
                 raise Violation("earning refused", f"{op!r} refused: {error}") from None
         except Violation:
