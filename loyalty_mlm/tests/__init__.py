@@ -24,3 +24,4 @@ from . import test_sale_trust
 from . import test_card_guards
 from . import test_access
 from . import test_bounds
+from . import test_ledger_property
