@@ -873,10 +873,10 @@ class _Run:
         partner.mlm_birthdate = today.replace(year=today.year - 30, day=day)
         if day != today.day:
             return "skipped"
-        self.env["res.partner"].sudo()._cron_birthday_bonus()
+        self.env["loyalty.mlm.bonus"].sudo()._cron_birthday_bonus()
 
     def _op_tier_review(self):
-        self.env["res.partner"].sudo()._cron_review_tiers()
+        self.env["loyalty.mlm.tier"].sudo()._cron_review()
 
     # ------------------------------------------------------------
     # Invariants
