@@ -14,6 +14,7 @@ class SaleOrder(models.Model):
     # Bonuses, tiers, referral (see res.partner)
     mlm_points_earned = fields.Float(
         string="Points Earned",
+        groups="loyalty_mlm.group_loyalty_mlm_user",
         compute="_compute_mlm_points_earned",
         digits=(16, 2),
         help="Member points this order earned, tier and campaign bonuses "
