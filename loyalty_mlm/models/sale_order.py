@@ -2,6 +2,7 @@ from collections import defaultdict
 
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
+from odoo.tools import SQL
 
 from .loyalty_mlm_ledger import mlm_source
 
@@ -98,7 +99,9 @@ class SaleOrder(models.Model):
         return res
 
     def _mlm_lock_cards(self):
-        """Lock the cards these orders change, first thing in the transaction.
+        """Lock the cards these orders change, first thing in the transaction:
+        the cards already on the orders and the customers' member cards
+        (which native confirmation adds when it computes the promotions).
 
         Native code reads a card's balance early and writes it late: under
         POS traffic on the same card, the write then fails as a serialization
@@ -113,7 +116,17 @@ class SaleOrder(models.Model):
         cards |= cards.filtered("mlm_merged_into_id").mapped(
             lambda card: card._mlm_surviving_card()
         )
-        cards._mlm_lock()
+        programs = self.company_id.mlm_program_id
+        self.env.execute_query(
+            SQL(
+                "SELECT id FROM loyalty_card WHERE id = ANY(%s) "
+                "OR (partner_id = ANY(%s) AND program_id = ANY(%s) AND active) "
+                "ORDER BY id FOR NO KEY UPDATE",
+                cards.ids,
+                self.partner_id.ids,
+                programs.ids,
+            )
+        )
 
     def _get_real_points_for_coupon(self, coupon, post_confirm=False):
         points = super()._get_real_points_for_coupon(coupon, post_confirm=post_confirm)
