@@ -183,6 +183,22 @@ class LoyaltyMlmPosCommon(TestPoSCommon):
     def card(self):
         return self.env["loyalty.card"].search([("partner_id", "=", self.member.id)])
 
+    def reward_line(self, points_cost, discount, **values):
+        """A member-programme discount line as the register sends it."""
+        reward = self.program.reward_ids
+        return {
+            "product": reward.discount_line_product_id,
+            "quantity": 1,
+            "is_reward_line": True,
+            "reward_id": reward.id,
+            "reward_identifier_code": "RWD",
+            "points_cost": points_cost,
+            "price_unit": -discount,
+            "price_subtotal": -discount,
+            "price_subtotal_incl": -discount,
+            **values,
+        }
+
     def entries(self, order):
         return self.env["loyalty.mlm.ledger"].search(
             [("res_model", "=", "pos.order"), ("res_id", "=", order.id)], order="id"

@@ -52,20 +52,6 @@ class TestPosSync(LoyaltyMlmPosCommon):
         self.assertEqual(self.card().points, 20.0)
         self.assertEqual(again["coupon_updates"], first["coupon_updates"])
 
-    def reward_line(self, points_cost, discount):
-        reward = self.program.reward_ids
-        return {
-            "product": reward.discount_line_product_id,
-            "quantity": 1,
-            "is_reward_line": True,
-            "reward_id": reward.id,
-            "reward_identifier_code": "RWD",
-            "points_cost": points_cost,
-            "price_unit": -discount,
-            "price_subtotal": -discount,
-            "price_subtotal_incl": -discount,
-        }
-
     def test_tampered_discount_is_refused(self):
         self.member._mlm_enroll(self.company)
         self.card()._mlm_adjust(500.0, "Opening")

@@ -29,21 +29,6 @@ class TestPosTrust(LoyaltyMlmPosCommon):
             }
         }
 
-    def reward_line(self, points_cost, discount, **values):
-        reward = self.program.reward_ids
-        return {
-            "product": reward.discount_line_product_id,
-            "quantity": 1,
-            "is_reward_line": True,
-            "reward_id": reward.id,
-            "reward_identifier_code": "RWD",
-            "points_cost": points_cost,
-            "price_unit": -discount,
-            "price_subtotal": -discount,
-            "price_subtotal_incl": -discount,
-            **values,
-        }
-
     def test_earned_points_are_the_programme_rules(self):
         order = self.sync([(self.product, 3)])
         # The register claims a billion points for 30.00: the card gets 30.

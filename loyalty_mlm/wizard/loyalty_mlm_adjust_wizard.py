@@ -10,6 +10,7 @@ from ..models.loyalty_mlm_ledger import PRECISION
 
 class LoyaltyMlmAdjustWizard(models.TransientModel):
     _name = "loyalty.mlm.adjust.wizard"
+    _inherit = "loyalty.mlm.points.input"
     _description = "Adjust Member Points"
 
     partner_id = fields.Many2one("res.partner", string="Member", required=True)
@@ -42,27 +43,6 @@ class LoyaltyMlmAdjustWizard(models.TransientModel):
         ):
             raise UserError(_("Adjust the points of one member at a time."))
         return super().default_get(fields_list)
-
-    @api.model_create_multi
-    def create(self, vals_list):
-        for vals in vals_list:
-            if "points" in vals:
-                vals["points"] = self._mlm_check_points(vals["points"])
-        return super().create(vals_list)
-
-    def write(self, vals):
-        if "points" in vals:
-            vals = {**vals, "points": self._mlm_check_points(vals["points"])}
-        return super().write(vals)
-
-    @api.model
-    def _mlm_check_points(self, value):
-        """A finite number of points within the card's range (checked before
-        anything is stored: Infinity cannot even be rounded)."""
-        cards = self.env["loyalty.card"]
-        points = cards._mlm_points_value(value)
-        cards._mlm_check_points_range([points])
-        return points
 
     def action_apply(self):
         if len(self) != 1:

@@ -12,6 +12,7 @@ class LoyaltyMlmDonationWizard(models.TransientModel):
     """
 
     _name = "loyalty.mlm.donation.wizard"
+    _inherit = "loyalty.mlm.points.input"
     _description = "Donate Member Points"
 
     partner_id = fields.Many2one("res.partner", string="Member", required=True)
@@ -35,27 +36,6 @@ class LoyaltyMlmDonationWizard(models.TransientModel):
             card = wizard.partner_id.sudo().mlm_card_id
             wizard.card_id = card
             wizard.balance = card.points
-
-    @api.model_create_multi
-    def create(self, vals_list):
-        for vals in vals_list:
-            if "points" in vals:
-                vals["points"] = self._mlm_check_points(vals["points"])
-        return super().create(vals_list)
-
-    def write(self, vals):
-        if "points" in vals:
-            vals = {**vals, "points": self._mlm_check_points(vals["points"])}
-        return super().write(vals)
-
-    @api.model
-    def _mlm_check_points(self, value):
-        """A finite number within the card's range, refused before anything
-        is stored (Infinity cannot even be rounded)."""
-        cards = self.env["loyalty.card"]
-        points = cards._mlm_points_value(value)
-        cards._mlm_check_points_range([points])
-        return points
 
     def action_donate(self):
         if len(self) != 1:
