@@ -23,7 +23,10 @@ PostgreSQL re-check foreign keys on every UPDATE of them.
    memory of the Python side (nothing to write then);
 4. "next night": a full refresh scoring as of tomorrow, which rewrites only
    the customers whose scores moved;
-5. an incremental refresh after 1% of the customers ordered again.
+5. one night's KPI snapshots (the current week, month, quarter and year,
+   with their stage / segment / tier / quadrant rows) and the 24-month
+   backfill;
+6. an incremental refresh after 1% of the customers ordered again.
 
 Prints a table. Not a test: timings depend on the machine.
 """
@@ -370,6 +373,26 @@ def main():
             full_refresh, env, company, tomorrow
         )
         rows.append((f"next night ({night} written)", night_time, night_queries, None))
+        # KPI snapshots (issue 15: one night's at most the full refresh's
+        # time), then the 24-month backfill an install runs once.
+        Snapshot = env["loyalty.mlm.kpi.snapshot"]
+        snapshots, snap_time, snap_queries = timed(
+            Snapshot._cron_snapshots, companies=company
+        )
+        rows.append(
+            (f"KPI snapshots ({snapshots} rows)", snap_time, snap_queries, None)
+        )
+        backfilled, backfill_time, backfill_queries = timed(
+            Snapshot._mlm_backfill, company
+        )
+        rows.append(
+            (
+                f"  KPI backfill ({len(backfilled)} rows)",
+                backfill_time,
+                backfill_queries,
+                None,
+            )
+        )
         reordered = reorder(env, company, product, partner_ids)
         _n, inc_time, inc_queries = timed(
             env["loyalty.mlm.partner.score"]._cron_refresh_scores_incremental, company
@@ -395,6 +418,7 @@ def main():
         mib = f"{memory / 2**20:9.1f}" if memory else f"{'':>9}"
         print(f"{label:<38} {seconds:9.3f} {queries:8d} {mib}")
     print(f"\nfull refresh / floor: {full_time / floor_time:.1f}x")
+    print(f"KPI snapshots / full refresh: {snap_time / full_time:.2f}x")
     print(
         f"stage step / full refresh: {stage_time / full_time:.2f}x "
         f"(first assignment), {stage2_time / full_time:.2f}x (unchanged night)"

@@ -26,6 +26,9 @@ def post_init_hook(env):
         "loyalty_mlm: scores and lifecycle stages computed for %s customers",
         partners.search_count([("mlm_stage_id", "!=", False)]),
     )
+    # The KPIs of the last 24 months, so that the cockpit shows trends on
+    # day one.
+    env["loyalty.mlm.kpi.snapshot"]._mlm_backfill(env["res.company"].search([]))
     # The stages just computed describe the past: no welcome mail or winback
     # coupon for them. Stage-entry treatments fire for the moves from now on.
     # (Datetimes are stored to the second: start after the second of the moves.)

@@ -276,6 +276,7 @@ class LoyaltyMlmPartnerScore(models.Model):
                 ._mlm_refresh_all_stages(companies)
             )
             self.env["loyalty.mlm.treatment"]._mlm_trigger_run()
+            self.env["loyalty.mlm.kpi.snapshot"]._mlm_trigger_snapshots()
         self.env["ir.cron"]._notify_progress(done=done, remaining=remaining)
         return remaining
 

@@ -15,6 +15,7 @@ MLM_SETTING_BOUNDS = {
     "mlm_score_profit_split_pct": (0, 100),
     "mlm_score_default_margin_pct": (0, 100),
     "mlm_score_clv_years": (0, 100),
+    "mlm_point_value": (0, 1e6),
     "mlm_lapse_days": (0, 3650),
     "mlm_onboarding_days": (0, 3650),
     "mlm_onboarding_max_orders": (0, 10000),
@@ -111,6 +112,14 @@ class ResCompany(models.Model):
         string="Default Margin (%)",
         default=30.0,
         help="Margin assumed on order lines whose product has no cost.",
+    )
+    mlm_point_value = fields.Float(
+        string="Value of a Point",
+        digits=(16, 4),
+        default=0.01,
+        help="What one point is worth to a member, in company currency "
+        "(100 points for 1.00 off is 0.01): the points liability is the "
+        "outstanding points times this.",
     )
     mlm_score_clv_years = fields.Float(
         string="CLV Horizon (years)",

@@ -38,6 +38,7 @@ class ResConfigSettings(models.TransientModel):
     mlm_score_default_margin_pct = fields.Float(
         related="company_id.mlm_score_default_margin_pct", readonly=False
     )
+    mlm_point_value = fields.Float(related="company_id.mlm_point_value", readonly=False)
     mlm_score_clv_years = fields.Float(
         related="company_id.mlm_score_clv_years", readonly=False
     )
