@@ -564,14 +564,23 @@ class LoyaltyMlmKpiSnapshot(models.Model):
         }
 
     @api.model
+    def _mlm_grid_labels(self):
+        """({segment: label}, {quadrant: label}), translated: the contact's
+        fields, whose labels the users already know."""
+        fields_ = self.env["res.partner"]._fields
+        return (
+            dict(fields_["mlm_usage_segment"]._description_selection(self.env)),
+            dict(fields_["mlm_quadrant"]._description_selection(self.env)),
+        )
+
+    @api.model
     def _mlm_cockpit_grid(self, row):
         cells = {}
         for segment, quadrant, customers, revenue in (
             row.segment_grid if row else None
         ) or []:
             cells[segment, quadrant] = (int(customers), float(revenue))
-        segments = dict(self._fields["usage_segment"]._description_selection(self.env))
-        quadrants = dict(self._fields["quadrant"]._description_selection(self.env))
+        segments, quadrants = self._mlm_grid_labels()
         return {
             "quadrants": [
                 {"code": quadrant, "name": quadrants[quadrant]}
@@ -833,8 +842,7 @@ class LoyaltyMlmKpiSnapshot(models.Model):
                     quadrant=quadrant,
                 )
             )
-        segments = dict(self._fields["usage_segment"]._description_selection(self.env))
-        quadrants = dict(self._fields["quadrant"]._description_selection(self.env))
+        segments, quadrants = self._mlm_grid_labels()
         name = _(
             "%(segment)s, %(quadrant)s",
             segment=segments[segment],
