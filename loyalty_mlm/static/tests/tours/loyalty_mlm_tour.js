@@ -1,6 +1,6 @@
 import { registry } from "@web/core/registry";
 
-// A Loyalty User opens the Members app, sees the dashboard, then the members.
+// A Loyalty User opens the Members app, sees the cockpit, then the members.
 registry.category("web_tour.tours").add("loyalty_mlm_open_members_app", {
     url: "/odoo",
     steps: () => [
@@ -15,13 +15,13 @@ registry.category("web_tour.tours").add("loyalty_mlm_open_members_app", {
             run: "click",
         },
         {
-            content: "The dashboard shows the customer count",
-            trigger: ".o_loyalty_mlm_dashboard .o_loyalty_mlm_kpi_customers",
+            content: "The cockpit shows the members card",
+            trigger: ".o_loyalty_mlm_dashboard .o_loyalty_mlm_kpi_members_total",
             run: "click",
         },
         {
             content: "The members list opens",
-            trigger: ".o_kanban_view .o_kanban_record",
+            trigger: ".o_list_view",
         },
     ],
 });
