@@ -49,6 +49,7 @@
         "report/loyalty_mlm_statement_report.xml",
         "report/loyalty_mlm_donation_report_views.xml",
         "views/loyalty_mlm_dashboard_views.xml",
+        "views/loyalty_mlm_goal_views.xml",
         "views/portal_templates.xml",
         "views/loyalty_mlm_menus.xml",
     ],
@@ -57,6 +58,7 @@
         "demo/res_partner_scores_demo.xml",
         "demo/loyalty_mlm_bonus_demo.xml",
         "demo/loyalty_program_targeted_demo.xml",
+        "demo/loyalty_mlm_goal_demo.xml",
     ],
     "post_init_hook": "post_init_hook",
     "assets": {

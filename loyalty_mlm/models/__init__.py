@@ -25,3 +25,4 @@ from . import loyalty_mlm_treatment_log
 from . import loyalty_mlm_expiry_reminder
 from . import pos_config
 from . import loyalty_mlm_kpi_snapshot
+from . import loyalty_mlm_goal

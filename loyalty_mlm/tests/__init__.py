@@ -25,3 +25,4 @@ from . import test_card_guards
 from . import test_access
 from . import test_bounds
 from . import test_ledger_property
+from . import test_goals
