@@ -26,3 +26,4 @@ from . import test_access
 from . import test_bounds
 from . import test_ledger_property
 from . import test_goals
+from . import test_digest
