@@ -35,19 +35,23 @@ class DigestDigest(models.Model):
 
     kpi_loyalty_mlm_active_members = fields.Boolean("Active Members")
     kpi_loyalty_mlm_active_members_value = fields.Integer(
-        compute="_compute_kpi_loyalty_mlm_active_members_value"
+        string="Active Members Value",
+        compute="_compute_kpi_loyalty_mlm_active_members_value",
     )
     kpi_loyalty_mlm_retention = fields.Boolean("Member Retention (%)")
     kpi_loyalty_mlm_retention_value = fields.Float(
-        compute="_compute_kpi_loyalty_mlm_retention_value"
+        string="Member Retention (%) Value",
+        compute="_compute_kpi_loyalty_mlm_retention_value",
     )
     kpi_loyalty_mlm_redemption = fields.Boolean("Points Redemption (%)")
     kpi_loyalty_mlm_redemption_value = fields.Float(
-        compute="_compute_kpi_loyalty_mlm_redemption_value"
+        string="Points Redemption (%) Value",
+        compute="_compute_kpi_loyalty_mlm_redemption_value",
     )
     kpi_loyalty_mlm_liability = fields.Boolean("Points Liability")
     kpi_loyalty_mlm_liability_value = fields.Monetary(
-        compute="_compute_kpi_loyalty_mlm_liability_value"
+        string="Points Liability Value",
+        compute="_compute_kpi_loyalty_mlm_liability_value",
     )
 
     def _compute_kpi_loyalty_mlm_active_members_value(self):

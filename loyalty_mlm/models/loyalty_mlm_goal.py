@@ -95,6 +95,7 @@ class LoyaltyMlmGoal(models.Model):
     kpi = fields.Selection(KPI_SELECTION, string="KPI", required=True, tracking=True)
     kpi_format = fields.Selection(
         [("integer", "Integer"), ("percent", "Percent"), ("monetary", "Amount")],
+        string="KPI Format",
         compute="_compute_kpi_format",
         help="How the KPI is shown: rates are stored as fractions (0.25 is 25%).",
     )
@@ -144,6 +145,7 @@ class LoyaltyMlmGoal(models.Model):
         help="The KPI in the baseline period (rates as fractions: 0.25 is 25%).",
     )
     has_baseline = fields.Boolean(
+        string="Baseline Known",
         compute="_compute_baseline_value",
         store=True,
         help="False when the baseline period has no snapshot or the KPI has "
@@ -169,7 +171,9 @@ class LoyaltyMlmGoal(models.Model):
         tracking=True,
         help="The KPI value to reach by the deadline.",
     )
-    has_target = fields.Boolean(compute="_compute_target_value", store=True)
+    has_target = fields.Boolean(
+        string="Target Known", compute="_compute_target_value", store=True
+    )
     date_start = fields.Date(
         string="Start",
         compute="_compute_date_start",
@@ -231,9 +235,15 @@ class LoyaltyMlmGoal(models.Model):
     )
 
     # -- the values above as the user reads them (rates in %, amounts) -----
-    baseline_display = fields.Char(compute="_compute_display_values")
-    target_display = fields.Char(compute="_compute_display_values")
-    current_display = fields.Char(compute="_compute_display_values")
+    baseline_display = fields.Char(
+        string="Baseline Shown", compute="_compute_display_values"
+    )
+    target_display = fields.Char(
+        string="Target Shown", compute="_compute_display_values"
+    )
+    current_display = fields.Char(
+        string="Current Shown", compute="_compute_display_values"
+    )
 
     # ------------------------------------------------------------------
     # Computes
@@ -506,12 +516,13 @@ class LoyaltyMlmGoal(models.Model):
         that turned at risk. Set-based: one snapshot search per company and
         period kind; the writes are flushed together (Odoo sends one UPDATE
         for all the goals' new values)."""
-        if not self:
-            return self
+        goals = self.filtered("active")  # an archived goal keeps its last status
+        if not goals:
+            return goals
         today = today or fields.Date.context_today(self)
-        rows = self._mlm_snapshot_rows()
+        rows = goals._mlm_snapshot_rows()
         turned = self.browse()
-        for goal in self:
+        for goal in goals:
             vals = goal._mlm_measure_one(rows.get(goal._mlm_series_key(), ()), today)
             if vals["status"] == "at_risk" and goal.status != "at_risk":
                 turned |= goal
@@ -623,8 +634,6 @@ class LoyaltyMlmGoal(models.Model):
             "expected": 0.0,
             "last_measured": False,
         }
-        if not self.active:
-            return dict(empty, measure_note=False)
         if not self.has_baseline:
             return dict(
                 empty,
