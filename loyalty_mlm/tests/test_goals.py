@@ -1,4 +1,4 @@
-from datetime import date
+from datetime import date, timedelta
 
 from odoo.exceptions import AccessError, ValidationError
 from odoo.tests import new_test_user, tagged
@@ -336,3 +336,54 @@ class TestGoals(LoyaltyMlmCommon):
                 goals_count,
             )
         self.assertEqual(counts[0], counts[2], counts)
+
+    # -- views, menu, demo ------------------------------------------------------
+
+    def test_views_and_menu(self):
+        views = self.Goal.with_user(self.user_loyalty).get_views(
+            [(False, "list"), (False, "form"), (False, "search")]
+        )["views"]
+        self.assertIn('widget="progressbar"', views["list"]["arch"])
+        self.assertIn(
+            'name="action_refresh"',
+            self.Goal.get_views([(False, "form")])["views"]["form"]["arch"],
+        )
+        menu = self.env.ref("loyalty_mlm.menu_reporting_goals")
+        self.assertEqual(menu.parent_id, self.env.ref("loyalty_mlm.menu_reporting"))
+        visible = (
+            self.env["ir.ui.menu"].with_user(self.user_loyalty)._visible_menu_ids()
+        )
+        self.assertIn(menu.id, visible)
+        digest_form = (
+            self.env["digest.digest"]
+            .with_user(self.user_manager)
+            .get_views([(False, "form")])["views"]["form"]["arch"]
+        )
+        self.assertIn('name="kpi_loyalty_mlm_retention"', digest_form)
+
+    def test_demo_goals(self):
+        goal = self.env.ref(
+            "loyalty_mlm.loyalty_mlm_goal_retention_demo", raise_if_not_found=False
+        )
+        if not goal:
+            self.skipTest("Installed without demo data.")
+        self.assertEqual(goal.kpi, "retention_rate")
+        self.assertEqual((goal.target_type, goal.target), ("percent", 20.0))
+        self.assertEqual(goal.user_id, self.env.ref("base.user_admin"))
+        self.assertEqual(goal.period_kind, "month")
+        # Baseline: the month before the install; deadline: six months on.
+        self.assertEqual(goal.date_start, goal.baseline_end + timedelta(days=1))
+        self.assertGreater((goal.deadline - goal.baseline_end).days, 180)
+        names = set(
+            self.Goal.search(
+                [("company_id", "=", self.env.ref("base.main_company").id)]
+            ).mapped("name")
+        )
+        self.assertTrue(
+            {
+                "+20% retention",
+                "+15% average order value (members)",
+                "+10% repeat purchases",
+            }
+            <= names
+        )
