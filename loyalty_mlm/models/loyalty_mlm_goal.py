@@ -3,7 +3,7 @@ from collections import defaultdict
 
 from odoo import _, api, fields, models
 from odoo.exceptions import AccessError, ValidationError
-from odoo.tools import format_amount
+from odoo.tools import format_amount, format_date, formatLang
 
 from ..tools import kpi as kpi_tools
 from .loyalty_mlm_kpi_snapshot import (
@@ -592,7 +592,7 @@ class LoyaltyMlmGoal(models.Model):
                 "current": goal._mlm_format(goal.current_value, lang_env),
                 "expected": goal._mlm_format(expected, lang_env),
                 "target": goal._mlm_format(goal.target_value, lang_env),
-                "deadline": goal.deadline,
+                "deadline": format_date(lang_env, goal.deadline),
             }
             vals_list.append(
                 {
@@ -617,12 +617,10 @@ class LoyaltyMlmGoal(models.Model):
         self.ensure_one()
         kind = KPI_FORMAT.get(self.kpi)
         if kind == "percent":
-            return f"{value * 100:.1f} %"
+            return f"{formatLang(env, value * 100, digits=1)} %"
         if kind == "monetary":
             return format_amount(env, value, self.company_id.currency_id)
-        if kind == "integer":
-            return f"{value:.0f}"
-        return f"{value:.2f}"
+        return formatLang(env, value, digits=0 if kind == "integer" else 2)
 
     def _mlm_measure_one(self, rows, today):
         """The measured fields' values of one goal from its snapshot rows."""

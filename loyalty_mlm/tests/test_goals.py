@@ -176,6 +176,24 @@ class TestGoals(LoyaltyMlmCommon):
         self.assertAlmostEqual(goal.progress, 112.5)
         self.assertEqual(goal.current_display, "49.0 %")
 
+    def test_at_risk_activity_in_the_responsible_language(self):
+        self.env["res.lang"]._activate_lang("nl_NL")
+        self.env["ir.module.module"]._load_module_terms(
+            ["loyalty_mlm"], ["nl_NL"], overwrite=True
+        )
+        self.env.invalidate_all()
+        self.user_manager.lang = "nl_NL"
+        self.snap(1, retention_rate=0.40)
+        self.snap(2, retention_rate=0.40)
+        goal = self.make_goal()
+        goal.with_context(lang="nl_NL").name = "+20% retentie"
+        self.Goal._mlm_update_goals(self.company, today=date(2025, 3, 20))
+        self.assertEqual(goal.status, "at_risk")
+        activity = self.activities(goal)
+        self.assertEqual(activity.summary, "Doel in gevaar: +20% retentie")
+        self.assertIn("Retentie is 40,0 %", str(activity.note))
+        self.assertIn("om 48,0 % te halen tegen 30-06-2025", str(activity.note))
+
     def test_status_missed_after_deadline(self):
         self.snap(1, retention_rate=0.40)
         for month in range(2, 8):
