@@ -12,6 +12,7 @@
     "depends": [
         "contacts",
         "crm",
+        "digest",
         "sale_loyalty",
         "sale_margin",
         "pos_loyalty",
@@ -31,6 +32,7 @@
         "data/ir_cron_bonus_data.xml",
         "data/loyalty_mlm_treatment_data.xml",
         "data/ir_cron_treatment_data.xml",
+        "data/digest_data.xml",
         "wizard/loyalty_mlm_adjust_wizard_views.xml",
         "wizard/loyalty_mlm_stage_wizard_views.xml",
         "wizard/loyalty_mlm_donation_wizard_views.xml",
@@ -49,6 +51,8 @@
         "report/loyalty_mlm_statement_report.xml",
         "report/loyalty_mlm_donation_report_views.xml",
         "views/loyalty_mlm_dashboard_views.xml",
+        "views/loyalty_mlm_goal_views.xml",
+        "views/digest_digest_views.xml",
         "views/portal_templates.xml",
         "views/loyalty_mlm_menus.xml",
     ],
@@ -57,6 +61,7 @@
         "demo/res_partner_scores_demo.xml",
         "demo/loyalty_mlm_bonus_demo.xml",
         "demo/loyalty_program_targeted_demo.xml",
+        "demo/loyalty_mlm_goal_demo.xml",
     ],
     "post_init_hook": "post_init_hook",
     "assets": {

@@ -26,3 +26,5 @@ from . import loyalty_mlm_expiry_reminder
 from . import pos_config
 from . import loyalty_mlm_kpi_snapshot
 from . import loyalty_mlm_cockpit
+from . import loyalty_mlm_goal
+from . import digest_digest

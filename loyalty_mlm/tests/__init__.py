@@ -27,3 +27,5 @@ from . import test_bounds
 from . import test_ledger_property
 from . import test_cockpit
 from . import test_kpi_snapshot
+from . import test_goals
+from . import test_digest
