@@ -1,0 +1,32 @@
+"""18.0.1.2.0: the programme cockpit starts with its history.
+
+A new install backfills 24 months of KPI snapshots in its post-init hook and
+switches the member KPIs on in Odoo's default digest; an upgraded database
+gets the same here (the hook does not run on an update, and the digest's
+record is another module's noupdate record).
+"""
+
+import logging
+
+from odoo import SUPERUSER_ID, api
+
+_logger = logging.getLogger(__name__)
+
+DIGEST_KPIS = (
+    "kpi_loyalty_mlm_active_members",
+    "kpi_loyalty_mlm_retention",
+    "kpi_loyalty_mlm_redemption",
+    "kpi_loyalty_mlm_liability",
+)
+
+
+def migrate(cr, version):
+    if not version:
+        return
+    env = api.Environment(cr, SUPERUSER_ID, {})
+    companies = env["res.company"].search([])
+    rows = env["loyalty.mlm.kpi.snapshot"]._mlm_backfill(companies)
+    _logger.info("loyalty_mlm: %s KPI snapshots backfilled", len(rows))
+    digest = env.ref("digest.digest_digest_default", raise_if_not_found=False)
+    if digest:
+        digest.write(dict.fromkeys(DIGEST_KPIS, True))
