@@ -239,10 +239,13 @@ class LoyaltyMlmCockpit(models.AbstractModel):
                 "format": KPI_FORMAT.get(goal.kpi, "float"),
                 "status": goal.status or False,
                 "status_label": statuses.get(goal.status, ""),
-                "progress": goal.progress,
-                "expected": goal.expected,
-                "current_value": goal.current_value,
-                "target_value": goal.target_value,
+                # Nothing measured yet (or no baseline for a target in %):
+                # no value, not 0; the goal's note says why.
+                "progress": goal.progress if goal.status else None,
+                "expected": goal.expected if goal.status else None,
+                "current_value": goal.current_value if goal.last_measured else None,
+                "target_value": goal.target_value if goal.has_target else None,
+                "note": False if goal.status else goal.measure_note or False,
                 "deadline": goal.deadline and fields.Date.to_string(goal.deadline),
                 "user": goal.user_id.name or False,
             }

@@ -563,6 +563,18 @@ class TestCockpitUi(HttpCase):
         cls.env[MODEL].search([]).unlink()
         cls.env.company.name = "Green Grocer"
         month_rows(cls.env, cls.env.company)
+        # The demo goals, measured over the half year the rows cover.
+        today = fields.Date.context_today(cls.env["res.users"])
+        goals = cls.env["loyalty.mlm.goal"].search(
+            [("company_id", "=", cls.env.company.id)]
+        )
+        goals.write(
+            {
+                "baseline_date": today - timedelta(days=190),
+                "deadline": today + timedelta(days=150),
+            }
+        )
+        goals._mlm_update_goals(cls.env.company)
 
     def test_cockpit_tour(self):
         paths = cockpit_screenshot_paths()
