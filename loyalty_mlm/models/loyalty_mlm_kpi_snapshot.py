@@ -350,12 +350,15 @@ class LoyaltyMlmKpiSnapshot(models.Model):
         """The KPIs of the last `months` months (and of the quarters, years
         and weeks they cover) from the orders, the ledger and the stage
         history, so that a new install shows trends on day one; then the
-        current periods, like a night. Past periods get the "all" row only:
-        which stage, segment or tier a customer had back then is not known
-        (except the stage, whose history gives the stage distribution)."""
+        current periods, like a night but up to `today` included. Past
+        periods get the "all" row only: which stage, segment or tier a
+        customer had back then is not known (except the stage, whose history
+        gives the stage distribution)."""
         written = self.browse()
         for company in companies:
-            day = (today or self._mlm_company_today(company)) - timedelta(days=1)
+            # Up to today so far (the nightly job stops at yesterday): an
+            # install or a click shows today's members and orders too.
+            day = today or self._mlm_company_today(company)
             written |= self._mlm_build(
                 company, self._mlm_backfill_periods(day, months), day, dimensions=False
             )

@@ -688,6 +688,7 @@ class LoyaltyMlmLedger(models.Model):
             "finn": [(m, 2, False, False) for m in range(23, 13, -1)]
             + [(2, 2, False, False)],
         }
+        first_orders = {}
         for name, orders in story.items():
             partner = ref(f"loyalty_mlm.res_partner_{name}_demo")
             earning = self.env["sale.order"]
@@ -716,7 +717,12 @@ class LoyaltyMlmLedger(models.Model):
                     order._apply_program_reward(program.reward_ids[:1], card)
                 order.with_context(mlm_ledger_date=when).action_confirm()
                 order.date_order = when
+                first_orders.setdefault(partner, day)
                 earning = earning or order
+        # Members since the first order of their story, not since the day
+        # the demo was loaded (the cockpit counts members per period).
+        for partner, day in first_orders.items():
+            partner.mlm_member_since = day
         # Eva joined at the counter but never ordered: Acquisition.
         ref("loyalty_mlm.res_partner_eva_demo")._mlm_enroll(self.env.company)
         self._cron_expire_points()
