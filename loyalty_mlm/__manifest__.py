@@ -50,6 +50,7 @@
         "views/loyalty_program_views.xml",
         "report/loyalty_mlm_statement_report.xml",
         "report/loyalty_mlm_donation_report_views.xml",
+        "views/loyalty_mlm_kpi_snapshot_views.xml",
         "views/loyalty_mlm_dashboard_views.xml",
         "views/loyalty_mlm_goal_views.xml",
         "views/digest_digest_views.xml",

@@ -285,3 +285,25 @@ class TestKpiSnapshot(LoyaltyMlmCommon):
         with self.assertRaises(AccessError):
             self.Snapshot.with_user(self.user_loyalty).action_backfill()
         self.assertTrue(self.Snapshot.with_user(self.user_manager).action_backfill())
+
+    def test_history_views(self):
+        """The KPI History opens for a Loyalty User, months of the company
+        first; a user outside the app cannot read it."""
+        action = self.env.ref("loyalty_mlm.loyalty_mlm_kpi_snapshot_action")
+        Snapshot = self.Snapshot.with_user(self.user_loyalty)
+        views = Snapshot.get_views(
+            [(False, kind) for kind in ("graph", "pivot", "list", "search")]
+        )
+        self.assertEqual(set(views["views"]), {"graph", "pivot", "list", "search"})
+        self.Snapshot._mlm_backfill(self.company, today=TODAY)
+        groups = Snapshot.read_group(
+            [("period_kind", "=", "month"), ("dimension", "=", "all")],
+            ["revenue:sum"],
+            ["date_start:year"],
+        )
+        self.assertEqual(
+            {g["date_start:year"]: g["revenue"] for g in groups}["2015"], 530.0
+        )
+        self.assertIn("search_default_month", action.context)
+        with self.assertRaises(AccessError):
+            self.Snapshot.with_user(self.user_plain).search([])
