@@ -482,13 +482,15 @@ class LoyaltyMlmKpiSnapshot(models.Model):
         (UTC): partner_id, at, is_order, revenue in company currency; the
         scores' own sources (loyalty.mlm.partner.score), so that a KPI and a
         score never disagree on what an order is. Margins are not needed:
-        their expression is skipped by a threshold no order reaches."""
+        their expression is skipped by a threshold no order reaches.
+        Revenue as float8: summing doubles costs a third of summing numerics,
+        and the KPIs are rounded to the cent (exact scores keep numerics)."""
         Score = self.env["loyalty.mlm.partner.score"]
         never = datetime(9999, 1, 1)
         sources = (company, 0.0, SQL(), never)
         return SQL(
             """
-            SELECT partner_id, at, is_order, revenue FROM (
+            SELECT partner_id, at, is_order, revenue::float8 AS revenue FROM (
                 %(sale)s UNION ALL %(pos)s UNION ALL %(credit_note)s
             ) r WHERE r.at >= %(since)s AND r.at < %(until)s
             """,
@@ -504,51 +506,47 @@ class LoyaltyMlmKpiSnapshot(models.Model):
         sums, aggregated in the database (tools/kpi.py:customer_totals is the
         reference this SQL follows; the tests compare the two).
 
-        One row per commercial partner (and one for walk-ins) with, per
-        window, its orders, revenue, member orders and revenue, orders in
-        the previous period and in the trailing year, and whether it ordered
-        in the active days; then unpivoted per window and summed per part
-        (GROUPING SETS: all, and with `dimensions` each stage, segment, tier,
-        quadrant and segment x quadrant cell of the customers' current
-        values). Members without orders come from the member cards.
+        Every window boundary (period, previous period, trailing year,
+        active days) cuts time into buckets; one pass over the orders sums
+        each customer's orders, revenue and member orders and revenue per
+        bucket (five aggregates, whatever the number of windows), then each
+        customer's buckets give his figures per window; then they are
+        unpivoted per window and summed per part (GROUPING SETS: all, and
+        with `dimensions` each stage, segment, tier, quadrant and segment x
+        quadrant cell of the customers' current values). Members without
+        orders come from the member cards.
         """
-        columns, unpivot = [], []
-        since = until = None
-        for window in windows:
-            bounds = window.utc(tz)
-            since = min(
-                since or bounds["year"][0], bounds["year"][0], bounds["prev"][0]
-            )
-            until = max(until or bounds["p"][1], bounds["p"][1])
-            k = window.key
-            p0, p1 = bounds["p"]
-            columns.append(
+        bounds = {window.key: window.utc(tz) for window in windows}
+        cuts = sorted(
+            {moment for b in bounds.values() for pair in b.values() for moment in pair}
+        )
+        # Bucket i (1-based, width_bucket's numbering) is [cuts[i-1], cuts[i]).
+        index = {moment: position for position, moment in enumerate(cuts, start=1)}
+        per_window, unpivot = [], []
+
+        def total(column, start, stop, alias):
+            per_window.append(
                 SQL(
-                    """
-                    COUNT(*) FILTER (WHERE r.is_order AND r.at >= %(p0)s
-                                     AND r.at < %(p1)s) AS o_%(k)s,
-                    SUM(r.revenue) FILTER (WHERE r.at >= %(p0)s
-                                           AND r.at < %(p1)s) AS rev_%(k)s,
-                    COUNT(*) FILTER (WHERE r.is_order AND r.at >= %(p0)s
-                                     AND r.at < %(p1)s AND r.at >= ms.at) AS mo_%(k)s,
-                    SUM(r.revenue) FILTER (WHERE r.at >= %(p0)s AND r.at < %(p1)s
-                                           AND r.at >= ms.at) AS mrev_%(k)s,
-                    COUNT(*) FILTER (WHERE r.is_order AND r.at >= %(q0)s
-                                     AND r.at < %(q1)s) AS op_%(k)s,
-                    COUNT(*) FILTER (WHERE r.is_order AND r.at >= %(y0)s
-                                     AND r.at < %(p1)s) AS oy_%(k)s,
-                    COALESCE(BOOL_OR(r.is_order AND r.at >= %(a0)s
-                                     AND r.at < %(p1)s), FALSE) AS act_%(k)s
-                    """,
-                    k=SQL(str(k)),
-                    p0=p0,
-                    p1=p1,
-                    q0=bounds["prev"][0],
-                    q1=bounds["prev"][1],
-                    y0=bounds["year"][0],
-                    a0=bounds["active"][0],
+                    "COALESCE(SUM(b.%s) FILTER (WHERE b.bucket >= %s"
+                    " AND b.bucket < %s), 0) AS %s",
+                    SQL(column),
+                    index[start],
+                    index[stop],
+                    SQL(alias),
                 )
             )
+
+        for window in windows:
+            k = window.key
+            b = bounds[k]
+            p0, p1 = b["p"]
+            total("o", p0, p1, f"o_{k}")
+            total("rev", p0, p1, f"rev_{k}")
+            total("mo", p0, p1, f"mo_{k}")
+            total("mrev", p0, p1, f"mrev_{k}")
+            total("o", *b["prev"], f"op_{k}")
+            total("o", b["year"][0], p1, f"oy_{k}")
+            total("o", b["active"][0], p1, f"act_{k}")
             unpivot.append(
                 SQL(
                     """(%(key)s,
@@ -559,7 +557,7 @@ class LoyaltyMlmKpiSnapshot(models.Model):
                         COALESCE(d.o_%(k)s, 0), COALESCE(d.rev_%(k)s, 0),
                         COALESCE(d.mo_%(k)s, 0), COALESCE(d.mrev_%(k)s, 0),
                         COALESCE(d.op_%(k)s, 0), COALESCE(d.oy_%(k)s, 0),
-                        COALESCE(d.act_%(k)s, FALSE))""",
+                        COALESCE(d.act_%(k)s, 0) > 0)""",
                     key=k,
                     k=SQL(str(k)),
                     first=window.period.start,
@@ -597,33 +595,43 @@ class LoyaltyMlmKpiSnapshot(models.Model):
         query = SQL(
             """
             WITH stream AS (%(stream)s),
-                 per_customer AS (
-                    SELECT cp.id AS cid, cp.mlm_member_since AS since,
-                           %(columns)s
+                 -- Bought as a member: on or after the local midnight that
+                 -- starts the member_since day (computed once per member).
+                 since AS NOT MATERIALIZED (
+                    SELECT id, mlm_member_since AS day,
+                           timezone('UTC', timezone(%(tz)s,
+                                    mlm_member_since::timestamp)) AS at
+                      FROM res_partner WHERE mlm_member_since IS NOT NULL
+                 ),
+                 buckets AS (
+                    SELECT p.commercial_partner_id AS cid,
+                           width_bucket(r.at, %(cuts)s::timestamp[]) AS bucket,
+                           COUNT(*) FILTER (WHERE r.is_order) AS o,
+                           SUM(r.revenue) AS rev,
+                           COUNT(*) FILTER (WHERE r.is_order AND r.at >= m.at)
+                               AS mo,
+                           SUM(r.revenue) FILTER (WHERE r.at >= m.at) AS mrev
                       FROM stream r
                       LEFT JOIN res_partner p ON p.id = r.partner_id
-                      LEFT JOIN res_partner cp ON cp.id = p.commercial_partner_id
-                      -- Bought as a member: on or after the local midnight
-                      -- that starts the member_since day.
-                      LEFT JOIN LATERAL (
-                           SELECT timezone('UTC', timezone(%(tz)s,
-                                  cp.mlm_member_since::timestamp)) AS at) ms ON TRUE
-                     GROUP BY cp.id, cp.mlm_member_since
+                      LEFT JOIN since m ON m.id = p.commercial_partner_id
+                     GROUP BY 1, 2
+                 ),
+                 per_customer AS (
+                    SELECT b.cid, %(per_window)s
+                      FROM buckets b GROUP BY b.cid
                  ),
                  members AS (
-                    SELECT DISTINCT mp.commercial_partner_id AS cid
+                    SELECT DISTINCT mp.commercial_partner_id AS mcid
                       FROM loyalty_card card
                       JOIN res_partner mp ON mp.id = card.partner_id
                      WHERE card.program_id = %(program)s
                  ),
                  customers AS (
-                    SELECT COALESCE(pc.cid, m.cid) AS customer_id,
-                           COALESCE(pc.since, mpart.mlm_member_since)
-                               AS member_since,
-                           pc.*
+                    SELECT COALESCE(pc.cid, m.mcid) AS customer_id,
+                           s.day AS member_since, pc.*
                       FROM per_customer pc
-                      FULL JOIN members m ON m.cid = pc.cid
-                      LEFT JOIN res_partner mpart ON mpart.id = m.cid
+                      FULL JOIN members m ON m.mcid = pc.cid
+                      LEFT JOIN since s ON s.id = COALESCE(pc.cid, m.mcid)
                 ),
                  dims AS (
                     SELECT c.*, %(dimension_columns)s
@@ -639,15 +647,16 @@ class LoyaltyMlmKpiSnapshot(models.Model):
                                     AND v.o > 0)::int,
                    COUNT(*) FILTER (WHERE d.customer_id IS NOT NULL AND v.oy > 0)::int,
                    COUNT(*) FILTER (WHERE d.customer_id IS NOT NULL AND v.oy >= 2)::int,
-                   SUM(v.o)::int, ROUND(SUM(v.rev), 2)::float8,
-                   SUM(v.mo)::int, ROUND(SUM(v.mrev), 2)::float8
+                   SUM(v.o)::int, ROUND(SUM(v.rev)::numeric, 2)::float8,
+                   SUM(v.mo)::int, ROUND(SUM(v.mrev)::numeric, 2)::float8
               FROM dims d
              CROSS JOIN LATERAL (VALUES %(unpivot)s)
                    AS v(key, is_member, is_new, o, rev, mo, mrev, op, oy, act)
              GROUP BY %(grouping)s
             """,
-            stream=self._mlm_order_stream(company, since, until),
-            columns=SQL(",").join(columns),
+            stream=self._mlm_order_stream(company, cuts[0], cuts[-1]),
+            cuts=cuts,
+            per_window=SQL(", ").join(per_window),
             tz=tz,
             program=company.mlm_program_id.id or 0,
             dimension_columns=dimension_columns,

@@ -280,6 +280,26 @@ class TestKpiSnapshot(LoyaltyMlmCommon):
         scored = sum(segments.mapped("customers"))
         self.assertEqual(scored, whole.customers)
         self.assertTrue(all(row._mlm_kpi_value("churned") is None for row in segments))
+        # Average CLV: the mean of the company's scored customers' CLV.
+        scores = self.env["loyalty.mlm.partner.score"].search(
+            [("company_id", "=", self.company.id)]
+        )
+        self.assertTrue(scores)
+        self.assertAlmostEqual(
+            whole._mlm_kpi_value("average_clv"),
+            sum(scores.mapped("clv")) / len(scores),
+            places=2,
+        )
+        # Stage distribution: the contacts' current stages, every stage.
+        self.assertEqual(
+            sum(whole.stage_distribution.values()),
+            self.env["res.partner"].search_count(
+                [
+                    ("mlm_stage_id", "!=", False),
+                    ("company_id", "in", [False, self.company.id]),
+                ]
+            ),
+        )
 
     def test_backfill_button_is_for_managers(self):
         with self.assertRaises(AccessError):
