@@ -4,7 +4,7 @@ from odoo.exceptions import AccessError
 from odoo.tests import tagged
 
 from ..tools import kpi as kpi_tools
-from .common import LoyaltyMlmCommon
+from .common import LoyaltyMlmCommon, LoyaltyMlmPosCommon
 
 # A fixed history in October 2015 and before (years before any demo
 # order), measured as of 31 October
@@ -327,3 +327,45 @@ class TestKpiSnapshot(LoyaltyMlmCommon):
         self.assertIn("search_default_month", action.context)
         with self.assertRaises(AccessError):
             self.Snapshot.with_user(self.user_plain).search([])
+
+
+@tagged("post_install", "-at_install")
+class TestKpiSnapshotPos(LoyaltyMlmPosCommon):
+    """Paid POS orders count, a POS refund lowers the revenue of its day
+    without being an order, and a walk-in order is revenue of nobody."""
+
+    def test_pos_orders_and_refunds(self):
+        self.company.partner_id.tz = "UTC"
+        bought = self.sync([(self.product, 3)])
+        refund = self.sync(
+            [
+                {
+                    "product": self.product,
+                    "quantity": -1,
+                    "refunded_orderline_id": bought.lines[0].id,
+                }
+            ]
+        )
+        data = self.create_ui_order_data([(self.product, 2)], customer=False)
+        result = self.env["pos.order"].sync_from_ui([data])
+        walk_in = self.env["pos.order"].browse(result["pos.order"][0]["id"])
+        for order, day in ((bought, 10), (refund, 12), (walk_in, 14)):
+            order.date_order = datetime(2015, 10, day, 12, 0)
+        self.member.mlm_member_since = date(2015, 10, 1)
+        Snapshot = self.env["loyalty.mlm.kpi.snapshot"]
+        Snapshot._cron_snapshots(companies=self.company, today=NIGHT)
+        row = Snapshot.search(
+            [
+                ("company_id", "=", self.company.id),
+                ("period_kind", "=", "month"),
+                ("date_start", "=", OCTOBER.start),
+                ("dimension", "=", "all"),
+            ]
+        )
+        # Orders: the member's and the walk-in's; the refund is not one.
+        self.assertEqual((row.orders, row.revenue), (2, 40.0))
+        self.assertEqual((row.member_orders, row.member_revenue), (1, 20.0))
+        self.assertEqual((row.active_customers, row.members_active), (1, 1))
+        self.assertAlmostEqual(row._mlm_kpi_value("aov_members"), 20.0)
+        self.assertAlmostEqual(row._mlm_kpi_value("aov_non_members"), 20.0)
+        self.assertAlmostEqual(row._mlm_kpi_value("member_revenue_share"), 0.5)
