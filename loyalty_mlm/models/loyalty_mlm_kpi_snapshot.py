@@ -627,28 +627,33 @@ class LoyaltyMlmKpiSnapshot(models.Model):
                            COUNT(*) FILTER (WHERE r.is_order
                                             AND r.at >= %(member_at)s) AS mo,
                            SUM(r.revenue) FILTER (WHERE r.at >= %(member_at)s)
-                               AS mrev
+                               AS mrev,
+                           MAX(cp.mlm_member_since) AS since
                       FROM stream r
                       LEFT JOIN res_partner p ON p.id = r.partner_id
                       LEFT JOIN res_partner cp ON cp.id = p.commercial_partner_id
                      GROUP BY 1, 2
                  ),
                  per_customer AS (
-                    SELECT b.cid, %(per_window)s
+                    SELECT b.cid, MAX(b.since) AS since, %(per_window)s
                       FROM buckets b GROUP BY b.cid
                  ),
                  members AS (
-                    SELECT DISTINCT mp.commercial_partner_id AS mcid
+                    SELECT DISTINCT cmp.id AS mcid,
+                           cmp.mlm_member_since AS member_since
                       FROM loyalty_card card
                       JOIN res_partner mp ON mp.id = card.partner_id
+                      JOIN res_partner cmp ON cmp.id = mp.commercial_partner_id
                      WHERE card.program_id = %(program)s
                  ),
                  customers AS (
+                    -- The member since of customers with orders came with
+                    -- their orders; the members without come from the cards.
                     SELECT COALESCE(pc.cid, m.mcid) AS customer_id,
-                           s.mlm_member_since AS member_since, pc.*
+                           COALESCE(pc.since, m.member_since) AS member_since,
+                           pc.*
                       FROM per_customer pc
                       FULL JOIN members m ON m.mcid = pc.cid
-                      LEFT JOIN res_partner s ON s.id = COALESCE(pc.cid, m.mcid)
                 ),
                  dims AS (
                     SELECT c.*, %(dimension_columns)s
