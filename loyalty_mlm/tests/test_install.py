@@ -1,5 +1,6 @@
 from lxml import etree
 
+from odoo.modules.module import get_manifest
 from odoo.tests import tagged
 
 from .common import LoyaltyMlmCommon
@@ -10,7 +11,9 @@ class TestInstall(LoyaltyMlmCommon):
     def test_module_installed(self):
         module = self.env["ir.module.module"].search([("name", "=", "loyalty_mlm")])
         self.assertEqual(module.state, "installed")
-        self.assertEqual(module.latest_version, "18.0.1.1.0")
+        self.assertEqual(
+            module.latest_version, get_manifest("loyalty_mlm")["version"]
+        )
 
     def test_groups_and_implications(self):
         user_group = self.env.ref("loyalty_mlm.group_loyalty_mlm_user")
