@@ -11,9 +11,7 @@ class TestInstall(LoyaltyMlmCommon):
     def test_module_installed(self):
         module = self.env["ir.module.module"].search([("name", "=", "loyalty_mlm")])
         self.assertEqual(module.state, "installed")
-        self.assertEqual(
-            module.latest_version, get_manifest("loyalty_mlm")["version"]
-        )
+        self.assertEqual(module.latest_version, get_manifest("loyalty_mlm")["version"])
 
     def test_groups_and_implications(self):
         user_group = self.env.ref("loyalty_mlm.group_loyalty_mlm_user")
