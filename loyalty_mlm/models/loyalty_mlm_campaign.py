@@ -37,6 +37,7 @@ class LoyaltyMlmCampaign(models.Model):
     """
 
     _name = "loyalty.mlm.campaign"
+    _inherit = ["loyalty.mlm.measured.mixin"]
     _description = "Member Points Campaign"
     _order = "date_start desc, sequence, id"
 
@@ -265,8 +266,12 @@ class LoyaltyMlmCampaign(models.Model):
         sequence); a campaign's bonus is base x (its lines' share of the
         amount) x (multiplier - 1).
         """
+        # A member in a campaign's control group earns nothing from it.
         campaigns = self._mlm_running(company, channel, when).filtered(
-            lambda campaign: campaign._mlm_accepts_member(partner, company)
+            lambda campaign: (
+                campaign._mlm_accepts_member(partner, company)
+                and not campaign._mlm_in_control(partner)
+            )
         )
         total = sum(amount for _product, amount in lines if amount > 0)
         if not campaigns or base <= 0 or total <= 0:
@@ -283,3 +288,67 @@ class LoyaltyMlmCampaign(models.Model):
             (campaign, float_round(base * share * (campaign.multiplier - 1), 2))
             for campaign, share in sorted(shares.items(), key=lambda item: item[0].id)
         ]
+
+    # ------------------------------------------------------------
+    # Results (loyalty.mlm.measured.mixin)
+    # ------------------------------------------------------------
+
+    @api.model
+    def _mlm_measured_actions(self):
+        return self.search([("date_start", "<=", fields.Datetime.now())])
+
+    def _mlm_member_domain(self):
+        """res.partner domain of the members the campaign addresses today
+        (its stage, tier and segment restrictions; as _mlm_accepts_member)."""
+        self.ensure_one()
+        domain = [
+            ("loyalty_card_ids.program_id", "=", self.company_id.mlm_program_id.id)
+        ]
+        if self.stage_ids:
+            domain.append(
+                ("commercial_partner_id.mlm_stage_id", "in", self.stage_ids.ids)
+            )
+        tiers = self.with_context(active_test=False).tier_ids
+        if tiers:
+            domain.append(("mlm_tier_id", "in", tiers.ids))
+        segments = [code for name, code in SEGMENT_FIELDS.items() if self[name]]
+        if segments:
+            domain.append(("commercial_partner_id.mlm_usage_segment", "in", segments))
+        return domain
+
+    def _mlm_result_population(self):
+        """The members it addresses (as they are today), from its start; the
+        control group are those its control share holds out."""
+        self.ensure_one()
+        if not self.company_id.mlm_program_id:
+            return []
+        partners = (
+            self.env["res.partner"]
+            .with_company(self.company_id)
+            .sudo()
+            .search(self._mlm_member_domain())
+        )
+        return [
+            (partner.id, self.date_start, self._mlm_in_control(partner.id))
+            for partner in partners
+        ]
+
+    def _mlm_result_cost(self, population):
+        """The value of the campaign bonuses of its window."""
+        self.ensure_one()
+        groups = (
+            self.env["loyalty.mlm.ledger"]
+            .sudo()
+            ._read_group(
+                [
+                    ("company_id", "=", self.company_id.id),
+                    ("kind", "=", "campaign_bonus"),
+                    ("partner_id", "in", [p[0] for p in population]),
+                    ("date", ">=", self.date_start),
+                    ("date", "<=", self.date_end),
+                ],
+                [],
+                ["points:sum"],
+            )
+        )
+        return (groups[0][0] or 0.0) * self.company_id.mlm_point_value
