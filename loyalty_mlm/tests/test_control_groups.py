@@ -355,6 +355,15 @@ class TestActionResults(OwnRulesCase):
         # The form shows them; the verdict follows the repeat rate.
         self.assertEqual(rule.mlm_result_ids, rows)
         self.assertEqual(rule.mlm_verdict, repeat.verdict)
+        # The cockpit's "Does it work?" lists the verdict figure.
+        cockpit = self.env["loyalty.mlm.cockpit"].with_user(self.user_loyalty)
+        listed = cockpit.get_cockpit_data()["results"]["actions"]
+        mine = [item for item in listed if item["id"] == repeat.id]
+        self.assertEqual(
+            [(m["res_model"], m["res_id"], m["verdict"]) for m in mine],
+            [(rule._name, rule.id, repeat.verdict)],
+        )
+        self.assertEqual(mine[0]["uplift"], round(repeat.uplift * 100, 1))
         # A refresh replaces the rows.
         rule.action_mlm_refresh_results()
         self.assertEqual(
