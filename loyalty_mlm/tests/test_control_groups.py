@@ -176,6 +176,41 @@ class TestControlCampaign(CampaignMixin, LoyaltyMlmCommon):
                 bonus.mapped("points"), [] if partner in control else [100.0]
             )
 
+    def test_campaign_review(self):
+        """Per campaign day vs the same weekdays of the 4 weeks before.
+
+        Saturday 6 to Sunday 14 June 2015, weekends: 4 days; before: the 8
+        weekend days of 9 May to 5 June. Member orders of 100.00: two in the
+        campaign, one on a Saturday before it, one on a Tuesday (not
+        compared)."""
+        self.env["loyalty.mlm.campaign"].search([]).active = False
+        self.env["loyalty.mlm.tier"].search([]).active = False
+        self.company.mlm_welcome_bonus = 0.0
+        campaign = self.campaign(
+            date_start="2015-06-06 00:00:00", date_end="2015-06-14 23:59:59"
+        )
+        for when in (
+            "2015-05-12 10:00:00",
+            "2015-05-16 10:00:00",
+            "2015-06-06 10:00:00",
+            "2015-06-13 10:00:00",
+        ):
+            with freeze_time(when):
+                order = self.make_order(partner=self.partner)
+                order.action_confirm()
+        self.assertEqual(
+            (
+                campaign.review_bonus_points,
+                campaign.review_members_reached,
+                campaign.review_member_orders_during,
+                campaign.review_member_revenue_during,
+                campaign.review_member_orders_before,
+                campaign.review_member_revenue_before,
+                campaign.review_other_orders_during,
+            ),
+            (200.0, 1, 0.5, 50.0, 0.13, 12.5, 0.0),
+        )
+
 
 @tagged("post_install", "-at_install")
 class TestControlProgrammeSale(LoyaltyMlmCommon):
