@@ -107,7 +107,8 @@ class LoyaltyMlmActionResult(models.Model):
     )
     cost = fields.Float(
         digits=(16, 2),
-        help="Points' value and discounts given to the treated customers.",
+        help="Value of the points the action credited (treatment and campaign "
+        "bonuses); programme discounts and coupons are not counted yet.",
     )
     incremental_margin = fields.Float(
         digits=(16, 2),
