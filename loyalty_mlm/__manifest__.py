@@ -17,6 +17,7 @@
         "sale_margin",
         "pos_loyalty",
         "portal",
+        "survey",
         # OCA: partner domain on loyalty programmes (requirements-addons.txt)
         "sale_loyalty_partner_applicability",
     ],
@@ -30,6 +31,7 @@
         "data/loyalty_mlm_tier_data.xml",
         "data/mail_template_data.xml",
         "data/ir_cron_bonus_data.xml",
+        "data/survey_data.xml",
         "data/loyalty_mlm_treatment_data.xml",
         "data/ir_cron_treatment_data.xml",
         "data/digest_data.xml",
@@ -53,6 +55,8 @@
         "views/loyalty_mlm_kpi_snapshot_views.xml",
         "views/loyalty_mlm_dashboard_views.xml",
         "views/loyalty_mlm_goal_views.xml",
+        "views/loyalty_mlm_action_result_views.xml",
+        "views/survey_user_input_views.xml",
         "views/digest_digest_views.xml",
         "views/portal_templates.xml",
         "views/loyalty_mlm_menus.xml",
@@ -63,6 +67,7 @@
         "demo/loyalty_mlm_bonus_demo.xml",
         "demo/loyalty_program_targeted_demo.xml",
         "demo/loyalty_mlm_goal_demo.xml",
+        "demo/loyalty_mlm_results_demo.xml",
     ],
     "post_init_hook": "post_init_hook",
     "assets": {

@@ -1,4 +1,6 @@
 from . import res_company
+from . import loyalty_mlm_measured_mixin
+from . import loyalty_mlm_action_result
 from . import res_config_settings
 from . import loyalty_program
 from . import loyalty_rule
@@ -28,3 +30,6 @@ from . import loyalty_mlm_kpi_snapshot
 from . import loyalty_mlm_cockpit
 from . import loyalty_mlm_goal
 from . import digest_digest
+from . import survey_question
+from . import survey_user_input
+from . import loyalty_mlm_kpi_snapshot_nps

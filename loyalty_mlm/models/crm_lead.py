@@ -27,3 +27,20 @@ class CrmLead(models.Model):
         related="partner_id.commercial_partner_id.mlm_treatment_log_ids",
         groups="loyalty_mlm.group_loyalty_mlm_user",
     )
+    # The customer's latest NPS answer (survey).
+    mlm_nps_score = fields.Integer(
+        related="partner_id.commercial_partner_id.mlm_nps_score",
+        groups="loyalty_mlm.group_loyalty_mlm_user",
+    )
+    mlm_nps_category = fields.Selection(
+        related="partner_id.commercial_partner_id.mlm_nps_category",
+        groups="loyalty_mlm.group_loyalty_mlm_user",
+    )
+    mlm_nps_comment = fields.Text(
+        related="partner_id.commercial_partner_id.mlm_nps_comment",
+        groups="loyalty_mlm.group_loyalty_mlm_user",
+    )
+    mlm_nps_date = fields.Datetime(
+        related="partner_id.commercial_partner_id.mlm_nps_date",
+        groups="loyalty_mlm.group_loyalty_mlm_user",
+    )

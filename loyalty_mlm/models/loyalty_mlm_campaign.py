@@ -1,11 +1,12 @@
 from collections import defaultdict
+from datetime import timedelta
 
 import pytz
 
 from odoo import _, api, fields, models
 from odoo.exceptions import ValidationError
 from odoo.osv import expression
-from odoo.tools import float_round, ormcache
+from odoo.tools import SQL, float_round, ormcache
 
 from odoo.addons.base.models.res_partner import _tz_get
 
@@ -17,6 +18,19 @@ WEEKDAY_FIELDS = (
     "weekday_fri",
     "weekday_sat",
     "weekday_sun",
+)
+# Campaign review figures (review_<key> fields, _mlm_review).
+REVIEW_KEYS = (
+    "bonus_points",
+    "members_reached",
+    "member_orders_during",
+    "member_orders_before",
+    "member_revenue_during",
+    "member_revenue_before",
+    "other_orders_during",
+    "other_orders_before",
+    "other_revenue_during",
+    "other_revenue_before",
 )
 SEGMENT_FIELDS = {
     "segment_heavy": "heavy",
@@ -37,6 +51,7 @@ class LoyaltyMlmCampaign(models.Model):
     """
 
     _name = "loyalty.mlm.campaign"
+    _inherit = ["loyalty.mlm.measured.mixin"]
     _description = "Member Points Campaign"
     _order = "date_start desc, sequence, id"
 
@@ -99,6 +114,50 @@ class LoyaltyMlmCampaign(models.Model):
         compute="_compute_state",
         search="_search_state",
     )
+    # Campaign review (computed on reading the form: _mlm_review).
+    review_bonus_points = fields.Float(
+        string="Bonus Points Given", compute="_compute_mlm_review", digits=(16, 2)
+    )
+    review_members_reached = fields.Integer(
+        string="Members Reached", compute="_compute_mlm_review"
+    )
+    review_member_orders_during = fields.Float(
+        string="Member Orders per Day", compute="_compute_mlm_review", digits=(16, 2)
+    )
+    review_member_orders_before = fields.Float(
+        string="Member Orders per Day Before",
+        compute="_compute_mlm_review",
+        digits=(16, 2),
+    )
+    review_member_revenue_during = fields.Float(
+        string="Member Revenue per Day", compute="_compute_mlm_review", digits=(16, 2)
+    )
+    review_member_revenue_before = fields.Float(
+        string="Member Revenue per Day Before",
+        compute="_compute_mlm_review",
+        digits=(16, 2),
+    )
+    review_other_orders_during = fields.Float(
+        string="Non-member Orders per Day",
+        compute="_compute_mlm_review",
+        digits=(16, 2),
+    )
+    review_other_orders_before = fields.Float(
+        string="Non-member Orders per Day Before",
+        compute="_compute_mlm_review",
+        digits=(16, 2),
+    )
+    review_other_revenue_during = fields.Float(
+        string="Non-member Revenue per Day",
+        compute="_compute_mlm_review",
+        digits=(16, 2),
+    )
+    review_other_revenue_before = fields.Float(
+        string="Non-member Revenue per Day Before",
+        compute="_compute_mlm_review",
+        digits=(16, 2),
+    )
+
     # ------------------------------------------------------------
     # Computes
     # ------------------------------------------------------------
@@ -265,8 +324,12 @@ class LoyaltyMlmCampaign(models.Model):
         sequence); a campaign's bonus is base x (its lines' share of the
         amount) x (multiplier - 1).
         """
+        # A member in a campaign's control group earns nothing from it.
         campaigns = self._mlm_running(company, channel, when).filtered(
-            lambda campaign: campaign._mlm_accepts_member(partner, company)
+            lambda campaign: (
+                campaign._mlm_accepts_member(partner, company)
+                and not campaign._mlm_in_control(partner)
+            )
         )
         total = sum(amount for _product, amount in lines if amount > 0)
         if not campaigns or base <= 0 or total <= 0:
@@ -283,3 +346,176 @@ class LoyaltyMlmCampaign(models.Model):
             (campaign, float_round(base * share * (campaign.multiplier - 1), 2))
             for campaign, share in sorted(shares.items(), key=lambda item: item[0].id)
         ]
+
+    # ------------------------------------------------------------
+    # Results (loyalty.mlm.measured.mixin)
+    # ------------------------------------------------------------
+
+    @api.model
+    def _mlm_measured_actions(self):
+        # Without a control group there is nothing to compare (the campaign
+        # review shows the before / during figures instead).
+        return self.search(
+            [
+                ("date_start", "<=", fields.Datetime.now()),
+                ("mlm_control_share", ">", 0),
+            ]
+        )
+
+    def _mlm_member_domain(self):
+        """res.partner domain of the members the campaign addresses today
+        (its stage, tier and segment restrictions; as _mlm_accepts_member)."""
+        self.ensure_one()
+        domain = [
+            ("loyalty_card_ids.program_id", "=", self.company_id.mlm_program_id.id)
+        ]
+        if self.stage_ids:
+            domain.append(
+                ("commercial_partner_id.mlm_stage_id", "in", self.stage_ids.ids)
+            )
+        tiers = self.with_context(active_test=False).tier_ids
+        if tiers:
+            domain.append(("mlm_tier_id", "in", tiers.ids))
+        segments = [code for name, code in SEGMENT_FIELDS.items() if self[name]]
+        if segments:
+            domain.append(("commercial_partner_id.mlm_usage_segment", "in", segments))
+        return domain
+
+    def _mlm_result_population(self):
+        """The members it addresses (as they are today), from its start; the
+        control group are those its control share holds out."""
+        self.ensure_one()
+        if not self.company_id.mlm_program_id:
+            return []
+        partners = (
+            self.env["res.partner"]
+            .with_company(self.company_id)
+            .sudo()
+            .search(self._mlm_member_domain())
+        )
+        return [
+            (partner.id, self.date_start, self._mlm_in_control(partner.id))
+            for partner in partners
+        ]
+
+    def _mlm_result_cost(self, population):
+        """The value of the campaign bonuses of its window."""
+        self.ensure_one()
+        groups = (
+            self.env["loyalty.mlm.ledger"]
+            .sudo()
+            ._read_group(
+                [
+                    ("company_id", "=", self.company_id.id),
+                    ("kind", "=", "campaign_bonus"),
+                    ("partner_id", "in", [p[0] for p in population]),
+                    ("date", ">=", self.date_start),
+                    ("date", "<=", self.date_end),
+                ],
+                [],
+                ["points:sum"],
+            )
+        )
+        return (groups[0][0] or 0.0) * self.company_id.mlm_point_value
+
+    # ------------------------------------------------------------
+    # Campaign review
+    # ------------------------------------------------------------
+
+    def _mlm_campaign_days(self, since, until):
+        """Local dates in [since, until] (dates) on the campaign's weekdays."""
+        self.ensure_one()
+        days = tuple(self[name] for name in WEEKDAY_FIELDS)
+        day, result = since, []
+        while day <= until:
+            if not any(days) or days[day.weekday()]:
+                result.append(day)
+            day += timedelta(days=1)
+        return result
+
+    def _mlm_review(self):
+        """The campaign in figures: bonus points given and members reached
+        (campaign bonuses of its window: overlapping campaigns share them),
+        and per day of the campaign vs the same weekdays of the 4 weeks
+        before its start, members' and other customers' orders and revenue.
+        One query for the orders, one for the bonuses."""
+        self.ensure_one()
+        tz = pytz.timezone(self.tz or "UTC")
+
+        def local(moment):
+            return pytz.utc.localize(moment).astimezone(tz).date()
+
+        start, end = local(self.date_start), local(self.date_end)
+        before = self._mlm_campaign_days(
+            start - timedelta(days=28), start - timedelta(days=1)
+        )
+        during = self._mlm_campaign_days(start, min(end, local(fields.Datetime.now())))
+        stream = self.env["loyalty.mlm.kpi.snapshot"]._mlm_order_stream(
+            self.company_id,
+            self.date_start - timedelta(days=29),
+            self.date_end + timedelta(days=1),
+        )
+        self.env.flush_all()
+        self.env.cr.execute(
+            SQL(
+                """
+                SELECT timezone(%(tz)s, timezone('UTC', o.at))::date AS day,
+                       EXISTS (SELECT 1 FROM loyalty_card c
+                                WHERE c.partner_id = o.partner_id
+                                  AND c.program_id = %(program)s) AS member,
+                       COUNT(*) FILTER (WHERE o.is_order), SUM(o.revenue)
+                  FROM (%(stream)s) o
+              GROUP BY 1, 2
+                """,
+                tz=self.tz or "UTC",
+                program=self.company_id.mlm_program_id.id or 0,
+                stream=stream,
+            )
+        )
+        sums = defaultdict(lambda: [0, 0.0])
+        days_before, days_during = set(before), set(during)
+        for day, member, orders, revenue in self.env.cr.fetchall():
+            period = (
+                "during"
+                if day in days_during
+                else "before"
+                if day in days_before
+                else None
+            )
+            if period:
+                key = (period, "member" if member else "other")
+                sums[key][0] += orders
+                sums[key][1] += revenue or 0.0
+        [(points, reached)] = (
+            self.env["loyalty.mlm.ledger"]
+            .sudo()
+            ._read_group(
+                [
+                    ("company_id", "=", self.company_id.id),
+                    ("kind", "=", "campaign_bonus"),
+                    ("date", ">=", self.date_start),
+                    ("date", "<=", self.date_end),
+                ],
+                [],
+                ["points:sum", "partner_id:count_distinct"],
+            )
+        )
+        review = {"bonus_points": points or 0.0, "members_reached": reached}
+        for period, days in (("during", during), ("before", before)):
+            for group in ("member", "other"):
+                orders, revenue = sums[(period, group)]
+                review[f"{group}_orders_{period}"] = orders / len(days) if days else 0.0
+                review[f"{group}_revenue_{period}"] = (
+                    revenue / len(days) if days else 0.0
+                )
+        return review
+
+    @api.depends_context("uid")
+    def _compute_mlm_review(self):
+        for campaign in self:
+            if campaign.id and campaign.date_start and campaign.company_id:
+                review = campaign._mlm_review()
+            else:
+                review = {}
+            for key in REVIEW_KEYS:
+                campaign[f"review_{key}"] = review.get(key, 0)

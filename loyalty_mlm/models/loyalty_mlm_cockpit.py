@@ -1,5 +1,7 @@
 from datetime import date
 
+from dateutil.relativedelta import relativedelta
+
 from odoo import _, api, fields, models
 from odoo.exceptions import AccessError, UserError
 from odoo.tools.misc import format_date
@@ -213,6 +215,7 @@ class LoyaltyMlmCockpit(models.AbstractModel):
             ),
             "kpis": kpis,
             "goals": self._mlm_cockpit_goals(company),
+            "results": self._mlm_cockpit_results(company),
             "funnel": self._mlm_cockpit_funnel(current, stages),
             "flow": self._mlm_cockpit_flow(current, stages),
             "grid": self._mlm_cockpit_grid(current),
@@ -220,6 +223,22 @@ class LoyaltyMlmCockpit(models.AbstractModel):
                 self._mlm_cockpit_points_month(row_of("month", month), month)
                 for month in months
             ],
+        }
+
+    @api.model
+    def _mlm_cockpit_results(self, company):
+        """ "Does it work?": the latest verdicts of the measured actions (the
+        stored results, issue #16) and the members' NPS over the last 12
+        months; two queries, whatever the number of customers."""
+        since = fields.Datetime.now() - relativedelta(months=12)
+        return {
+            "actions": self.env["loyalty.mlm.action.result"]._mlm_verdict_summary(
+                company
+            ),
+            # Survey answers belong to no company: every member's answer.
+            "nps": self.env["survey.user_input"]._mlm_nps(
+                [("end_datetime", ">=", since)]
+            ),
         }
 
     @api.model

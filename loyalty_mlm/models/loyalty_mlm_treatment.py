@@ -30,6 +30,7 @@ class LoyaltyMlmTreatment(models.Model):
     """
 
     _name = "loyalty.mlm.treatment"
+    _inherit = ["loyalty.mlm.measured.mixin"]
     _description = "Member Treatment Rule"
     _order = "sequence, id"
 
@@ -132,6 +133,12 @@ class LoyaltyMlmTreatment(models.Model):
     tag_ids = fields.Many2many(
         "res.partner.category", string="Add Tags", help="Contact tags to add."
     )
+    survey_id = fields.Many2one(
+        "survey.survey",
+        string="Send Survey",
+        help="Invites the customer by mail to answer this survey; his answers "
+        "are linked to him (score, comment, date on the contact and the lead).",
+    )
     action_summary = fields.Char(
         string="Actions", compute="_compute_action_summary", translate=False
     )
@@ -149,6 +156,7 @@ class LoyaltyMlmTreatment(models.Model):
         "bonus_points",
         "coupon_program_id",
         "tag_ids",
+        "survey_id",
     )
     def _compute_action_summary(self):
         for rule in self:
@@ -286,6 +294,8 @@ class LoyaltyMlmTreatment(models.Model):
             labels.append(_("Coupon: %s", self.coupon_program_id.name))
         if self.tag_ids:
             labels.append(_("Tags: %s", ", ".join(self.tag_ids.mapped("name"))))
+        if self.survey_id:
+            labels.append(_("Survey: %s", self.survey_id.title))
         return labels
 
     def _mlm_has_actions(self):
@@ -296,6 +306,7 @@ class LoyaltyMlmTreatment(models.Model):
             or self.bonus_points
             or self.coupon_program_id
             or self.tag_ids
+            or self.survey_id
         )
 
     def _mlm_partner_domain(self, now):
@@ -540,11 +551,11 @@ class LoyaltyMlmTreatment(models.Model):
                 """
                 INSERT INTO loyalty_mlm_treatment_log
                        (treatment_id, partner_id, occasion, date, company_id,
-                        stage_id, trigger, create_uid, create_date, write_uid,
-                        write_date)
+                        stage_id, trigger, outcome, create_uid, create_date,
+                        write_uid, write_date)
                 VALUES (%(rule)s, %(partner)s, %(occasion)s, %(now)s,
-                        %(company)s, %(stage)s, %(trigger)s, %(uid)s,
-                        %(now)s, %(uid)s, %(now)s)
+                        %(company)s, %(stage)s, %(trigger)s, %(outcome)s,
+                        %(uid)s, %(now)s, %(uid)s, %(now)s)
            ON CONFLICT (treatment_id, partner_id, occasion) DO NOTHING
              RETURNING id
                 """,
@@ -555,6 +566,9 @@ class LoyaltyMlmTreatment(models.Model):
                 company=company.id,
                 stage=partner.mlm_stage_id.id or None,
                 trigger=self.trigger,
+                # Held out or not is decided here, when the customer would be
+                # treated (a stable hash: the same answer on every run).
+                outcome="control" if self._mlm_in_control(partner) else "done",
                 uid=self.env.uid,
             )
         )
@@ -567,6 +581,11 @@ class LoyaltyMlmTreatment(models.Model):
         Points and coupon first, so the mail can quote them."""
         self.ensure_one()
         partner = partner.with_company(company)
+        if log.outcome == "control":
+            # Held out: the occasion is claimed (logged as control, with its
+            # date: the start of his measurement window) and nothing is done.
+            log.summary = _("Control group: held out, nothing sent")
+            return
         done, values = [], {}
         mail_ctx = {}
         if self.bonus_points:
@@ -607,6 +626,12 @@ class LoyaltyMlmTreatment(models.Model):
                 )
             else:
                 done.append(_("No activity: no salesperson"))
+        if self.survey_id:
+            if partner.email:
+                self._mlm_send_survey(partner)
+                done.append(_("Survey sent: %s", self.survey_id.title))
+            else:
+                done.append(_("No survey: no email address"))
         if self.mail_template_id:
             if partner.email:
                 if partner.mlm_member_since:
@@ -646,6 +671,29 @@ class LoyaltyMlmTreatment(models.Model):
         )
         return coupon
 
+    def _mlm_send_survey(self, partner):
+        """Invite `partner` to the rule's survey, as the survey's Share
+        wizard does (one answer record per invitation, linked to him)."""
+        survey = self.survey_id.sudo()
+        answer = survey._create_answer(partner=partner, check_attempts=False)
+        template = self.env.ref(
+            "survey.mail_template_user_input_invite", raise_if_not_found=False
+        )
+        invite = (
+            self.env["survey.invite"]
+            .sudo()
+            .with_context(lang=partner.lang)
+            .create(
+                {
+                    "survey_id": survey.id,
+                    "partner_ids": [Command.link(partner.id)],
+                    "template_id": template.id if template else False,
+                }
+            )
+        )
+        invite._send_mail(answer)
+        return answer
+
     def _mlm_schedule_activity(self, partner):
         user = partner.user_id or self.activity_user_id
         if not user:
@@ -658,6 +706,59 @@ class LoyaltyMlmTreatment(models.Model):
             + timedelta(days=self.activity_deadline_days),
             user_id=user.id,
         )
+
+    # ------------------------------------------------------------
+    # Results (loyalty.mlm.measured.mixin)
+    # ------------------------------------------------------------
+
+    @api.model
+    def _mlm_default_control_share(self):
+        return 10.0
+
+    @api.model
+    def _mlm_measured_actions(self):
+        treated = self.env["loyalty.mlm.treatment.log"]._read_group(
+            [], ["treatment_id"]
+        )
+        return self.browse([rule.id for (rule,) in treated]).exists()
+
+    def _mlm_result_population(self):
+        """Each customer's first execution of the rule: treated or control,
+        and when (the start of his window)."""
+        self.ensure_one()
+        self.env["loyalty.mlm.treatment.log"].flush_model()
+        self.env.cr.execute(
+            SQL(
+                """
+                SELECT DISTINCT ON (partner_id) partner_id, date,
+                       outcome = 'control'
+                  FROM loyalty_mlm_treatment_log
+                 WHERE treatment_id = %s
+              ORDER BY partner_id, date, id
+                """,
+                self.id,
+            )
+        )
+        return self.env.cr.fetchall()
+
+    def _mlm_result_cost(self, population):
+        """The value of the points the rule credited."""
+        self.ensure_one()
+        company = self.company_id or self.env.company
+        self.env["loyalty.mlm.ledger"].flush_model()
+        self.env.cr.execute(
+            SQL(
+                """
+                SELECT COALESCE(SUM(l.points), 0)
+                  FROM loyalty_mlm_ledger l
+                  JOIN loyalty_mlm_treatment_log t ON t.id = l.res_id
+                 WHERE l.res_model = 'loyalty.mlm.treatment.log'
+                   AND l.kind = 'treatment' AND t.treatment_id = %s
+                """,
+                self.id,
+            )
+        )
+        return float(self.env.cr.fetchone()[0]) * company.mlm_point_value
 
     # ------------------------------------------------------------
     # Crons

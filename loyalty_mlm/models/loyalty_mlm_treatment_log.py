@@ -36,6 +36,14 @@ class LoyaltyMlmTreatmentLog(models.Model):
     )
     stage_id = fields.Many2one("loyalty.mlm.stage", string="Stage")
     company_id = fields.Many2one("res.company", required=True, index=True)
+    outcome = fields.Selection(
+        [("done", "Treated"), ("control", "Control group")],
+        required=True,
+        default="done",
+        index=True,
+        help="Control group: held out by the rule's control share, nothing was "
+        "done; compared with the treated customers in the results.",
+    )
     summary = fields.Text(string="Done")
     activity_id = fields.Many2one("mail.activity", ondelete="set null")
     coupon_id = fields.Many2one("loyalty.card", string="Coupon", ondelete="set null")

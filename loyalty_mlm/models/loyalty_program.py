@@ -19,7 +19,8 @@ MLM_QUADRANT_FIELDS = {
 
 
 class LoyaltyProgram(models.Model):
-    _inherit = "loyalty.program"
+    _name = "loyalty.program"
+    _inherit = ["loyalty.program", "loyalty.mlm.measured.mixin"]
 
     mlm_is_member_programme = fields.Boolean(
         string="Member Programme",
@@ -76,6 +77,7 @@ class LoyaltyProgram(models.Model):
         "partner_domain",
         "mlm_stage_ids",
         "mlm_tier_ids",
+        "mlm_control_share",
         *MLM_SEGMENT_FIELDS,
         *MLM_QUADRANT_FIELDS,
     }
@@ -110,13 +112,17 @@ class LoyaltyProgram(models.Model):
         "partner_domain",
         "mlm_stage_ids",
         "mlm_tier_ids",
+        "mlm_control_share",
         *MLM_SEGMENT_FIELDS,
         *MLM_QUADRANT_FIELDS,
     )
     def _compute_mlm_restricted(self):
+        # A control group makes a programme targeted: its customers are
+        # checked at sale and at the register like any restriction.
         for program in self:
             program.mlm_restricted = bool(
-                program.partner_ids
+                program.mlm_control_share > 0
+                or program.partner_ids
                 or (program.partner_domain or "[]") != "[]"
                 or program._mlm_partner_domain()
             )
@@ -197,6 +203,8 @@ class LoyaltyProgram(models.Model):
             return False
         if not super()._is_partner_valid(partner):
             return False
+        if self.mlm_control_share and self._mlm_in_control(partner):
+            return False
         domain = self._mlm_partner_domain()
         return not domain or bool(partner.filtered_domain(domain))
 
@@ -230,6 +238,14 @@ class LoyaltyProgram(models.Model):
                 programme=self.name,
                 who=self._mlm_restriction_summary(),
             )
+        if self.mlm_control_share and self._mlm_in_control(partner):
+            return _(
+                "%(customer)s is in the control group of the programme "
+                "%(programme)s: held out to measure whether the programme "
+                "works, so it does not apply to them.",
+                customer=partner.display_name,
+                programme=self.name,
+            )
         return _(
             "%(customer)s is not eligible for the programme %(programme)s "
             "(only for: %(who)s).",
@@ -245,6 +261,36 @@ class LoyaltyProgram(models.Model):
             if not program._is_partner_valid(partner):
                 return program, program._mlm_not_eligible_message(partner)
         return self.browse(), ""
+
+    # ------------------------------------------------------------
+    # Results (loyalty.mlm.measured.mixin)
+    # ------------------------------------------------------------
+
+    @api.model
+    def _mlm_measured_actions(self):
+        return self.search([("mlm_control_share", ">", 0)])
+
+    def _mlm_result_population(self):
+        """The company's members the programme targets (as they are today),
+        from its start (first valid day, else its creation)."""
+        self.ensure_one()
+        company = self.company_id or self.env.company
+        if not company.mlm_program_id:
+            return []
+        domain = [("loyalty_card_ids.program_id", "=", company.mlm_program_id.id)]
+        domain = expression.AND([domain, self._mlm_partner_domain()])
+        if self.partner_ids or (self.partner_domain or "[]") != "[]":
+            domain = expression.AND([domain, self._mlm_oca_partner_domain()])
+        partners = self.env["res.partner"].with_company(company).sudo().search(domain)
+        start = (
+            fields.Datetime.to_datetime(self.date_from)
+            if self.date_from
+            else self.create_date
+        )
+        return [
+            (partner.id, start, self._mlm_in_control(partner.id))
+            for partner in partners
+        ]
 
     # ------------------------------------------------------------
     # Point of Sale

@@ -37,6 +37,21 @@ class ResPartner(models.Model):
     _inherit = "res.partner"
 
     mlm_member_since = fields.Date(string="Member Since", copy=False, tracking=True)
+    # The member's latest answer to an NPS survey (survey.user_input
+    # _mlm_record_nps writes them on the commercial entity).
+    mlm_nps_score = fields.Integer(string="NPS Score", copy=False, readonly=True)
+    mlm_nps_category = fields.Selection(
+        [
+            ("promoter", "Promoter"),
+            ("passive", "Passive"),
+            ("detractor", "Detractor"),
+        ],
+        string="NPS Category",
+        copy=False,
+        readonly=True,
+    )
+    mlm_nps_comment = fields.Text(string="NPS Comment", copy=False, readonly=True)
+    mlm_nps_date = fields.Datetime(string="NPS Answered On", copy=False, readonly=True)
     mlm_card_id = fields.Many2one(
         "loyalty.card",
         string="Member Card",

@@ -29,3 +29,6 @@ from . import test_cockpit
 from . import test_kpi_snapshot
 from . import test_goals
 from . import test_digest
+from . import test_control_groups
+from . import test_survey_feedback
+from . import test_results_ui

@@ -32,6 +32,9 @@ class TreatmentCase(LoyaltyMlmCommon):
         )
         cls.winback = cls.env.ref("loyalty_mlm.loyalty_program_winback_coupon")
         cls.tag = cls.env["res.partner.category"].create({"name": "Treated"})
+        # No control group here (test_control_groups.py tests it): every
+        # matched customer is treated.
+        cls.Treatment.with_context(active_test=False).search([]).mlm_control_share = 0
         # Only the customers a test builds have a stage (not the demo ones).
         cls.env["res.partner"].search([("mlm_stage_id", "!=", False)]).write(
             {"mlm_stage_id": False}
@@ -116,6 +119,7 @@ class OwnRulesCase(TreatmentCase):
                 "trigger": "periodic",
                 "cooldown_days": 10,
                 "bonus_points": 25,
+                "mlm_control_share": 0,
                 **vals,
             }
         )

@@ -420,6 +420,30 @@ export class LoyaltyMlmCockpit extends Component {
         return `${Math.min(100, Math.max(0, goal.expected || 0))}%`;
     }
 
+    /** An uplift in percentage points, signed. */
+    formatPoints(value) {
+        const sign = value > 0 ? "+" : "";
+        return _t("%(value)s pp", { value: `${sign}${value.toFixed(1)}` });
+    }
+
+    verdictBadge(result) {
+        return (
+            {
+                working: "text-bg-success",
+                harmful: "text-bg-danger",
+            }[result.verdict] || "text-bg-secondary"
+        );
+    }
+
+    openResult(result) {
+        return this.action.doAction({
+            type: "ir.actions.act_window",
+            res_model: result.res_model,
+            res_id: result.res_id,
+            views: [[false, "form"]],
+        });
+    }
+
     get pointsHaveData() {
         return this.data.points.some((month) => month.has_data);
     }
