@@ -165,6 +165,33 @@ NEW = replace(
             ("growth", "active"),
             id="churn-unknown",
         ),
+        # retention: with a churn rise (the churn model), the risk must also
+        # have risen since the last order: a customer who was always this
+        # likely to stay away is not about to leave.
+        pytest.param(
+            replace(GROWTH, churn_risk=95, churn_rise=9),
+            PARAMS,
+            ("growth", "active"),
+            id="high-churn-not-risen",
+        ),
+        pytest.param(
+            replace(GROWTH, churn_risk=70, churn_rise=10),
+            PARAMS,
+            ("retention", "churn_risk"),
+            id="churn-70-risen-10",
+        ),
+        pytest.param(
+            replace(GROWTH, churn_risk=69, churn_rise=60),
+            PARAMS,
+            ("growth", "active"),
+            id="risen-but-churn-69",
+        ),
+        pytest.param(
+            replace(GROWTH, churn_risk=70, churn_rise=5),
+            replace(PARAMS, at_risk_rise=5),
+            ("retention", "churn_risk"),
+            id="custom-rise",
+        ),
         # retention: order drop, strictly more than drop_pct
         pytest.param(
             replace(GROWTH, orders_prev_12m=10, orders_12m=5),
@@ -351,6 +378,7 @@ def test_default_params():
         onboarding_days=90,
         onboarding_max_orders=3,
         at_risk_churn=70,
+        at_risk_rise=10,
         drop_pct=50.0,
         ambassador_referrals=1,
     )
@@ -408,8 +436,9 @@ def test_describe_rules_defaults():
             "First order at most 90 days ago and fewer than 3 orders in total."
         ),
         "retention": (
-            "Churn risk of 70 or more, or orders in the last 12 months down by "
-            "more than 50% on the 12 months before."
+            "Churn risk of 70 or more, risen 10 points or more since the last "
+            "order, or orders in the last 12 months down by more than 50% on "
+            "the 12 months before."
         ),
         "ambassadorship": (
             "At least 1 referral(s), or heavy user who is a true friend (loyal "
@@ -425,6 +454,7 @@ def test_describe_rules_fill_in_thresholds():
         onboarding_days=60,
         onboarding_max_orders=2,
         at_risk_churn=80,
+        at_risk_rise=30,
         drop_pct=33.5,
         ambassador_referrals=0,
     )
@@ -435,8 +465,9 @@ def test_describe_rules_fill_in_thresholds():
         "First order at most 60 days ago and fewer than 2 orders in total."
     )
     assert rules["retention"] == (
-        "Churn risk of 80 or more, or orders in the last 12 months down by more "
-        "than 33.5% on the 12 months before."
+        "Churn risk of 80 or more, risen 30 points or more since the last order, "
+        "or orders in the last 12 months down by more than 33.5% on the 12 "
+        "months before."
     )
     assert rules["ambassadorship"] == (
         "Heavy user who is a true friend (loyal and profitable)."

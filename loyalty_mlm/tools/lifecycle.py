@@ -22,7 +22,9 @@ REASON_LABELS = {
     "no_order": "No qualifying order yet.",
     "lapsed": "No order for longer than the lapse period.",
     "new_customer": "Recent first order, still few orders.",
-    "churn_risk": "Churn risk at or above the at-risk level.",
+    "churn_risk": (
+        "Churn risk at or above the at-risk level, risen since the last order."
+    ),
     "order_drop": "Orders in the last 12 months dropped sharply.",
     "referrals": "Has referred new customers.",
     "heavy_true_friend": "Heavy user and true friend (loyal and profitable).",
@@ -37,7 +39,13 @@ class StageParams:
     lapse_days: more days than this since the last order means winback.
     onboarding_days: a first order at most this many days ago is recent.
     onboarding_max_orders: onboarding lasts while orders_total is below this.
-    at_risk_churn: churn risk (0..100) from which a customer needs retention.
+    at_risk_churn: churn risk (0..100, the probability of no order within the
+        churn horizon) from which a customer needs retention...
+    at_risk_rise: ...provided it rose at least this many points above his
+        own pattern, his churn risk right after his last order
+        (clv_model.churn_rise): a customer who was always that likely to stay
+        away is not "about to leave". Ignored for scores without a rise
+        (from before the churn model).
     drop_pct: a fall of strictly more than this percentage of orders, last 12
         months vs the 12 months before, also means retention.
     ambassador_referrals: referrals needed to become an ambassador; 0 or less
@@ -48,6 +56,7 @@ class StageParams:
     onboarding_days: int = 90
     onboarding_max_orders: int = 3
     at_risk_churn: int = 70
+    at_risk_rise: int = 10
     drop_pct: float = 50.0
     ambassador_referrals: int = 1
 
@@ -65,6 +74,9 @@ class StageInput:
     usage_segment: str | None
     quadrant: str | None
     referrals: int = 0
+    # Points the churn risk rose above his own pattern (None: not scored by
+    # the churn model; the absolute churn risk decides then).
+    churn_rise: int | None = None
 
 
 def _days(day: date, today: date) -> int:
@@ -95,7 +107,9 @@ def decide_stage(
     2. winback / "lapsed": days since the last order > lapse_days.
     3. onboarding / "new_customer": days since the first order <=
        onboarding_days and orders_total < onboarding_max_orders.
-    4. retention / "churn_risk": churn_risk >= at_risk_churn;
+    4. retention / "churn_risk": churn_risk >= at_risk_churn and (when
+       known) churn_rise >= at_risk_rise: likely to stay away, and more so
+       than right after his last order (about to leave, for him);
        retention / "order_drop": orders_prev_12m > 0 and orders_12m fell by
        strictly more than drop_pct percent of orders_prev_12m.
     5. ambassadorship / "referrals": referrals >= ambassador_referrals (when
@@ -116,7 +130,11 @@ def decide_stage(
         and inp.orders_total < params.onboarding_max_orders
     ):
         return "onboarding", "new_customer"
-    if inp.churn_risk is not None and inp.churn_risk >= params.at_risk_churn:
+    if (
+        inp.churn_risk is not None
+        and inp.churn_risk >= params.at_risk_churn
+        and (inp.churn_rise is None or inp.churn_rise >= params.at_risk_rise)
+    ):
         return "retention", "churn_risk"
     if order_drop_exceeds(inp.orders_12m, inp.orders_prev_12m, params.drop_pct):
         return "retention", "order_drop"
@@ -146,7 +164,8 @@ def describe_rules(params: StageParams | None = None) -> dict[str, str]:
             f"{p.onboarding_max_orders} orders in total."
         ),
         "retention": (
-            f"Churn risk of {p.at_risk_churn} or more, or orders in the last 12 "
+            f"Churn risk of {p.at_risk_churn} or more, risen {p.at_risk_rise} "
+            f"points or more since the last order, or orders in the last 12 "
             f"months down by more than {p.drop_pct:g}% on the 12 months before."
         ),
         "ambassadorship": ambassador,
