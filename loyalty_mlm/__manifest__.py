@@ -53,6 +53,7 @@
         "views/loyalty_mlm_kpi_snapshot_views.xml",
         "views/loyalty_mlm_dashboard_views.xml",
         "views/loyalty_mlm_goal_views.xml",
+        "views/loyalty_mlm_score_quality_views.xml",
         "views/digest_digest_views.xml",
         "views/portal_templates.xml",
         "views/loyalty_mlm_menus.xml",
