@@ -231,10 +231,13 @@ def nightly(env, company):
 
 
 def read_back(env, company, partner_ids):
+    env.flush_all()  # the stage moves are ORM writes
     env.cr.execute(
         """
         SELECT p.id, s.churn_risk, s.clv, s.frequency_score, st.code,
-               s.churn_rise
+               s.churn_rise,
+               (SELECT h.reason_code FROM loyalty_mlm_stage_history h
+                 WHERE h.partner_id = p.id ORDER BY h.id DESC LIMIT 1)
           FROM res_partner p
      LEFT JOIN loyalty_mlm_partner_score s
             ON s.partner_id = p.id AND s.company_id = %s
@@ -333,6 +336,30 @@ def report(name, rows, cut, truth, scored, partner_of, chain_time, fit_params):
             count, rate = per_stage[stage]
             share = sum(s for s, g in zip(spend, stages, strict=True) if g == stage)
             print(f"| {stage} | {count} | {rate:.1%} | {share / total_spend:.1%} |")
+
+    reasons = [f"{v[3]} / {v[5]}" for v in values]
+    print(f"\nBought again within {CHURN_DAYS} days, per stage and reason:\n")
+    print("| stage / reason | customers | bought again |\n|---|---:|---:|")
+    for label, (count, rate) in rate_per_group(reasons, bought).items():
+        print(f"| {label} | {count} | {rate:.1%} |")
+
+    if os.environ.get("MLM_EXPLORE"):
+        rises = [v[4] for v in values]
+        active = [
+            i for i, stage in enumerate(stages) if stage in ("growth", "retention")
+        ]
+        for th in (50, 60, 70, 80):
+            for rt in (0, 5, 10, 20):
+                ret = [i for i in active if churn[i] >= th and rises[i] >= rt]
+                gro = [i for i in active if not (churn[i] >= th and rises[i] >= rt)]
+
+                def rate(group):
+                    return sum(bought[i] for i in group) / max(len(group), 1)
+
+                print(
+                    f"explore churn>={th} rise>={rt}: retention {len(ret)} "
+                    f"{rate(ret):.1%}, growth {len(gro)} {rate(gro):.1%}"
+                )
 
     print("\nCalibration of mlm_churn_risk (tenths):\n")
     print("| tenth | customers | predicted | observed |\n|---:|---:|---:|---:|")

@@ -165,24 +165,30 @@ NEW = replace(
             ("growth", "active"),
             id="churn-unknown",
         ),
-        # retention: with a churn rise (the churn model), the risk must also
-        # have risen since the last order: a customer who was always this
-        # likely to stay away is not about to leave.
+        # retention: the churn rise (the churn model) is not required by
+        # default; with at_risk_rise, the risk must also have risen since the
+        # last order.
+        pytest.param(
+            replace(GROWTH, churn_risk=70, churn_rise=0),
+            PARAMS,
+            ("retention", "churn_risk"),
+            id="churn-70-no-rise-needed",
+        ),
         pytest.param(
             replace(GROWTH, churn_risk=95, churn_rise=9),
-            PARAMS,
+            replace(PARAMS, at_risk_rise=10),
             ("growth", "active"),
             id="high-churn-not-risen",
         ),
         pytest.param(
             replace(GROWTH, churn_risk=70, churn_rise=10),
-            PARAMS,
+            replace(PARAMS, at_risk_rise=10),
             ("retention", "churn_risk"),
             id="churn-70-risen-10",
         ),
         pytest.param(
             replace(GROWTH, churn_risk=69, churn_rise=60),
-            PARAMS,
+            replace(PARAMS, at_risk_rise=10),
             ("growth", "active"),
             id="risen-but-churn-69",
         ),
@@ -378,7 +384,7 @@ def test_default_params():
         onboarding_days=90,
         onboarding_max_orders=3,
         at_risk_churn=70,
-        at_risk_rise=10,
+        at_risk_rise=0,
         drop_pct=50.0,
         ambassador_referrals=1,
     )
@@ -436,9 +442,8 @@ def test_describe_rules_defaults():
             "First order at most 90 days ago and fewer than 3 orders in total."
         ),
         "retention": (
-            "Churn risk of 70 or more, risen 10 points or more since the last "
-            "order, or orders in the last 12 months down by more than 50% on "
-            "the 12 months before."
+            "Churn risk of 70 or more, or orders in the last 12 months down by "
+            "more than 50% on the 12 months before."
         ),
         "ambassadorship": (
             "At least 1 referral(s), or heavy user who is a true friend (loyal "

@@ -163,16 +163,14 @@ class ResCompany(models.Model):
         string="At-Risk Churn",
         default=70,
         help="A churn risk (0-100: the probability of no order within the "
-        "churn horizon) at or above this, risen since the last order by at "
-        "least the At-Risk Churn Rise, puts an active customer in Retention.",
+        "churn horizon) at or above this puts an active customer in Retention.",
     )
     mlm_at_risk_rise = fields.Integer(
         string="At-Risk Churn Rise",
-        default=10,
+        default=0,
         help="Retention also needs the churn risk to have risen this many points "
         "above the customer's own pattern (his churn risk right after his last "
-        "order): a customer who was always that likely to stay away is not "
-        "about to leave.",
+        "order). 0: the churn risk alone decides.",
     )
     mlm_order_drop_pct = fields.Float(
         string="Order Drop (%)",

@@ -22,9 +22,7 @@ REASON_LABELS = {
     "no_order": "No qualifying order yet.",
     "lapsed": "No order for longer than the lapse period.",
     "new_customer": "Recent first order, still few orders.",
-    "churn_risk": (
-        "Churn risk at or above the at-risk level, risen since the last order."
-    ),
+    "churn_risk": "Churn risk at or above the at-risk level.",
     "order_drop": "Orders in the last 12 months dropped sharply.",
     "referrals": "Has referred new customers.",
     "heavy_true_friend": "Heavy user and true friend (loyal and profitable).",
@@ -43,9 +41,12 @@ class StageParams:
         churn horizon) from which a customer needs retention...
     at_risk_rise: ...provided it rose at least this many points above his
         own pattern, his churn risk right after his last order
-        (clv_model.churn_rise): a customer who was always that likely to stay
-        away is not "about to leave". Ignored for scores without a rise
-        (from before the churn model).
+        (clv_model.churn_rise); 0 (default) leaves the churn risk alone. The
+        churn risk, a BG/NBD probability, already weighs the silence against
+        his own rhythm; on simulated populations (bench/backtest.py) a
+        required rise kept customers likely to leave in Growth and blurred
+        Retention against Growth, hence off by default. Ignored for scores
+        without a rise (from before the churn model).
     drop_pct: a fall of strictly more than this percentage of orders, last 12
         months vs the 12 months before, also means retention.
     ambassador_referrals: referrals needed to become an ambassador; 0 or less
@@ -56,7 +57,7 @@ class StageParams:
     onboarding_days: int = 90
     onboarding_max_orders: int = 3
     at_risk_churn: int = 70
-    at_risk_rise: int = 10
+    at_risk_rise: int = 0
     drop_pct: float = 50.0
     ambassador_referrals: int = 1
 
@@ -107,9 +108,10 @@ def decide_stage(
     2. winback / "lapsed": days since the last order > lapse_days.
     3. onboarding / "new_customer": days since the first order <=
        onboarding_days and orders_total < onboarding_max_orders.
-    4. retention / "churn_risk": churn_risk >= at_risk_churn and (when
-       known) churn_rise >= at_risk_rise: likely to stay away, and more so
-       than right after his last order (about to leave, for him);
+    4. retention / "churn_risk": churn_risk >= at_risk_churn (the
+       probability of no order within the churn horizon, which rises with
+       the silence measured against his own rhythm) and, when known,
+       churn_rise >= at_risk_rise;
        retention / "order_drop": orders_prev_12m > 0 and orders_12m fell by
        strictly more than drop_pct percent of orders_prev_12m.
     5. ambassadorship / "referrals": referrals >= ambassador_referrals (when
@@ -156,6 +158,11 @@ def describe_rules(params: StageParams | None = None) -> dict[str, str]:
         ambassador = f"At least {p.ambassador_referrals} referral(s), or {heavy_rule}"
     else:
         ambassador = heavy_rule[0].upper() + heavy_rule[1:]
+    risen = (
+        f", risen {p.at_risk_rise} points or more since the last order"
+        if p.at_risk_rise > 0
+        else ""
+    )
     return {
         "acquisition": "No qualifying order yet.",
         "winback": f"Last order more than {p.lapse_days} days ago.",
@@ -164,9 +171,9 @@ def describe_rules(params: StageParams | None = None) -> dict[str, str]:
             f"{p.onboarding_max_orders} orders in total."
         ),
         "retention": (
-            f"Churn risk of {p.at_risk_churn} or more, risen {p.at_risk_rise} "
-            f"points or more since the last order, or orders in the last 12 "
-            f"months down by more than {p.drop_pct:g}% on the 12 months before."
+            f"Churn risk of {p.at_risk_churn} or more{risen}, or orders in the "
+            f"last 12 months down by more than {p.drop_pct:g}% on the 12 months "
+            "before."
         ),
         "ambassadorship": ambassador,
         "growth": f"Any other customer who ordered in the last {p.lapse_days} days.",
