@@ -113,8 +113,8 @@ class LoyaltyMlmPartnerScore(models.Model):
     churn_rise = fields.Integer(
         string="Churn Risk Rise",
         help="Points by which the churn risk rose above the customer's own "
-        "pattern (his churn risk right after his last order): what the "
-        "Retention stage looks at.",
+        "pattern (his churn risk right after his last order); the Retention "
+        "stage can require it (At-Risk Churn Rise).",
     )
 
     _sql_constraints = [

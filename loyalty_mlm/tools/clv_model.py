@@ -1138,11 +1138,11 @@ def churn_rise(
     A frequent buyer seen recently has a low baseline and a low probability:
     rise near 0, however short his usual gaps. The same buyer silent for
     several of his usual gaps rises fast; a slow buyer with a high baseline
-    only rises once he is overdue by his own standards. This is what the
-    Retention stage looks at ("about to leave, for him"), rather than the
-    absolute probability, which is high for every occasional buyer. Never
-    negative (the probability only grows while no purchase comes; rounding
-    aside)."""
+    only rises once he is overdue by his own standards. The Retention stage
+    can require it on top of the probability (*At-Risk Churn Rise*, off by
+    default: on the backtests it kept customers likely to leave in Growth).
+    Never negative (the probability only grows while no purchase comes;
+    rounding aside)."""
     r, alpha, a, b = params.r, params.alpha, params.a, params.b
     log1p = math.log1p
     result = []
