@@ -189,28 +189,31 @@ class LoyaltyMlmScoreQuality(models.Model):
 
     @api.model
     def _cron_compute_score_quality(self, companies=None):
-        """Monthly: one report per company with customers, progress to
-        ir.cron (each company's report is committed as it is done)."""
+        """Monthly: one report per company with customers (a company
+        without any customer then gets none), progress to ir.cron (each
+        company's report is committed as it is done)."""
         companies = companies or self.env["res.company"].sudo().search([])
         done = 0
         todo = list(companies)
         for company in todo:
-            self.sudo()._mlm_compute(company)
+            self.sudo()._mlm_compute(company, skip_empty=True)
             done += 1
             self.env["ir.cron"]._notify_progress(done=done, remaining=len(todo) - done)
         return done
 
     @api.model
-    def _mlm_compute(self, company, today=None):
+    def _mlm_compute(self, company, today=None, skip_empty=False):
         """Replay the nightly chain of `company` as of `horizon` days before
         `today` and measure it against what happened since; returns the new
-        report."""
+        report (none with `skip_empty` when nobody had ordered then)."""
         Score = self.env["loyalty.mlm.partner.score"]
         today = today or fields.Date.context_today(self)
         horizon = company.mlm_churn_horizon_days
         as_of = today - timedelta(days=horizon)
         until = datetime.combine(as_of + timedelta(days=1), datetime.min.time())
         then_rows = Score._mlm_score_rows(company, as_of, previous=True, until=until)
+        if not then_rows and skip_empty:
+            return self.browse()
         population, days = Score._mlm_score_population_of_rows(then_rows, as_of)
         params = Score._mlm_score_params(company, population_interval(population))
         scores, _reference = score_population(population, as_of, params)

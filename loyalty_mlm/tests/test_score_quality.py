@@ -111,6 +111,10 @@ class TestScoreQuality(LoyaltyMlmPosCommon):
             (report.customer_count, report.summary),
             (0, "No customers to check yet."),
         )
+        # The monthly job leaves such a company without a report.
+        self.assertEqual(
+            self.Quality._mlm_compute(self.company, skip_empty=True), self.Quality
+        )
 
     def test_monthly_job_reports_each_company(self):
         self.make_story()
