@@ -332,10 +332,15 @@ def main():
         count, floor_time, floor_queries = timed(floor, env, company)
         rows.append(("floor: one SQL aggregation", floor_time, floor_queries, None))
         today = odoo.fields.Date.today()
-        population, stats_time, stats_queries = timed(
-            env["loyalty.mlm.partner.score"]._mlm_score_population, company, today
+        Score = env["loyalty.mlm.partner.score"]
+        (population, days), stats_time, stats_queries = timed(
+            Score._mlm_score_population, company, today
         )
         rows.append(("  the refresh's stats query", stats_time, stats_queries, None))
+        # The churn / CLV model (BG/NBD + Gamma-Gamma fit, issue 18), part of
+        # the full refresh below.
+        _model, fit_time, _q = timed(Score._mlm_score_fit, company, population, days)
+        rows.append(("  the refresh's model fit", fit_time, 0, None))
         (calls, written), full_time, full_queries = timed(full_refresh, env, company)
         rows.append(
             (f"full refresh ({written} written)", full_time, full_queries, None)

@@ -57,6 +57,7 @@
         "views/loyalty_mlm_goal_views.xml",
         "views/loyalty_mlm_action_result_views.xml",
         "views/survey_user_input_views.xml",
+        "views/loyalty_mlm_score_quality_views.xml",
         "views/digest_digest_views.xml",
         "views/portal_templates.xml",
         "views/loyalty_mlm_menus.xml",

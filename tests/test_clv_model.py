@@ -30,6 +30,7 @@ from loyalty_mlm.tools.clv_model import (
     bgnbd_p_alive,
     bgnbd_prob_no_purchase,
     churn_percent,
+    churn_rise,
     clv_value,
     digamma,
     fit_bgnbd,
@@ -621,3 +622,37 @@ def test_loyalty_features_hook_helps_only_when_informative():
     useless, auc = evaluate(noise)
     assert all(abs(c) < 0.1 for c in useless.coefficients)
     assert abs(auc - base_auc) < 0.005
+
+
+# ---------------------------------------------------------------------------
+# Churn rise (the Retention stage's input)
+# ---------------------------------------------------------------------------
+
+
+def test_churn_rise_is_zero_right_after_the_last_purchase():
+    """Right after his last purchase (T = t_x) a customer sits exactly at his
+    own pattern, whatever his frequency: rise 0."""
+    params = BgNbdParams(0.5, 40.0, 0.8, 2.5)
+    keys = [(0, 0, 0), (1, 30, 30), (12, 300, 300), (40, 365, 365)]
+    probability = [bgnbd_prob_no_purchase(params, x, tx, t, 180.0) for x, tx, t in keys]
+    rise = churn_rise(
+        params, [k[0] for k in keys], [k[1] for k in keys], probability, 180.0
+    )
+    assert rise == [0, 0, 0, 0]
+
+
+def test_churn_rise_grows_with_silence_faster_for_frequent_buyers():
+    """The same silence of 120 days: a frequent buyer (weekly, 40 repeat
+    days) rises far more than an occasional one; a one-order customer rises
+    a little (he is alive for sure under BG/NBD, but his rate estimate
+    falls)."""
+    params = BgNbdParams(0.5, 40.0, 0.8, 2.5)
+    keys = [(40, 280, 400), (2, 280, 400), (0, 0, 120)]
+    probability = [bgnbd_prob_no_purchase(params, x, tx, t, 180.0) for x, tx, t in keys]
+    frequent, occasional, once = churn_rise(
+        params, [k[0] for k in keys], [k[1] for k in keys], probability, 180.0
+    )
+    assert frequent > 60
+    assert frequent > occasional > 0
+    # One-order customer: ((40+120)/(40+300))^0.5 - (40/220)^0.5 = 0.26.
+    assert once == 26

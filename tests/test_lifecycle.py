@@ -165,6 +165,39 @@ NEW = replace(
             ("growth", "active"),
             id="churn-unknown",
         ),
+        # retention: the churn rise (the churn model) is not required by
+        # default; with at_risk_rise, the risk must also have risen since the
+        # last order.
+        pytest.param(
+            replace(GROWTH, churn_risk=70, churn_rise=0),
+            PARAMS,
+            ("retention", "churn_risk"),
+            id="churn-70-no-rise-needed",
+        ),
+        pytest.param(
+            replace(GROWTH, churn_risk=95, churn_rise=9),
+            replace(PARAMS, at_risk_rise=10),
+            ("growth", "active"),
+            id="high-churn-not-risen",
+        ),
+        pytest.param(
+            replace(GROWTH, churn_risk=70, churn_rise=10),
+            replace(PARAMS, at_risk_rise=10),
+            ("retention", "churn_risk"),
+            id="churn-70-risen-10",
+        ),
+        pytest.param(
+            replace(GROWTH, churn_risk=69, churn_rise=60),
+            replace(PARAMS, at_risk_rise=10),
+            ("growth", "active"),
+            id="risen-but-churn-69",
+        ),
+        pytest.param(
+            replace(GROWTH, churn_risk=70, churn_rise=5),
+            replace(PARAMS, at_risk_rise=5),
+            ("retention", "churn_risk"),
+            id="custom-rise",
+        ),
         # retention: order drop, strictly more than drop_pct
         pytest.param(
             replace(GROWTH, orders_prev_12m=10, orders_12m=5),
@@ -351,6 +384,7 @@ def test_default_params():
         onboarding_days=90,
         onboarding_max_orders=3,
         at_risk_churn=70,
+        at_risk_rise=0,
         drop_pct=50.0,
         ambassador_referrals=1,
     )
@@ -425,6 +459,7 @@ def test_describe_rules_fill_in_thresholds():
         onboarding_days=60,
         onboarding_max_orders=2,
         at_risk_churn=80,
+        at_risk_rise=30,
         drop_pct=33.5,
         ambassador_referrals=0,
     )
@@ -435,8 +470,9 @@ def test_describe_rules_fill_in_thresholds():
         "First order at most 60 days ago and fewer than 2 orders in total."
     )
     assert rules["retention"] == (
-        "Churn risk of 80 or more, or orders in the last 12 months down by more "
-        "than 33.5% on the 12 months before."
+        "Churn risk of 80 or more, risen 30 points or more since the last order, "
+        "or orders in the last 12 months down by more than 33.5% on the 12 "
+        "months before."
     )
     assert rules["ambassadorship"] == (
         "Heavy user who is a true friend (loyal and profitable)."

@@ -21,6 +21,7 @@ from . import sale_order_line
 from . import pos_order
 from . import loyalty_mlm_score_run
 from . import loyalty_mlm_partner_score
+from . import loyalty_mlm_score_quality
 from . import crm_lead
 from . import loyalty_mlm_treatment
 from . import loyalty_mlm_treatment_log

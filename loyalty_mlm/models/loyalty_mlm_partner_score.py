@@ -10,6 +10,17 @@ from dateutil.relativedelta import relativedelta
 from odoo import api, fields, models, sql_db
 from odoo.tools import SQL, create_index, split_every
 
+from ..tools.clv_model import (
+    BgNbdParams,
+    GammaGammaParams,
+    ModelSettings,
+    churn_rise,
+    fit_bgnbd,
+    fit_gamma_gamma,
+    frequency_cuts,
+    frequency_score,
+    score_model,
+)
 from ..tools.runtime import gc_paused
 from ..tools.scoring import (
     SCORE_KEYS,
@@ -47,6 +58,11 @@ QUADRANT_SELECTION = [
     ("barnacle", "Barnacle"),
     ("stranger", "Stranger"),
 ]
+# What the engine writes per customer: the contact's scores (SCORE_KEYS) and
+# the churn rise behind the Retention stage (clv_model.churn_rise), which no
+# contact field shows.
+ENGINE_KEYS = (*SCORE_KEYS, "churn_rise")
+ENGINE_COLUMNS = [*(SCORE_FIELDS[key] for key in SCORE_KEYS), "churn_rise"]
 # Customers written per statement.
 SCORE_BATCH_SIZE = 5000
 # Seconds a call of the nightly job keeps writing batches before it hands back
@@ -94,6 +110,12 @@ class LoyaltyMlmPartnerScore(models.Model):
     quadrant = fields.Selection(QUADRANT_SELECTION, string="Loyalty x Profit")
     churn_risk = fields.Integer(string="Churn Risk (%)")
     clv = fields.Float(string="Lifetime Value", digits=(16, 2))
+    churn_rise = fields.Integer(
+        string="Churn Risk Rise",
+        help="Points by which the churn risk rose above the customer's own "
+        "pattern (his churn risk right after his last order); the Retention "
+        "stage can require it (At-Risk Churn Rise).",
+    )
 
     _sql_constraints = [
         (
@@ -317,9 +339,11 @@ class LoyaltyMlmPartnerScore(models.Model):
         `deadline`, then clear the customers gone: (written, left)."""
         company = run.company_id
         today = run.score_date
-        population = self._mlm_score_population(company, today)
+        population, days = self._mlm_score_population(company, today)
         params = self._mlm_score_params(company, population_interval(population))
         scores, reference = score_population(population, today, params)
+        reference["model"] = self._mlm_score_fit(company, population, days)
+        scores = self._mlm_score_model(population, days, scores, reference["model"])
         self._mlm_scores_lock(company)
         stored = self._mlm_stored_scores(company)
         changed = sorted(
@@ -435,11 +459,12 @@ class LoyaltyMlmPartnerScore(models.Model):
         return len(partner_ids)
 
     def _mlm_rescore_write(self, company, today, partner_ids, reference):
-        """Score `partner_ids` against `reference` (a full run's cut points)
-        and write those whose scores changed, clear those without orders:
-        (written, cleared)."""
+        """Score `partner_ids` against `reference` (a full run's cut points
+        and fitted model) and write those whose scores changed, clear those
+        without orders: (written, cleared)."""
         written = cleared = 0
-        stats = self._mlm_score_stats(company, today, partner_ids)
+        days = {}
+        stats = self._mlm_score_stats(company, today, partner_ids, days=days)
         params = self._mlm_score_params(company, reference["company_interval_days"])
         scores = {
             pid: self._mlm_score_values_key(values)
@@ -447,6 +472,23 @@ class LoyaltyMlmPartnerScore(models.Model):
                 stats, today, params, reference
             ).items()
         }
+        if scores and reference.get("model"):
+            # The company's fitted model of the last full run, applied to
+            # today's figures of these customers (no refit for a few).
+            population = population_from_stats(
+                [stat for stat in stats if stat.partner_id in scores], today
+            )
+            values = self._mlm_score_model(
+                population,
+                [days[pid] for pid in population.partner_ids],
+                [scores[pid] for pid in population.partner_ids],
+                reference["model"],
+            )
+            scores = dict(zip(population.partner_ids, values, strict=True))
+        else:
+            # A reference from before the model (an upgrade): the nightly
+            # run brings the model; meanwhile no churn rise.
+            scores = {pid: (*values, None) for pid, values in scores.items()}
         self._mlm_scores_lock(company)
         stored = self._mlm_stored_scores(company, partner_ids)
         changed = {
@@ -464,6 +506,136 @@ class LoyaltyMlmPartnerScore(models.Model):
         return written, cleared
 
     @api.model
+    def _mlm_score_model_settings(self, company):
+        """The horizons and margin of the churn and CLV model (clv_model)."""
+        return ModelSettings(
+            churn_horizon_days=float(company.mlm_churn_horizon_days),
+            clv_months=company.mlm_clv_months,
+            company_margin_rate=company.mlm_score_default_margin_pct / 100.0,
+        )
+
+    @staticmethod
+    def _mlm_score_model_columns(population, days):
+        """BG/NBD inputs of `population` (whole days, as of its scoring
+        day): (x, t_x, T, mean order value). x = order days - 1 (`days`:
+        distinct order days per customer); orders dated after the scoring
+        day count as that day's."""
+        age = [f if f > 0 else 0 for f in population.first_order_days]
+        frequency = [d - 1 if d > 1 else 0 for d in days]
+        recency = [
+            min(max(f - lst, 0), t) if x else 0
+            for f, lst, t, x in zip(
+                population.first_order_days,
+                population.last_order_days,
+                age,
+                frequency,
+                strict=True,
+            )
+        ]
+        means = [
+            rev / n if n > 0 else 0.0
+            for rev, n in zip(
+                population.revenue_total, population.orders_total, strict=True
+            )
+        ]
+        return frequency, recency, age, means
+
+    @api.model
+    def _mlm_score_fit(self, company, population, days):
+        """Fit BG/NBD and Gamma-Gamma on the company's customers (see
+        tools/clv_model.py), and the frequency cut points: the model part
+        of a full run's reference (JSON-able), which the incremental
+        refresh reuses."""
+        frequency, recency, age, means = self._mlm_score_model_columns(population, days)
+        bgnbd = fit_bgnbd(frequency, recency, age)
+        spend = fit_gamma_gamma(population.orders_total, means)
+        settings = self._mlm_score_model_settings(company)
+        bp, gp = bgnbd.params, spend.params
+        return {
+            "bgnbd": [bp.r, bp.alpha, bp.a, bp.b],
+            "gamma_gamma": [gp.p, gp.q, gp.v],
+            "fitted": bgnbd.fitted and spend.fitted,
+            "churn_horizon_days": settings.churn_horizon_days,
+            "clv_months": settings.clv_months,
+            "monthly_discount_rate": settings.monthly_discount_rate,
+            "company_margin_rate": settings.company_margin_rate,
+            "frequency_cuts": frequency_cuts(population.orders_12m),
+        }
+
+    @classmethod
+    def _mlm_score_model(cls, population, days, scores, model):
+        """`scores` (SCORE_KEYS tuples of `population`) with the model's
+        frequency level, churn risk and CLV, plus the churn rise
+        (ENGINE_KEYS tuples).
+
+        Churn risk: P(no purchase within the horizon) under the fitted
+        BG/NBD, 0..100. CLV: discounted expected purchases over the CLV
+        horizon x Gamma-Gamma expected order value x margin rate shrunk to
+        the company's. Frequency: `frequency_cuts` levels of the orders in
+        the last 12 months (one-order customers no longer flatten the
+        quintiles). The RFM code follows the new frequency level."""
+        if not scores:
+            return []
+        frequency, recency, age, means = cls._mlm_score_model_columns(population, days)
+        settings = ModelSettings(
+            churn_horizon_days=model["churn_horizon_days"],
+            clv_months=model["clv_months"],
+            monthly_discount_rate=model["monthly_discount_rate"],
+            company_margin_rate=model["company_margin_rate"],
+        )
+        bgnbd = BgNbdParams(*model["bgnbd"])
+        result = score_model(
+            bgnbd,
+            GammaGammaParams(*model["gamma_gamma"]),
+            frequency,
+            recency,
+            age,
+            population.orders_total,
+            means,
+            population.margin_12m,
+            population.revenue_12m,
+            settings,
+        )
+        rise = churn_rise(
+            bgnbd,
+            frequency,
+            recency,
+            result.churn_probability,
+            settings.churn_horizon_days,
+        )
+        cuts = model["frequency_cuts"]
+        return [
+            (
+                r,
+                (f := frequency_score(o12, cuts)),
+                m,
+                f"{r}{f}{m}",
+                segment,
+                quadrant,
+                churn,
+                clv,
+                up,
+            )
+            for (
+                r,
+                _f,
+                m,
+                _code,
+                segment,
+                quadrant,
+                _churn,
+                _clv,
+            ), o12, churn, clv, up in zip(
+                scores,
+                population.orders_12m,
+                result.churn_risk,
+                result.clv,
+                rise,
+                strict=True,
+            )
+        ]
+
+    @api.model
     def _mlm_score_params(self, company, interval):
         return ScoringParams(
             heavy_pct=company.mlm_score_heavy_pct,
@@ -477,7 +649,9 @@ class LoyaltyMlmPartnerScore(models.Model):
         )
 
     @api.model
-    def _mlm_score_stats_query(self, company, today, partner_ids=None, previous=True):
+    def _mlm_score_stats_query(
+        self, company, today, partner_ids=None, previous=True, until=None
+    ):
         """The aggregation behind the scores: one row per commercial partner.
 
         Inputs, all in company currency, of `company` only:
@@ -497,10 +671,13 @@ class LoyaltyMlmPartnerScore(models.Model):
 
         Columns: partner id, days from the first and from the last order to
         `today` (negative for orders dated after it), orders_12m, revenue_12m,
-        margin_12m, orders_total, revenue_total and, with `previous`,
+        margin_12m, orders_total, revenue_total, distinct order days (the
+        purchase occasions of the churn model) and, with `previous`,
         orders_prev_12m and revenue_prev_12m (the scores do not need them).
         Archived customers are left out (their scores are cleared). Orders
         count on their UTC day; "12m" is the 12 months up to `today`.
+        `until`: only the rows before this moment (the scores as they were
+        then: the score quality report).
         """
         # Every source yields one row per order, refund, line or credit note
         # line into a single stream, aggregated once per commercial partner
@@ -532,7 +709,7 @@ class LoyaltyMlmPartnerScore(models.Model):
             pos_line=self._mlm_score_pos_line_rows(*sources),
             credit_note=self._mlm_score_credit_note_rows(*sources),
             per_customer=self._mlm_score_per_customer(
-                today, day_12m, day_24m, previous
+                today, day_12m, day_24m, previous, until
             ),
         )
 
@@ -715,10 +892,11 @@ class LoyaltyMlmPartnerScore(models.Model):
         )
 
     @staticmethod
-    def _mlm_score_per_customer(today, day_12m, day_24m, previous):
+    def _mlm_score_per_customer(today, day_12m, day_24m, previous, until=None):
         """The aggregation of the `stream` per commercial partner (customers
         with at least one order): the columns of _mlm_score_stats_query."""
         recent = SQL("r.at >= %s", day_12m)
+        before = SQL("WHERE r.at < %s", until) if until else SQL()
         previous_columns = SQL()
         if previous:
             older = SQL("r.at >= %s AND r.at < %s", day_24m, day_12m)
@@ -740,20 +918,25 @@ class LoyaltyMlmPartnerScore(models.Model):
                          2)::float8,
                    ROUND(COALESCE(SUM(r.margin_12m), 0), 2)::float8,
                    COUNT(*) FILTER (WHERE r.is_order)::int,
-                   ROUND(COALESCE(SUM(r.revenue), 0), 2)::float8
+                   ROUND(COALESCE(SUM(r.revenue), 0), 2)::float8,
+                   COUNT(DISTINCT r.at::date) FILTER (WHERE r.is_order)::int
                    %(previous_columns)s
               FROM stream r
               JOIN res_partner p ON p.id = r.partner_id
+              %(before)s
              GROUP BY p.commercial_partner_id
             HAVING COUNT(*) FILTER (WHERE r.is_order) > 0
             """,
             today=today,
             recent=recent,
             previous_columns=previous_columns,
+            before=before,
         )
 
     @api.model
-    def _mlm_score_rows(self, company, today, partner_ids=None, previous=True):
+    def _mlm_score_rows(
+        self, company, today, partner_ids=None, previous=True, until=None
+    ):
         """The rows of _mlm_score_stats_query, fetched."""
         self.env.flush_all()
         cr = self.env.cr
@@ -771,17 +954,24 @@ class LoyaltyMlmPartnerScore(models.Model):
                 SCORE_WORK_MEM,
             )
         )
-        cr.execute(self._mlm_score_stats_query(company, today, partner_ids, previous))
+        cr.execute(
+            self._mlm_score_stats_query(company, today, partner_ids, previous, until)
+        )
         rows = cr.fetchall()
         cr.execute(SQL("RESET work_mem; RESET jit; RESET enable_hashagg"))
         return rows
 
     @api.model
-    def _mlm_score_stats(self, company, today, partner_ids=None):
-        """CustomerStats of the company's customers (or of `partner_ids`)."""
+    def _mlm_score_stats(self, company, today, partner_ids=None, days=None):
+        """CustomerStats of the company's customers (or of `partner_ids`);
+        `days`: a dict to fill with their distinct order days."""
         stats = []
         rows = self._mlm_score_rows(company, today, partner_ids)
-        for pid, first, last, o12, r12, m12, total, rtotal, oprev, rprev in rows:
+        for row in rows:
+            pid, first, last, o12, r12, m12, total, rtotal, order_days = row[:9]
+            oprev, rprev = row[9:]
+            if days is not None:
+                days[pid] = order_days
             interval = None
             if total > 1:
                 interval = (first - last) / (total - 1)
@@ -803,11 +993,19 @@ class LoyaltyMlmPartnerScore(models.Model):
         return stats
 
     @api.model
-    def _mlm_score_population(self, company, today):
-        """The scored Population of the company (the full run's input)."""
-        rows = self._mlm_score_rows(company, today, previous=False)
+    def _mlm_score_population(self, company, today, until=None):
+        """The scored Population of the company (the full run's input), and
+        each customer's distinct order days. `until`: from the orders before
+        that moment only."""
+        rows = self._mlm_score_rows(company, today, previous=False, until=until)
+        return self._mlm_score_population_of_rows(rows, today)
+
+    @staticmethod
+    def _mlm_score_population_of_rows(rows, today):
+        """(Population, distinct order days) of _mlm_score_stats_query rows
+        scored on `today`."""
         if not rows:
-            return population_from_stats([], today)
+            return population_from_stats([], today), []
         # One list per column (a comprehension each: much cheaper than
         # zip(*rows) over 100,000 rows).
         ids, first, last, o12, r12, m12, total, rtotal = (
@@ -818,7 +1016,11 @@ class LoyaltyMlmPartnerScore(models.Model):
             (days_first - days_last) / (count - 1) if count > 1 else None
             for days_first, days_last, count in zip(first, last, total, strict=True)
         ]
-        return Population(ids, first, last, o12, r12, m12, total, rtotal, intervals)
+        days = [row[8] for row in rows]
+        population = Population(
+            ids, first, last, o12, r12, m12, total, rtotal, intervals
+        )
+        return population, days
 
     @api.model
     def _mlm_dirty_partner_ids(self, company, since):
@@ -849,9 +1051,9 @@ class LoyaltyMlmPartnerScore(models.Model):
 
     @staticmethod
     def _mlm_score_values_key(values):
-        """The comparable part of a customer's scores (all but the day), as
-        the tuple the refresh writes and compares: the values of
-        tools/scoring.py:SCORE_KEYS."""
+        """The contact's part of a customer's scores (all but the day): the
+        values of tools/scoring.py:SCORE_KEYS (the refresh adds the churn
+        rise: ENGINE_KEYS)."""
         return tuple(values[key] for key in SCORE_KEYS)
 
     @api.model
@@ -865,7 +1067,8 @@ class LoyaltyMlmPartnerScore(models.Model):
             SQL(
                 """
                 SELECT partner_id, recency_score, frequency_score, monetary_score,
-                       rfm_code, usage_segment, quadrant, churn_risk, clv
+                       rfm_code, usage_segment, quadrant, churn_risk, clv,
+                       churn_rise
                   FROM loyalty_mlm_partner_score
                  WHERE company_id = %s %s
                 """,
@@ -891,7 +1094,8 @@ class LoyaltyMlmPartnerScore(models.Model):
     @api.model
     def _mlm_scores_values(self, scores):
         """The unnest() of `scores` ({partner_id: _mlm_score_values_key}), as
-        SQL: the rows v(id, r, f, m, code, segment, quadrant, churn, clv)."""
+        SQL: the rows v(id, r, f, m, code, segment, quadrant, churn, clv,
+        rise)."""
 
         def array(items):
             # One array literal ('{1,2,3}') passed as a parameter, which
@@ -902,15 +1106,16 @@ class LoyaltyMlmPartnerScore(models.Model):
                 items = ["NULL" if item is None else item for item in items]
             return "{" + ",".join(map(str, items)) + "}"
 
-        r, f, m, code, segment, quadrant, churn, clv = map(
+        r, f, m, code, segment, quadrant, churn, clv, rise = map(
             array, zip(*scores.values(), strict=True)
         )
         return SQL(
             """
             unnest(%(ids)s::int[], %(r)s::int[], %(f)s::int[], %(m)s::int[],
                    %(code)s::varchar[], %(segment)s::varchar[],
-                   %(quadrant)s::varchar[], %(churn)s::int[], %(clv)s::float8[])
-                AS v(id, r, f, m, code, segment, quadrant, churn, clv)
+                   %(quadrant)s::varchar[], %(churn)s::int[], %(clv)s::float8[],
+                   %(rise)s::int[])
+                AS v(id, r, f, m, code, segment, quadrant, churn, clv, rise)
             """,
             ids=array(list(scores)),
             r=r,
@@ -921,6 +1126,7 @@ class LoyaltyMlmPartnerScore(models.Model):
             quadrant=quadrant,
             churn=churn,
             clv=clv,
+            rise=rise,
         )
 
     @api.model
@@ -937,7 +1143,7 @@ class LoyaltyMlmPartnerScore(models.Model):
         # A line per customer in COPY's text format. The values are numbers,
         # selection keys and digit codes: nothing to escape but NULL.
         fixed = [str(company.id), str(day)]
-        line = "\t".join(["%s", *fixed] + ["%s"] * len(SCORE_KEYS)) + "\n"
+        line = "\t".join(["%s", *fixed] + ["%s"] * len(ENGINE_KEYS)) + "\n"
         text = "".join(
             [
                 line % (pid, *values)
@@ -948,8 +1154,7 @@ class LoyaltyMlmPartnerScore(models.Model):
         )
         self._mlm_copy(
             "loyalty_mlm_partner_score",
-            ["partner_id", "company_id", "score_date"]
-            + [SCORE_FIELDS[key] for key in SCORE_KEYS],
+            ["partner_id", "company_id", "score_date", *ENGINE_COLUMNS],
             text,
         )
         self._mlm_scores_invalidate()
@@ -983,9 +1188,9 @@ class LoyaltyMlmPartnerScore(models.Model):
                 INSERT INTO loyalty_mlm_partner_score AS s (
                        partner_id, company_id, score_date, recency_score,
                        frequency_score, monetary_score, rfm_code, usage_segment,
-                       quadrant, churn_risk, clv)
+                       quadrant, churn_risk, clv, churn_rise)
                 SELECT v.id, %s, %s, v.r, v.f, v.m, v.code, v.segment,
-                       v.quadrant, v.churn, v.clv
+                       v.quadrant, v.churn, v.clv, v.rise
                   FROM %s
                 ON CONFLICT (partner_id, company_id) DO UPDATE
                    SET score_date = EXCLUDED.score_date,
@@ -996,7 +1201,8 @@ class LoyaltyMlmPartnerScore(models.Model):
                        usage_segment = EXCLUDED.usage_segment,
                        quadrant = EXCLUDED.quadrant,
                        churn_risk = EXCLUDED.churn_risk,
-                       clv = EXCLUDED.clv
+                       clv = EXCLUDED.clv,
+                       churn_rise = EXCLUDED.churn_rise
                 """,
                 company.id,
                 day,

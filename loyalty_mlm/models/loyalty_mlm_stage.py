@@ -152,6 +152,7 @@ class LoyaltyMlmStage(models.Model):
             onboarding_days=company.mlm_onboarding_days,
             onboarding_max_orders=company.mlm_onboarding_max_orders,
             at_risk_churn=company.mlm_at_risk_churn,
+            at_risk_rise=company.mlm_at_risk_rise,
             drop_pct=company.mlm_order_drop_pct,
             ambassador_referrals=company.mlm_ambassador_referrals,
         )
@@ -159,15 +160,17 @@ class LoyaltyMlmStage(models.Model):
     @api.model
     def _mlm_stage_rows(self, partners, company):
         """{partner id: (stage id, kept until, churn, segment, quadrant, scored
-        on)} of `partners` in one query: the contact row and its score row in the
-        company (an ORM read of 100k contacts costs seconds)."""
+        on, churn rise)} of `partners` in one query: the contact row and its
+        score row in the company (an ORM read of 100k contacts costs
+        seconds)."""
         # Scores are written through the contact's fields: flush everything.
         self.env.flush_all()
         self.env.cr.execute(
             SQL(
                 """
                 SELECT p.id, p.mlm_stage_id, p.mlm_stage_locked_until,
-                       s.churn_risk, s.usage_segment, s.quadrant, s.score_date
+                       s.churn_risk, s.usage_segment, s.quadrant, s.score_date,
+                       s.churn_rise
                   FROM res_partner p
              LEFT JOIN loyalty_mlm_partner_score s
                     ON s.partner_id = p.id AND s.company_id = %(company)s
@@ -189,12 +192,10 @@ class LoyaltyMlmStage(models.Model):
         rows = rows if rows is not None else self._mlm_stage_rows(partners, company)
         inputs = {}
         for partner_id in partners.ids:
-            _stage, _kept, churn, segment, quadrant, score_date = rows.get(
-                partner_id, (None, None, None, None, None, None)
-            )
+            scores = rows.get(partner_id, (None,) * 7)[2:]
             inputs[partner_id] = self._mlm_stage_input(
                 stats.get(partner_id, (None, None, 0, 0, 0)),
-                (churn, segment, quadrant, score_date),
+                scores,
                 referrals.get(partner_id, 0),
             )
         return inputs
@@ -203,13 +204,14 @@ class LoyaltyMlmStage(models.Model):
     def _mlm_stage_input(orders, scores, referrals):
         """The StageInput of one contact from his order figures (first, last,
         total, last 12 months, the 12 before), his stored scores (churn,
-        segment, quadrant, scored on) and his successful referrals.
+        segment, quadrant, scored on, churn rise) and his successful
+        referrals.
 
         A churn score computed before the customer's latest order no longer
         describes them and is ignored (the nightly refresh recomputes scores,
         then stages)."""
         first, last, total, last_12m, prev_12m = orders
-        churn, segment, quadrant, score_date = scores
+        churn, segment, quadrant, score_date, rise = scores
         fresh = bool(score_date and last and last <= score_date)
         return StageInput(
             first_order=first,
@@ -218,6 +220,7 @@ class LoyaltyMlmStage(models.Model):
             orders_12m=last_12m,
             orders_prev_12m=prev_12m,
             churn_risk=churn if fresh else None,
+            churn_rise=rise if fresh else None,
             usage_segment=segment or None,
             quadrant=quadrant or None,
             referrals=referrals,
@@ -376,7 +379,7 @@ class LoyaltyMlmStage(models.Model):
                        s.churn_risk, s.usage_segment, s.quadrant, s.score_date,
                        o.first_order, o.last_order, COALESCE(o.orders, 0),
                        COALESCE(o.orders_12m, 0), COALESCE(o.orders_prev_12m, 0),
-                       COALESCE(r.count, 0)
+                       COALESCE(r.count, 0), s.churn_rise
                   FROM res_partner p
              LEFT JOIN orders o ON o.partner_id = p.id
              LEFT JOIN loyalty_mlm_partner_score s
@@ -414,8 +417,9 @@ class LoyaltyMlmStage(models.Model):
         stage_input = self._mlm_stage_input
         for row in self._mlm_lifecycle_rows(company, today):
             # id | stage, kept until | 4 scores | 5 order figures | referrals
+            # | churn rise
             rows[row[0]] = row[1:3]
-            inputs[row[0]] = stage_input(row[7:12], row[3:7], row[12])
+            inputs[row[0]] = stage_input(row[7:12], (*row[3:7], row[13]), row[12])
         return self._mlm_apply_stages(company, today, inputs, rows)
 
     @api.model

@@ -15,6 +15,9 @@ MLM_SETTING_BOUNDS = {
     "mlm_score_profit_split_pct": (0, 100),
     "mlm_score_default_margin_pct": (0, 100),
     "mlm_score_clv_years": (0, 100),
+    "mlm_churn_horizon_days": (1, 3650),
+    "mlm_clv_months": (1, 240),
+    "mlm_at_risk_rise": (0, 100),
     "mlm_point_value": (0, 1e6),
     "mlm_lapse_days": (0, 3650),
     "mlm_onboarding_days": (0, 3650),
@@ -126,6 +129,18 @@ class ResCompany(models.Model):
         default=5.0,
         help="The customer lifetime value never counts more years than this.",
     )
+    mlm_churn_horizon_days = fields.Integer(
+        string="Churn Horizon (days)",
+        default=180,
+        help="Churn risk is the probability (0-100) that the customer places no "
+        "order within this many days.",
+    )
+    mlm_clv_months = fields.Integer(
+        string="CLV Horizon (months)",
+        default=12,
+        help="The lifetime value is the expected margin of the customer's "
+        "orders over this many months, discounted by 1% a month.",
+    )
 
     # Lifecycle stage rules (see tools/lifecycle.py)
     mlm_lapse_days = fields.Integer(
@@ -147,8 +162,15 @@ class ResCompany(models.Model):
     mlm_at_risk_churn = fields.Integer(
         string="At-Risk Churn",
         default=70,
-        help="A churn risk (0-100) at or above this puts an active customer in "
-        "Retention.",
+        help="A churn risk (0-100: the probability of no order within the "
+        "churn horizon) at or above this puts an active customer in Retention.",
+    )
+    mlm_at_risk_rise = fields.Integer(
+        string="At-Risk Churn Rise",
+        default=0,
+        help="Retention also needs the churn risk to have risen this many points "
+        "above the customer's own pattern (his churn risk right after his last "
+        "order). 0: the churn risk alone decides.",
     )
     mlm_order_drop_pct = fields.Float(
         string="Order Drop (%)",

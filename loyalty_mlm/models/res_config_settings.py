@@ -42,6 +42,13 @@ class ResConfigSettings(models.TransientModel):
     mlm_score_clv_years = fields.Float(
         related="company_id.mlm_score_clv_years", readonly=False
     )
+    mlm_churn_horizon_days = fields.Integer(
+        related="company_id.mlm_churn_horizon_days", readonly=False
+    )
+    mlm_clv_months = fields.Integer(related="company_id.mlm_clv_months", readonly=False)
+    mlm_at_risk_rise = fields.Integer(
+        related="company_id.mlm_at_risk_rise", readonly=False
+    )
     mlm_lapse_days = fields.Integer(related="company_id.mlm_lapse_days", readonly=False)
     mlm_onboarding_days = fields.Integer(
         related="company_id.mlm_onboarding_days", readonly=False

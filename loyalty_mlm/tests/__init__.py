@@ -32,3 +32,4 @@ from . import test_digest
 from . import test_control_groups
 from . import test_survey_feedback
 from . import test_results_ui
+from . import test_score_quality

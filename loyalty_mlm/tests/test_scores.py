@@ -8,6 +8,11 @@ from odoo.tools import SQL
 from odoo.addons.loyalty_mlm.models.loyalty_mlm_partner_score import (
     LoyaltyMlmPartnerScore,
 )
+from odoo.addons.loyalty_mlm.tools.clv_model import (
+    BgNbdParams,
+    bgnbd_prob_no_purchase,
+    churn_percent,
+)
 
 from .common import LoyaltyMlmPosCommon
 
@@ -37,11 +42,11 @@ class TestScores(LoyaltyMlmPosCommon):
     =========  ===================================================  =========
     customer   orders (days ago)                                    scores
     =========  ===================================================  =========
-    anna       3 sales of 2 beans (10, 40, 70)                      344 heavy
+    anna       3 sales of 2 beans (10, 40, 70)                      324 heavy
                                                                     true friend
-    bram       1 sale of 10 papers, no cost: default margin (200)   223 medium
+    bram       1 sale of 10 papers, no cost: default margin (200)   213 medium
                                                                     butterfly
-    chloe      POS 5 bread (5), POS refund of 2 (3), 1 bean (400)   422 low
+    chloe      POS 5 bread (5), POS refund of 2 (3), 1 bean (400)   412 low
                                                                     barnacle
     daan       1 bean (500), 5 beans cancelled (20)                 111 low
                                                                     stranger
@@ -199,24 +204,56 @@ class TestScores(LoyaltyMlmPosCommon):
     def test_cron_scores_every_customer(self):
         self.make_story()
         self.assertEqual(self.refresh(), 0)
+        # Churn risk and CLV come from BG/NBD + Gamma-Gamma fitted on these
+        # four customers (#18; before: days late on the usual interval, which
+        # gave Anna, Bram and Chloe 0 and a CLV of 1200.00 for Anna's 5 years).
+        # Churn risk is the probability (%) of no order within 180 days; CLV
+        # the discounted expected margin over 12 months. Frequency: level 1
+        # for at most one order in 12 months, 2-5 the quartiles of the repeat
+        # buyers; Anna is the only one, so level 2 (before: quintile 4).
         self.assertEqual(
-            self.scores(self.anna), ("344", "heavy", "true_friend", 0, 1200.0)
+            self.scores(self.anna), ("324", "heavy", "true_friend", 25, 259.07)
         )
         self.assertEqual(
-            self.scores(self.bram), ("223", "medium", "butterfly", 0, 150.0)
+            self.scores(self.bram), ("213", "medium", "butterfly", 79, 17.19)
         )
-        self.assertEqual(self.scores(self.chloe), ("422", "low", "barnacle", 0, 45.0))
-        # Daan, a one-time buyer, is late on the company's usual interval
-        # (median of Anna's 30 and Chloe's 395 days: 212.5): 500 / 212.5 - 1
-        # = 1.35 intervals overdue, risk 100 * (1 - 0.5 ** 1.35) = 61.
-        self.assertEqual(self.scores(self.daan), ("111", "low", "stranger", 61, 19.18))
+        self.assertEqual(self.scores(self.chloe), ("412", "low", "barnacle", 66, 20.11))
+        self.assertEqual(self.scores(self.daan), ("111", "low", "stranger", 87, 9.11))
         self.assertEqual(
             (
                 self.anna.mlm_recency_score,
                 self.anna.mlm_frequency_score,
                 self.anna.mlm_monetary_score,
             ),
-            (3, 4, 4),
+            (3, 2, 4),
+        )
+        # The churn risks are the fitted model's for each customer's
+        # (repeat purchase days, days first to last order day, days since
+        # the first): Chloe's POS refund is no purchase occasion, her POS
+        # order and her sale 395 days apart are one repeat.
+        run = self.env["loyalty.mlm.score.run"].search(
+            [("company_id", "=", self.env.company.id)]
+        )
+        model = run.reference["model"]
+        self.assertEqual(model["frequency_cuts"], [None, None, None])
+        params = BgNbdParams(*model["bgnbd"])
+        self.assertEqual(
+            [
+                churn_percent(bgnbd_prob_no_purchase(params, x, t_x, age, 180.0))
+                for x, t_x, age in (
+                    (2, 60, 70),
+                    (0, 0, 200),
+                    (1, 395, 400),
+                    (0, 0, 500),
+                )
+            ],
+            [25, 79, 66, 87],
+        )
+        # The churn rise above their own pattern (what Retention looks at):
+        # Chloe ordered 5 days ago (0), Daan's one order is 500 days old.
+        self.assertEqual(
+            self.stored(self.anna | self.bram | self.chloe | self.daan, "churn_rise"),
+            {self.anna.id: 2, self.bram.id: 18, self.chloe.id: 0, self.daan.id: 26},
         )
         self.assertEqual(self.anna.mlm_score_date, fields.Date.today())
         # No order (Eva) or only cancelled ones (Finn): empty, not zero.
@@ -225,7 +262,7 @@ class TestScores(LoyaltyMlmPosCommon):
         )
         self.assertEqual(
             self.stored(self.eva | self.daan, "churn_risk"),
-            {self.eva.id: None, self.daan.id: 61},
+            {self.eva.id: None, self.daan.id: 87},
         )
         self.assertFalse(self.eva.mlm_usage_segment)
         run = self.env["loyalty.mlm.score.run"].search(
@@ -236,6 +273,7 @@ class TestScores(LoyaltyMlmPosCommon):
             ("full", "done", 4, 4),
         )
         self.assertEqual(run.reference["n"], 4)
+        self.assertTrue(run.reference["model"]["fitted"])
         # Run again: same scores, nothing to write.
         self.assertEqual(self.refresh(), 0)
         run = self.env["loyalty.mlm.score.run"].search(
@@ -250,7 +288,7 @@ class TestScores(LoyaltyMlmPosCommon):
             (lead.mlm_usage_segment, lead.mlm_quadrant), ("heavy", "true_friend")
         )
         order = self.sell(self.bram, self.papers, 1, 0)
-        self.assertEqual((order.mlm_quadrant, order.mlm_rfm_code), ("butterfly", "223"))
+        self.assertEqual((order.mlm_quadrant, order.mlm_rfm_code), ("butterfly", "213"))
 
     def test_search_filters(self):
         self.make_story()
@@ -262,7 +300,7 @@ class TestScores(LoyaltyMlmPosCommon):
         self.assertEqual(
             Partner.search([("mlm_usage_segment", "=", "low")]), self.chloe | self.daan
         )
-        self.assertEqual(Partner.search([("mlm_churn_risk", ">=", 60)]), self.daan)
+        self.assertEqual(Partner.search([("mlm_churn_risk", ">=", 80)]), self.daan)
         groups = Partner._read_group(
             [("mlm_quadrant", "!=", False)], ["mlm_quadrant"], ["__count"]
         )
@@ -284,8 +322,9 @@ class TestScores(LoyaltyMlmPosCommon):
         self.daan.active = False
         self.refresh()
         self.assertEqual(self.stored(self.daan), {self.daan.id: None})
-        # Ranked against Chloe alone now: older (R 1), more orders and revenue.
-        self.assertEqual(self.anna.mlm_rfm_code, "133")
+        # Ranked against Chloe alone now: older (R 1), more revenue (M 3);
+        # frequency: the only repeat buyer (F 2).
+        self.assertEqual(self.anna.mlm_rfm_code, "123")
 
     def test_credit_note_nets_revenue_and_margin(self):
         order = self.sell(self.anna, self.beans, 3, 30)
@@ -345,9 +384,9 @@ class TestScores(LoyaltyMlmPosCommon):
         self.assertEqual(run.state, "done")
         self.assertEqual(len(Run.search([("company_id", "=", self.env.company.id)])), 1)
         self.assertEqual(
-            self.scores(self.anna), ("344", "heavy", "true_friend", 0, 1200.0)
+            self.scores(self.anna), ("324", "heavy", "true_friend", 25, 259.07)
         )
-        self.assertEqual(self.scores(self.daan), ("111", "low", "stranger", 61, 19.18))
+        self.assertEqual(self.scores(self.daan), ("111", "low", "stranger", 87, 9.11))
 
     def test_incremental_refresh(self):
         self.make_story()
@@ -378,9 +417,12 @@ class TestScores(LoyaltyMlmPosCommon):
         self.assertEqual(self.scores(self.chloe), before[self.chloe.id])
         self.assertEqual(self.scores(self.anna), before[self.anna.id])
         # Bram is ranked against the last full run's population: ordered
-        # today (R 5), 2 orders (F 4), 200.00 (M 4); loyal and profitable now.
+        # today (R 5), 2 orders, a repeat buyer against cut points that have
+        # none (F 2), 200.00 (M 4); loyal and profitable now. Churn risk and
+        # CLV from the last full run's fitted model: one repeat 200 days
+        # after his first order, today.
         self.assertEqual(
-            self.scores(self.bram), ("544", "medium", "true_friend", 0, 300.0)
+            self.scores(self.bram), ("524", "medium", "true_friend", 55, 43.28)
         )
         runs = (
             self.env["loyalty.mlm.score.run"]
@@ -449,8 +491,9 @@ class TestScores(LoyaltyMlmPosCommon):
             self.env.company,
             day,
             {
-                first.id: (5, 4, 3, "543", "heavy", "true_friend", 12, 1234.5),
-                second.id: (1, 1, 1, "111", "low", "stranger", 100, None),
+                # (the engine's tuples end with the churn rise, ENGINE_KEYS)
+                first.id: (5, 4, 3, "543", "heavy", "true_friend", 12, 1234.5, 3),
+                second.id: (1, 1, 1, "111", "low", "stranger", 100, None, None),
             },
         )
         self.assertEqual(
@@ -459,8 +502,9 @@ class TestScores(LoyaltyMlmPosCommon):
         )
         self.assertEqual(first.mlm_score_date, day)
         self.env.cr.execute(
-            "SELECT clv FROM loyalty_mlm_partner_score"
+            "SELECT clv, churn_rise FROM loyalty_mlm_partner_score"
             " WHERE partner_id = %s AND company_id = %s",
             (second.id, self.env.company.id),
         )
-        self.assertEqual(self.env.cr.fetchall(), [(None,)])
+        self.assertEqual(self.env.cr.fetchall(), [(None, None)])
+        self.assertEqual(self.stored(first, "churn_rise"), {first.id: 3})

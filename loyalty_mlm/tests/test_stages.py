@@ -113,6 +113,26 @@ class TestStageRules(StageCase, LoyaltyMlmCommon):
         self.refresh(other)
         self.assertEqual(other.mlm_stage_id.code, "growth")
 
+    def test_churn_risk_must_have_risen_since_the_last_order(self):
+        """With the at-risk rise set (#18; 0 by default: the churn risk alone
+        decides), a high churn risk alone is not enough: it must have risen
+        that many points above the customer's own pattern, his churn risk
+        right after his last order."""
+        self.env.company.mlm_at_risk_rise = 10
+        today = fields.Date.context_today(self.env.user)
+        risen = self.customer("Risen", (300, 120))
+        self.store_score(risen, churn_risk=70, churn_rise=10, score_date=today)
+        always = self.customer("Always", (300, 120))
+        self.store_score(always, churn_risk=90, churn_rise=9, score_date=today)
+        self.refresh(risen | always)
+        self.assertEqual(
+            (risen.mlm_stage_id.code, always.mlm_stage_id.code),
+            ("retention", "growth"),
+        )
+        self.env.company.mlm_at_risk_rise = 0
+        self.refresh(always)
+        self.assertEqual(always.mlm_stage_id.code, "retention")
+
     def test_manual_stage_with_lock(self):
         partner = self.customer("Key account", (400, 200))
         self.refresh(partner)

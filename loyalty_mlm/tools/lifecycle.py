@@ -37,7 +37,16 @@ class StageParams:
     lapse_days: more days than this since the last order means winback.
     onboarding_days: a first order at most this many days ago is recent.
     onboarding_max_orders: onboarding lasts while orders_total is below this.
-    at_risk_churn: churn risk (0..100) from which a customer needs retention.
+    at_risk_churn: churn risk (0..100, the probability of no order within the
+        churn horizon) from which a customer needs retention...
+    at_risk_rise: ...provided it rose at least this many points above his
+        own pattern, his churn risk right after his last order
+        (clv_model.churn_rise); 0 (default) leaves the churn risk alone. The
+        churn risk, a BG/NBD probability, already weighs the silence against
+        his own rhythm; on simulated populations (bench/backtest.py) a
+        required rise kept customers likely to leave in Growth and blurred
+        Retention against Growth, hence off by default. Ignored for scores
+        without a rise (from before the churn model).
     drop_pct: a fall of strictly more than this percentage of orders, last 12
         months vs the 12 months before, also means retention.
     ambassador_referrals: referrals needed to become an ambassador; 0 or less
@@ -48,6 +57,7 @@ class StageParams:
     onboarding_days: int = 90
     onboarding_max_orders: int = 3
     at_risk_churn: int = 70
+    at_risk_rise: int = 0
     drop_pct: float = 50.0
     ambassador_referrals: int = 1
 
@@ -65,6 +75,9 @@ class StageInput:
     usage_segment: str | None
     quadrant: str | None
     referrals: int = 0
+    # Points the churn risk rose above his own pattern (None: not scored by
+    # the churn model; the absolute churn risk decides then).
+    churn_rise: int | None = None
 
 
 def _days(day: date, today: date) -> int:
@@ -95,7 +108,10 @@ def decide_stage(
     2. winback / "lapsed": days since the last order > lapse_days.
     3. onboarding / "new_customer": days since the first order <=
        onboarding_days and orders_total < onboarding_max_orders.
-    4. retention / "churn_risk": churn_risk >= at_risk_churn;
+    4. retention / "churn_risk": churn_risk >= at_risk_churn (the
+       probability of no order within the churn horizon, which rises with
+       the silence measured against his own rhythm) and, when known,
+       churn_rise >= at_risk_rise;
        retention / "order_drop": orders_prev_12m > 0 and orders_12m fell by
        strictly more than drop_pct percent of orders_prev_12m.
     5. ambassadorship / "referrals": referrals >= ambassador_referrals (when
@@ -116,7 +132,11 @@ def decide_stage(
         and inp.orders_total < params.onboarding_max_orders
     ):
         return "onboarding", "new_customer"
-    if inp.churn_risk is not None and inp.churn_risk >= params.at_risk_churn:
+    if (
+        inp.churn_risk is not None
+        and inp.churn_risk >= params.at_risk_churn
+        and (inp.churn_rise is None or inp.churn_rise >= params.at_risk_rise)
+    ):
         return "retention", "churn_risk"
     if order_drop_exceeds(inp.orders_12m, inp.orders_prev_12m, params.drop_pct):
         return "retention", "order_drop"
@@ -138,6 +158,11 @@ def describe_rules(params: StageParams | None = None) -> dict[str, str]:
         ambassador = f"At least {p.ambassador_referrals} referral(s), or {heavy_rule}"
     else:
         ambassador = heavy_rule[0].upper() + heavy_rule[1:]
+    risen = (
+        f", risen {p.at_risk_rise} points or more since the last order"
+        if p.at_risk_rise > 0
+        else ""
+    )
     return {
         "acquisition": "No qualifying order yet.",
         "winback": f"Last order more than {p.lapse_days} days ago.",
@@ -146,8 +171,9 @@ def describe_rules(params: StageParams | None = None) -> dict[str, str]:
             f"{p.onboarding_max_orders} orders in total."
         ),
         "retention": (
-            f"Churn risk of {p.at_risk_churn} or more, or orders in the last 12 "
-            f"months down by more than {p.drop_pct:g}% on the 12 months before."
+            f"Churn risk of {p.at_risk_churn} or more{risen}, or orders in the "
+            f"last 12 months down by more than {p.drop_pct:g}% on the 12 months "
+            "before."
         ),
         "ambassadorship": ambassador,
         "growth": f"Any other customer who ordered in the last {p.lapse_days} days.",
