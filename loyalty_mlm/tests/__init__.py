@@ -29,3 +29,4 @@ from . import test_cockpit
 from . import test_kpi_snapshot
 from . import test_goals
 from . import test_digest
+from . import test_reports
