@@ -30,3 +30,5 @@ from . import test_kpi_snapshot
 from . import test_goals
 from . import test_digest
 from . import test_reports
+from . import test_demo_tours
+from . import test_ledger_reasons
