@@ -203,7 +203,28 @@ registry.category("web_tour.tours").add("loyalty_mlm_demo_cashier", {
                 content: "The badge shows Anna's one balance",
                 trigger: ".o_mlm_badge .o_mlm_points",
             },
+            // Use Points on an empty cart says why nothing can be spent.
+            ProductScreen.clickControlButtonMore(),
+            {
+                content: "Use Points on an empty order",
+                trigger: ".o_mlm_use_points",
+                run: "click",
+            },
+            {
+                content: "It says why nothing can be spent",
+                trigger: ".modal-body:contains('Add products first')",
+            },
+            Dialog.confirm(),
             ProductScreen.addOrderline("Organic Green Tea", "2"),
+            // Capped by the real balance (700), not balance + points to earn.
+            ProductScreen.clickControlButtonMore(),
+            {
+                content: "Use Points on the order",
+                trigger: ".o_mlm_use_points",
+                run: "click",
+            },
+            Dialog.is({ title: "at most 700" }),
+            Dialog.cancel(),
             {
                 content: "The screen says which bonuses come at payment",
                 trigger: ".o_mlm_bonus_note",
