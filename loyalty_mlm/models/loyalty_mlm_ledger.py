@@ -7,7 +7,7 @@ from babel.numbers import format_decimal
 from dateutil.relativedelta import relativedelta
 
 from odoo import _, _lt, api, fields, models
-from odoo.exceptions import AccessError, UserError
+from odoo.exceptions import AccessError, MissingError, UserError
 from odoo.osv import expression
 from odoo.tools import SQL, create_index, float_is_zero, float_round
 from odoo.tools.misc import babel_locale_parse, format_date
@@ -192,8 +192,12 @@ class LoyaltyMlmLedger(models.Model):
         lang = env.lang or "en_US"
         values = dict(self.reason_values or {})
         if "tier" in values:
-            tier = env["loyalty.mlm.tier"].sudo().browse(values["tier"]).exists()
-            values["tier"] = tier.name if tier else values.get("tier_name", "")
+            # No exists() query: the poster just read the tier (cached).
+            try:
+                tier = env["loyalty.mlm.tier"].sudo().browse(values["tier"] or [])
+                values["tier"] = tier.name or values.get("tier_name", "")
+            except MissingError:
+                values["tier"] = values.get("tier_name", "")
         if "multiplier" in values:
             values["multiplier"] = format_decimal(
                 float(values["multiplier"]), locale=babel_locale_parse(lang)

@@ -110,11 +110,6 @@ class LoyaltyProgram(models.Model):
             )
             program.mlm_points_digits = 0 if whole else 2
 
-    def _mlm_points_rounding(self):
-        """Decimals of this programme's points (see mlm_points_digits)."""
-        self.ensure_one()
-        return self.mlm_points_digits
-
     def _compute_mlm_is_member_programme(self):
         member_ids = self._mlm_member_programme_ids()
         for program in self:

@@ -818,7 +818,6 @@ class PosOrder(models.Model):
             "balance": balance,
             "tier": member.mlm_tier_id.name or "",
             "referral_code": member.mlm_referral_code or "",
-            "rounding": card.program_id._mlm_points_rounding(),
         }
 
     def _mlm_receipt_lines(self, card):
@@ -826,7 +825,6 @@ class PosOrder(models.Model):
         first one on, one line per kind in posting order (translated labels,
         the reader's language). Postings of other orders are left out: a
         reprint later shows this order's story (one query)."""
-        Ledger = self.env["loyalty.mlm.ledger"].sudo()
         # The card's last point changes post their entries when flushed.
         self.env.flush_all()
         rows = self.env.execute_query(
@@ -849,10 +847,21 @@ class PosOrder(models.Model):
                 order=self.id,
             )
         )
+        # Code translations (no query, unlike the selection's labels).
         labels = {
-            **dict(Ledger._fields["kind"]._description_selection(self.env)),
             "earn": _("Points earned"),
             "redeem": _("Points spent"),
+            "tier_bonus": _("Tier bonus"),
+            "campaign_bonus": _("Campaign bonus"),
+            "treatment": _("Treatment bonus"),
+            "welcome": _("Welcome bonus"),
+            "birthday": _("Birthday bonus"),
+            "referral": _("Referral bonus"),
+            "adjustment": _("Adjustment"),
+            "reversal": _("Reversal"),
+            "expire": _("Expired"),
+            "donation": _("Donation"),
+            "opening": _("Opening balance"),
         }
         return [
             {

@@ -181,7 +181,6 @@ class TestPosMemberBadge(TestPointOfSaleHttpCommon):
                 "balance": 252.0,
                 "tier": "Gold",
                 "referral_code": "BADGE234",
-                "rounding": 2,
             },
         )
         self.assertEqual(self.env["loyalty.mlm.ledger"]._mlm_reconcile(), {})

@@ -27,7 +27,9 @@ patch(PosOrder.prototype, {
             return result;
         }
         // Signed points in the programme's decimals ("+272", "-500").
-        const digits = mlm.rounding ?? 2;
+        // (the programme's decimals, loaded with it: no server work).
+        const card = this.models["loyalty.card"].get(mlm.card_id);
+        const digits = card?.program_id?.mlm_points_digits ?? 2;
         const signed = (points) =>
             `${points > 0 ? "+" : ""}${mlmFormatPoints(null, points, digits)}`;
         result.mlmReceipt = {
