@@ -62,6 +62,9 @@ def prepare(ctx, odoo_src, browser=False):
     ctx.python = ensure_venv(venv, ROOT, odoo_src, ctx.apt)
     if not odoo_src:
         return ctx
+    # Odoo prints reports (the Points Statement) to PDF with wkhtmltopdf;
+    # without it Odoo falls back to HTML.
+    ctx.apt.install(["wkhtmltopdf"], why="printing reports as PDF")
     if browser:
         ctx.apt.install(["chromium"], why="Odoo's browser tests (HttpCase, tours)")
     ctx.db_options = pg.external_db_options(ctx.environ) or pg.ensure_private_cluster(
@@ -505,8 +508,9 @@ def cmd_demo(environ):
     )
     port = environ.get("LOYALTY_MLM_HTTP_PORT", "8069")
     say(
-        f"Serving Odoo with the demo on http://localhost:{port}  "
-        "(login: admin, password: admin; Ctrl-C stops it)"
+        f"Serving Odoo with the demo on http://localhost:{port}, scheduled "
+        "jobs running  (logins in the README: admin/admin, sales/sales, "
+        "cashier/cashier, portal member anna/anna; Ctrl-C stops it)"
     )
     sys.stdout.flush()
     os.execv(
@@ -517,6 +521,10 @@ def cmd_demo(environ):
             db,
             f"--db-filter=^{db}$",
             f"--http-port={port}",
+            # The tests' config keeps the scheduler off (max_cron_threads 0);
+            # the demo runs its scheduled jobs (scores, stages, expiry) as a
+            # production server would.
+            "--max-cron-threads=1",
             "--log-level=warn",
         ],
     )

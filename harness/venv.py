@@ -54,6 +54,13 @@ def ensure_venv(venv, root, odoo_src, apt):
             ["libpq-dev", "libldap2-dev", "libsasl2-dev"],
             why="building Odoo's Python requirements (psycopg2, python-ldap)",
         )
+        # reportlab 4 draws barcodes (/report/barcode, POS receipts' coupon
+        # codes) through the rlPyCairo backend, whose pycairo builds from
+        # source against cairo's headers.
+        apt.install(
+            ["libcairo2-dev", "pkg-config"],
+            why="building pycairo, reportlab's barcode renderer (rlPyCairo)",
+        )
         lines += newest_pins(
             Path(odoo_src, "requirements.txt").read_text(encoding="utf-8")
         )

@@ -69,11 +69,13 @@
         "demo/loyalty_program_targeted_demo.xml",
         "demo/loyalty_mlm_goal_demo.xml",
         "demo/loyalty_mlm_results_demo.xml",
+        "demo/res_users_demo.xml",
     ],
     "post_init_hook": "post_init_hook",
     "assets": {
         "web.assets_backend": [
             "loyalty_mlm/static/src/dashboard/*",
+            "loyalty_mlm/static/src/backend/*",
         ],
         "point_of_sale._assets_pos": [
             "loyalty_mlm/static/src/pos/**/*",

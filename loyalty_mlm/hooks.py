@@ -18,7 +18,9 @@ def post_init_hook(env):
     )
     programs.coupon_ids._mlm_post_opening_balance()
     partners = env["res.partner"]
-    scores = env["loyalty.mlm.partner.score"]
+    # The stages computed here describe the past: moves dated by the order
+    # history they stand for (see loyalty.mlm.stage._mlm_apply_stages).
+    scores = env["loyalty.mlm.partner.score"].with_context(mlm_stage_backfill=True)
     # Scores, then stages (the same chain as the nightly job), to the end.
     while scores._cron_refresh_scores(time_budget=3600):
         pass

@@ -6,7 +6,13 @@ from odoo import _, api, fields, models
 from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.tools import SQL, float_compare, float_is_zero, float_round
 
-from .loyalty_mlm_ledger import MAX_POINTS, PRECISION, SPLITS_KEY, mlm_source
+from .loyalty_mlm_ledger import (
+    MAX_POINTS,
+    PRECISION,
+    SPLITS_KEY,
+    mlm_reason,
+    mlm_source,
+)
 
 MANAGER_GROUP = "loyalty_mlm.group_loyalty_mlm_manager"
 # Server-side flows in progress (see mlm_flow), kept on the transaction.
@@ -395,7 +401,7 @@ class LoyaltyCard(models.Model):
 
     def _mlm_post_opening_balance(self):
         """Opening entry for member cards whose balance the ledger does not hold."""
-        reason = _("Balance before the ledger started")
+        reason = mlm_reason("opening")
         for card in self._mlm_member_cards():
             rounded = float_round(card.points, PRECISION)
             if rounded != card.points:

@@ -2,10 +2,10 @@ import calendar
 from collections import defaultdict
 from datetime import datetime
 
-from odoo import _, api, fields, models
+from odoo import api, fields, models
 from odoo.tools import SQL, float_round
 
-from .loyalty_mlm_ledger import BONUS_KINDS, PRECISION
+from .loyalty_mlm_ledger import BONUS_KINDS, PRECISION, mlm_reason
 
 
 class LoyaltyMlmBonus(models.AbstractModel):
@@ -81,7 +81,7 @@ class LoyaltyMlmBonus(models.AbstractModel):
         )
         for card in cards:
             card._mlm_post_points(
-                amount, "welcome", source=card.partner_id, reason=_("Welcome bonus")
+                amount, "welcome", source=card.partner_id, reason=mlm_reason("welcome")
             )
 
     @api.model
@@ -128,10 +128,8 @@ class LoyaltyMlmBonus(models.AbstractModel):
                     (
                         "tier_bonus",
                         float_round(base * (tier.multiplier - 1), PRECISION),
-                        _(
-                            "%(tier)s tier bonus (x%(multiplier)s)",
-                            tier=tier.name,
-                            multiplier=format(tier.multiplier, "g"),
+                        mlm_reason(
+                            "tier_bonus", tier=tier.id, multiplier=tier.multiplier
                         ),
                     )
                 )
@@ -186,7 +184,7 @@ class LoyaltyMlmBonus(models.AbstractModel):
                     -points,
                     "reversal",
                     source=order,
-                    reason=_("Bonuses of cancelled order %(order)s", order=order.name),
+                    reason=mlm_reason("cancelled_bonuses", order=order.name),
                 )
 
     @api.model
@@ -259,7 +257,7 @@ class LoyaltyMlmBonus(models.AbstractModel):
                 amount,
                 "birthday",
                 source=card.partner_id,
-                reason=_("Birthday bonus %(year)s", year=today.year),
+                reason=mlm_reason("birthday", year=today.year),
             )
             if template and card.partner_id.email:
                 # Queued, sent by the mail queue job (no force_send).

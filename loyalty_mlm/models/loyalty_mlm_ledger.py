@@ -1,12 +1,16 @@
+import json
 import logging
+import re
 from collections import defaultdict
 
+from babel.numbers import format_decimal
 from dateutil.relativedelta import relativedelta
 
-from odoo import _, api, fields, models
-from odoo.exceptions import AccessError, UserError
+from odoo import _, _lt, api, fields, models
+from odoo.exceptions import AccessError, MissingError, UserError
 from odoo.osv import expression
 from odoo.tools import SQL, create_index, float_is_zero, float_round
+from odoo.tools.misc import babel_locale_parse, format_date
 
 _logger = logging.getLogger(__name__)
 
@@ -17,6 +21,43 @@ MAX_POINTS = 1e9
 # Bonus kinds an order carries (reversed with it, counted for the tiers).
 BONUS_KINDS = ("tier_bonus", "campaign_bonus")
 SPLITS_KEY = "loyalty_mlm.ledger_splits"
+
+# The reasons the add-on writes: stored as a code and its values, rendered in
+# the reader's language (the Points Statement: the member's), never frozen in
+# the language of whoever posted. A reason typed by a user (adjustments) is
+# stored as typed.
+REASONS = {
+    "earned": _lt("Points earned"),
+    "opening": _lt("Balance before the ledger started"),
+    "welcome": _lt("Welcome bonus"),
+    "tier_bonus": _lt("%(tier)s tier bonus (x%(multiplier)s)"),
+    "cancelled_bonuses": _lt("Bonuses of cancelled order %(order)s"),
+    "birthday": _lt("Birthday bonus %(year)s"),
+    "expired": _lt("Points earned on %(date)s expired"),
+    "donation": _lt("Donation to %(charity)s"),
+    "referral_cancelled": _lt(
+        "Referral bonus of %(name)s: their first order was cancelled"
+    ),
+    "unattributed": _lt("Unattributed change"),
+}
+REASON_MARK = "mlm-reason:"
+
+
+def mlm_reason(code, **values):
+    """A reason the ledger stores as `code` and `values` (see REASONS): a
+    string, as the ledger source travels in the (hashable) context.
+
+    Values: `tier` (a tier id: its name in the reader's language),
+    `multiplier` (a number), `date` (ISO date); others are shown as given."""
+    return REASON_MARK + json.dumps([code, values], sort_keys=True, default=str)
+
+
+def mlm_reason_split(reason):
+    """(code, values) of a reason built by mlm_reason, else (False, {})."""
+    if reason and reason.startswith(REASON_MARK):
+        code, values = json.loads(reason[len(REASON_MARK) :])
+        return code, values
+    return False, {}
 
 
 def mlm_source(model, res_id, positive, negative, reason=None):
@@ -76,7 +117,18 @@ class LoyaltyMlmLedger(models.Model):
     user_id = fields.Many2one(
         "res.users", string="Done By", default=lambda self: self.env.user
     )
-    reason = fields.Char()
+    reason = fields.Char(
+        string="Stored Reason",
+        help="The reason in English (codes of the add-on's reasons) or as a "
+        "user typed it; shown through Reason, in the reader's language.",
+    )
+    reason_code = fields.Char(readonly=True)
+    reason_values = fields.Json(readonly=True)
+    reason_display = fields.Char(
+        string="Reason",
+        compute="_compute_reason_display",
+        help="Why the points moved, in your language.",
+    )
     # Lots: every positive entry is a lot that later negative entries consume.
     expiry_date = fields.Date(index=True)
     expired_lot_id = fields.Many2one(
@@ -123,6 +175,126 @@ class LoyaltyMlmLedger(models.Model):
     # ------------------------------------------------------------
     # Computes
     # ------------------------------------------------------------
+
+    @api.depends("reason", "reason_code", "reason_values")
+    @api.depends_context("lang")
+    def _compute_reason_display(self):
+        for entry in self:
+            entry.reason_display = entry._mlm_render_reason()
+
+    def _mlm_render_reason(self, lang=None):
+        """This entry's reason in `lang` (default: the environment's)."""
+        self.ensure_one()
+        template = REASONS.get(self.reason_code or "")
+        if not template:
+            return self.reason or ""
+        env = self.with_context(lang=lang or self.env.lang or "en_US").env
+        lang = env.lang or "en_US"
+        values = dict(self.reason_values or {})
+        if "tier" in values:
+            # No exists() query: the poster just read the tier (cached).
+            try:
+                tier = env["loyalty.mlm.tier"].sudo().browse(values["tier"] or [])
+                values["tier"] = tier.name or values.get("tier_name", "")
+            except MissingError:
+                values["tier"] = values.get("tier_name", "")
+        if "multiplier" in values:
+            values["multiplier"] = format_decimal(
+                float(values["multiplier"]), locale=babel_locale_parse(lang)
+            )
+        if values.get("date"):
+            values["date"] = format_date(env, values["date"], lang_code=lang)
+        text = template._translate(lang)
+        try:
+            return text % values
+        except (KeyError, TypeError, ValueError):
+            return self.reason or ""
+
+    @api.model
+    def _mlm_reason_vals(self, reason):
+        """{reason, reason_code, reason_values} to store for `reason` (built by
+        mlm_reason, or free text): the code, its values and the English text."""
+        code, values = mlm_reason_split(reason)
+        if not code:
+            return {"reason": reason or False}
+        entry = self.new({"reason_code": code, "reason_values": values})
+        return {
+            "reason": entry._mlm_render_reason("en_US"),
+            "reason_code": code,
+            "reason_values": values,
+        }
+
+    @api.model
+    def _mlm_backfill_reason_codes(self):
+        """Entries posted before reasons had codes stored them as text in the
+        poster's language: give the add-on's reasons their code and values
+        back (matched in every installed language), so that they render in
+        the reader's. Texts users typed stay as they are. Returns the number
+        of entries changed."""
+        langs = [code for code, _name in self.env["res.lang"].get_installed()]
+        patterns = []
+        for code, template in REASONS.items():
+            sources = {template._translate(lang) for lang in {"en_US", *langs}}
+            if code == "expired":
+                # Before codes: "Points earned on %s expired" (ISO date).
+                sources.add("Points earned on %(date)s expired")
+            for text in sources:
+                regex = re.sub(r"%\\\((\w+)\\\)s", r"(?P<\1>.+?)", re.escape(str(text)))
+                patterns.append((code, re.compile(f"^{regex}$")))
+        rows = self.env.execute_query(
+            SQL(
+                "SELECT DISTINCT reason FROM loyalty_mlm_ledger "
+                "WHERE reason_code IS NULL AND COALESCE(reason, '') != ''"
+            )
+        )
+        changed = 0
+        Tier = self.env["loyalty.mlm.tier"].sudo().with_context(active_test=False)
+        for (reason,) in rows:
+            for code, pattern in patterns:
+                match = pattern.match(reason)
+                if not match:
+                    continue
+                values = match.groupdict()
+                if "tier" in values:
+                    tier = next(
+                        (
+                            tier
+                            for lang in {"en_US", *langs}
+                            for tier in Tier.with_context(lang=lang).search([])
+                            if tier.name == values["tier"]
+                        ),
+                        None,
+                    )
+                    values["tier"] = tier.id if tier else False
+                    values["tier_name"] = match.group("tier")
+                if "multiplier" in values:
+                    try:
+                        values["multiplier"] = float(
+                            values["multiplier"].replace(",", ".")
+                        )
+                    except ValueError:
+                        continue
+                vals = self._mlm_reason_vals(mlm_reason(code, **values))
+                changed += len(
+                    self.env.execute_query(
+                        SQL(
+                            """
+                            UPDATE loyalty_mlm_ledger
+                               SET reason_code = %s, reason_values = %s,
+                                   reason = %s
+                             WHERE reason = %s AND reason_code IS NULL
+                         RETURNING id
+                            """,
+                            vals["reason_code"],
+                            json.dumps(vals["reason_values"]),
+                            vals["reason"],
+                            reason,
+                        )
+                    )
+                )
+                break
+        self.invalidate_model(["reason", "reason_code", "reason_values"])
+        return changed
 
     @api.model
     def _selection_source_ref(self):
@@ -237,7 +409,7 @@ class LoyaltyMlmLedger(models.Model):
                         "points": rest,
                         "kind": positive if rest > 0 else negative,
                         "reason": reason
-                        or ("" if source else _("Unattributed change")),
+                        or ("" if source else mlm_reason("unattributed")),
                     },
                 ]
             for part in parts:
@@ -268,6 +440,9 @@ class LoyaltyMlmLedger(models.Model):
         """
         if not vals_list:
             return self.browse()
+        for vals in vals_list:
+            if vals.get("reason") and "reason_code" not in vals:
+                vals.update(self._mlm_reason_vals(vals["reason"]))
         # Importing history (and the demo) posts movements at their real date.
         history_date = self.env.context.get("mlm_ledger_date")
         if history_date:
@@ -546,7 +721,9 @@ class LoyaltyMlmLedger(models.Model):
         """Expire the open lots past `today` of the (locked) cards: one
         statement; returns (lots, points, cards) expired."""
         now = fields.Datetime.now()
-        reason = _("Points earned on %s expired", "{date}")
+        reason = str(REASONS["expired"]._translate("en_US")).replace(
+            "%(date)s", "{date}"
+        )
         (lots, points, cards) = self.env.execute_query(
             SQL(
                 """
@@ -560,11 +737,13 @@ class LoyaltyMlmLedger(models.Model):
                     INSERT INTO loyalty_mlm_ledger (
                         date, partner_id, card_id, card_code, program_id,
                         company_id, points, kind, res_model, res_id, user_id,
-                        reason, expired_lot_id, remaining, unallocated,
+                        reason, reason_code, reason_values, expired_lot_id,
+                        remaining, unallocated,
                         create_uid, create_date, write_uid, write_date)
                     SELECT %(now)s, partner_id, card_id, card_code, program_id,
                            company_id, -remaining, 'expire', %(model)s, id,
                            %(uid)s, replace(%(reason)s, '{date}', date::date::text),
+                           'expired', jsonb_build_object('date', date::date::text),
                            id, 0, 0, %(uid)s, %(now)s, %(uid)s, %(now)s
                       FROM lots
                      ORDER BY card_id, date, id

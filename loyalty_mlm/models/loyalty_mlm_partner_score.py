@@ -1283,8 +1283,21 @@ class LoyaltyMlmPartnerScore(models.Model):
                     }
                 )
                 dates.append(now - timedelta(days=days))
-        orders.with_context(tracking_disable=True).action_confirm()
-        for order, when in zip(orders, dates, strict=True):
+        # Oldest first, each at its own date: the ledger entries, lots and
+        # stage moves of these customers tell the order history they stand
+        # for, not one spike on the day the demo was loaded.
+        first = {}
+        for order, when in sorted(
+            zip(orders, dates, strict=True), key=lambda pair: pair[1]
+        ):
+            order.with_context(
+                tracking_disable=True, mlm_ledger_date=when
+            ).action_confirm()
             order.date_order = when
-        while self._cron_refresh_scores(time_budget=600):
+            first.setdefault(order.partner_id, when)
+        for partner, when in first.items():
+            if partner.mlm_member_since:
+                partner.mlm_member_since = when.date()
+        backfill = self.with_context(mlm_stage_backfill=True)
+        while backfill._cron_refresh_scores(time_budget=600):
             pass

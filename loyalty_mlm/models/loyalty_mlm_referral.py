@@ -5,7 +5,7 @@ from odoo import _, api, fields, models
 from odoo.exceptions import ValidationError
 from odoo.tools import SQL, float_round
 
-from .loyalty_mlm_ledger import PRECISION
+from .loyalty_mlm_ledger import PRECISION, mlm_reason
 
 # Referral code letters (no 0/O, 1/I/L look-alikes).
 REFERRAL_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
@@ -236,10 +236,8 @@ class LoyaltyMlmReferral(models.AbstractModel):
                         -points,
                         "reversal",
                         source=referred,
-                        reason=_(
-                            "Referral bonus of %(name)s: their first order was "
-                            "cancelled",
-                            name=referred.display_name,
+                        reason=mlm_reason(
+                            "referral_cancelled", name=referred.display_name
                         ),
                     )
             referred.sudo().mlm_referral_date = False

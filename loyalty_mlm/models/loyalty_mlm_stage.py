@@ -1,4 +1,5 @@
 from collections import defaultdict
+from datetime import timedelta
 
 import pytz
 from dateutil.relativedelta import relativedelta
@@ -120,7 +121,9 @@ class LoyaltyMlmStage(models.Model):
         """
         if not partners:
             return
-        now = fields.Datetime.now()
+        # Importing history (and the demo) dates the moves of its orders at
+        # their real date, as the ledger does with its entries.
+        now = self.env.context.get("mlm_ledger_date") or fields.Datetime.now()
         history = [
             {
                 "partner_id": partner.id,
@@ -324,6 +327,10 @@ class LoyaltyMlmStage(models.Model):
         params = self._mlm_stage_params(company)
         stages = self._by_code()
         winback_id = stages["winback"].id
+        # A first computation on existing data (install, the demo) describes
+        # the past: each move is dated by the order history it stands for,
+        # not by the day the add-on was installed.
+        backfill = self.env.context.get("mlm_stage_backfill")
         moves = defaultdict(list)
         for partner_id, inp in inputs.items():
             from_id, locked = rows[partner_id][:2]
@@ -335,10 +342,19 @@ class LoyaltyMlmStage(models.Model):
                 continue
             if from_id == winback_id:
                 reason = "won_back"
-            moves[stage, reason].append(partner_id)
+            when = None
+            if backfill and inp.last_order:
+                day = inp.last_order
+                if code == "winback":
+                    day += timedelta(days=params.lapse_days + 1)
+                when = fields.Datetime.to_datetime(min(day, today))
+            moves[stage, reason, when].append(partner_id)
         partners = self.env["res.partner"]
-        for (stage, reason), partner_ids in moves.items():
-            self.browse(stage.id)._mlm_move(partners.browse(partner_ids), reason)
+        for (stage, reason, when), partner_ids in moves.items():
+            stage = self.browse(stage.id)
+            if when:
+                stage = stage.with_context(mlm_ledger_date=when)
+            stage._mlm_move(partners.browse(partner_ids), reason)
         return sum(len(ids) for ids in moves.values())
 
     @api.model

@@ -65,6 +65,12 @@ class LoyaltyProgram(models.Model):
         compute="_compute_mlm_eligible_count",
         help="Contacts that may use this programme today.",
     )
+    mlm_points_digits = fields.Integer(
+        string="Point Decimals",
+        compute="_compute_mlm_points_digits",
+        help="Decimals points are shown with: none when every rule gives whole "
+        "points (per order or per unit, whole amounts), else two.",
+    )
 
     # Fields that decide which programmes of a register are targeted
     # (pos.config._mlm_targeted_program_ids, cached).
@@ -95,6 +101,16 @@ class LoyaltyProgram(models.Model):
     def unlink(self):
         self.env.registry.clear_cache()  # _mlm_targeted_program_ids
         return super().unlink()
+
+    @api.depends("rule_ids.reward_point_mode", "rule_ids.reward_point_amount")
+    def _compute_mlm_points_digits(self):
+        for program in self:
+            whole = all(
+                rule.reward_point_mode in ("order", "unit")
+                and float(rule.reward_point_amount).is_integer()
+                for rule in program.rule_ids
+            )
+            program.mlm_points_digits = 0 if whole else 2
 
     def _compute_mlm_is_member_programme(self):
         member_ids = self._mlm_member_programme_ids()
@@ -300,4 +316,8 @@ class LoyaltyProgram(models.Model):
     def _load_pos_data_fields(self, config_id):
         # The register offers a targeted programme only to the customers the
         # server found eligible (res.partner.mlm_pos_program_ids).
-        return [*super()._load_pos_data_fields(config_id), "mlm_restricted"]
+        return [
+            *super()._load_pos_data_fields(config_id),
+            "mlm_restricted",
+            "mlm_points_digits",
+        ]

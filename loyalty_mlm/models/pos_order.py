@@ -6,9 +6,9 @@ from psycopg2 import errorcodes, errors
 
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
-from odoo.tools import SQL, float_compare, float_round
+from odoo.tools import SQL, float_compare, float_is_zero, float_round
 
-from .loyalty_mlm_ledger import PRECISION, mlm_source
+from .loyalty_mlm_ledger import PRECISION, mlm_reason, mlm_source
 
 _logger = logging.getLogger(__name__)
 
@@ -439,7 +439,7 @@ class PosOrder(models.Model):
                 points[card]["redeem"] -= spent
             ledger._mlm_register_splits(
                 card,
-                [{"points": earned, "kind": "earn", "reason": _("Points earned")}],
+                [{"points": earned, "kind": "earn", "reason": mlm_reason("earned")}],
             )
         return points
 
@@ -781,9 +781,12 @@ class PosOrder(models.Model):
         return points
 
     def _mlm_receipt(self, points=None):
-        """What the receipt shows the member: the points this order earned
-        (base, tier and campaign bonuses), spent, the new balance, the tier and
-        the referral code; False when the customer is no member. `points`:
+        """What the receipt shows the member: the balance before the order,
+        every posting on the member card from the order's first one on (its
+        points earned, tier and campaign bonuses, spent, and what the order
+        set off, e.g. the treatment bonus of the stage move it caused), the
+        new balance, the tier and the referral code; False when the customer
+        is no member. `lines` add up: previous + lines = balance. `points`:
         this order's {card: {kind: points}} when the caller has them."""
         self.ensure_one()
         partner = self.partner_id
@@ -800,16 +803,75 @@ class PosOrder(models.Model):
             return False
         kinds = points[card]
         member = partner.sudo().with_company(self.company_id)
+        lines = self._mlm_receipt_lines(card)
+        balance = float_round(card.points, PRECISION)
         return {
             "card_id": card.id,
             "earned": float_round(kinds["earn"], PRECISION),
             "tier_bonus": float_round(kinds["tier_bonus"], PRECISION),
             "campaign_bonus": float_round(kinds["campaign_bonus"], PRECISION),
             "spent": float_round(-kinds["redeem"], PRECISION),
-            "balance": float_round(card.points, PRECISION),
+            "previous": float_round(
+                balance - sum(line["points"] for line in lines), PRECISION
+            ),
+            "lines": lines,
+            "balance": balance,
             "tier": member.mlm_tier_id.name or "",
             "referral_code": member.mlm_referral_code or "",
         }
+
+    def _mlm_receipt_lines(self, card):
+        """[{kind, label, points}]: the postings on `card` from this order's
+        first one on, one line per kind in posting order (translated labels,
+        the reader's language). Postings of other orders are left out: a
+        reprint later shows this order's story (one query)."""
+        # The card's last point changes post their entries when flushed.
+        self.env.flush_all()
+        rows = self.env.execute_query(
+            SQL(
+                """
+                SELECT kind, SUM(points), MIN(id)
+                  FROM loyalty_mlm_ledger
+                 WHERE card_id = %(card)s
+                   AND id >= (SELECT MIN(id) FROM loyalty_mlm_ledger
+                               WHERE card_id = %(card)s
+                                 AND res_model = %(model)s AND res_id = %(order)s)
+                   AND (   (res_model = %(model)s AND res_id = %(order)s)
+                        OR res_model IS NULL
+                        OR res_model NOT IN ('pos.order', 'sale.order'))
+              GROUP BY kind
+              ORDER BY MIN(id)
+                """,
+                card=card.id,
+                model=self._name,
+                order=self.id,
+            )
+        )
+        # Code translations (no query, unlike the selection's labels).
+        labels = {
+            "earn": _("Points earned"),
+            "redeem": _("Points spent"),
+            "tier_bonus": _("Tier bonus"),
+            "campaign_bonus": _("Campaign bonus"),
+            "treatment": _("Treatment bonus"),
+            "welcome": _("Welcome bonus"),
+            "birthday": _("Birthday bonus"),
+            "referral": _("Referral bonus"),
+            "adjustment": _("Adjustment"),
+            "reversal": _("Reversal"),
+            "expire": _("Expired"),
+            "donation": _("Donation"),
+            "opening": _("Opening balance"),
+        }
+        return [
+            {
+                "kind": kind,
+                "label": labels.get(kind, kind),
+                "points": float_round(total, PRECISION),
+            }
+            for kind, total, _first in rows
+            if not float_is_zero(total, precision_digits=PRECISION)
+        ]
 
     def _mlm_confirmed_coupon_result(self, coupon_data):
         """What confirm_coupon_programs answered, rebuilt without any change."""

@@ -190,6 +190,9 @@ class ResPartner(models.Model):
             "mlm_tier_color",
             "mlm_referral_code",
             "mlm_card_code",
+            # Why the customer matters: heavy / at risk, next best action.
+            "mlm_pos_flags",
+            "mlm_pos_next_action",
         ]
 
     def action_mlm_enroll(self):
@@ -255,7 +258,15 @@ class ResPartner(models.Model):
         string="Stage",
         compute="_compute_mlm_stage_pick_id",
         inverse="_inverse_mlm_stage_pick_id",
-        help="Clicking a stage on the contact sets it by hand.",
+        help="The lifecycle stage; a Loyalty Manager's click opens Set Stage "
+        "(reason, keep-until).",
+        groups=LOYALTY_GROUPS,
+    )
+    mlm_can_set_stage = fields.Boolean(
+        string="Can Set Stage",
+        compute="_compute_mlm_can_set_stage",
+        help="Technical: the stage bar is clickable (it opens Set Stage) for "
+        "Loyalty Managers only.",
         groups=LOYALTY_GROUPS,
     )
     mlm_stage_date = fields.Datetime(
@@ -295,6 +306,10 @@ class ResPartner(models.Model):
                 partner.mlm_stage_pick_id._mlm_set_manually(
                     partner, _("Set from the contact form")
                 )
+
+    def _compute_mlm_can_set_stage(self):
+        manager = self.env.user.has_group("loyalty_mlm.group_loyalty_mlm_manager")
+        self.mlm_can_set_stage = manager
 
     @api.depends("mlm_stage_date")
     def _compute_mlm_stage_days(self):
@@ -652,6 +667,32 @@ class ResPartner(models.Model):
         string="Treatments Done",
         groups=LOYALTY_GROUPS,
     )
+
+    # What the cashier needs to know about a customer (the register's badge):
+    # read from the scores and the next best action, which cashiers may not
+    # read themselves.
+    mlm_pos_flags = fields.Char(
+        string="Register Flags",
+        compute="_compute_mlm_pos_hints",
+        help="Technical: 'heavy' and/or 'at_risk' (churn risk 70% or more).",
+        groups=MEMBER_GROUPS,
+    )
+    mlm_pos_next_action = fields.Char(
+        string="Next Best Action (Register)",
+        compute="_compute_mlm_pos_hints",
+        groups=MEMBER_GROUPS,
+    )
+
+    @api.depends_context("company")
+    def _compute_mlm_pos_hints(self):
+        for partner, scored in zip(self, self.sudo(), strict=True):
+            flags = []
+            if scored.mlm_usage_segment == "heavy":
+                flags.append("heavy")
+            if (scored.mlm_churn_risk or 0) >= 70:
+                flags.append("at_risk")
+            partner.mlm_pos_flags = " ".join(flags)
+            partner.mlm_pos_next_action = scored.mlm_treatment_id.name or ""
 
     @api.depends_context("company")
     @api.depends("mlm_stage_id")

@@ -4,7 +4,7 @@ from odoo import _, api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools import SQL
 
-from .loyalty_mlm_ledger import mlm_source
+from .loyalty_mlm_ledger import mlm_reason, mlm_source
 
 
 class SaleOrder(models.Model):
@@ -271,7 +271,7 @@ class SaleOrder(models.Model):
             card = coupon_point.coupon_id._mlm_surviving_card()
             if card.program_id.id in member_ids:
                 parts.setdefault(card, []).append(
-                    ("earn", coupon_point.points, _("Points earned"))
+                    ("earn", coupon_point.points, mlm_reason("earned"))
                 )
         for line in self.order_line.filtered(
             lambda line: line.reward_id and line.coupon_id

@@ -56,7 +56,7 @@ class TestDonations(LoyaltyMlmCommon):
         self.assertEqual(self.card.points, 180.0)
         self.assertEqual(
             self.partner.message_ids[:1].preview,
-            "120.0 points donated to Food Bank (new balance 180.0).",
+            "120.00 points donated to Food Bank (new balance 180.00).",
         )
         self.assertLedgerInvariant()
 

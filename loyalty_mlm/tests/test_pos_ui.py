@@ -166,6 +166,18 @@ class TestPosMemberBadge(TestPointOfSaleHttpCommon):
                 "tier_bonus": 26.4,
                 "campaign_bonus": 52.8,
                 "spent": 0.0,
+                # Every posting of the order between the balance before it
+                # and the new one: they add up.
+                "previous": 120.0,
+                "lines": [
+                    {"kind": "earn", "label": "Points earned", "points": 52.8},
+                    {"kind": "tier_bonus", "label": "Tier bonus", "points": 26.4},
+                    {
+                        "kind": "campaign_bonus",
+                        "label": "Campaign bonus",
+                        "points": 52.8,
+                    },
+                ],
                 "balance": 252.0,
                 "tier": "Gold",
                 "referral_code": "BADGE234",

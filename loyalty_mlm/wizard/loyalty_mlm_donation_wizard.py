@@ -1,6 +1,8 @@
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
-from odoo.tools import float_compare
+from odoo.tools import float_compare, formatLang
+
+from ..models.loyalty_mlm_ledger import mlm_reason
 
 
 class LoyaltyMlmDonationWizard(models.TransientModel):
@@ -77,17 +79,19 @@ class LoyaltyMlmDonationWizard(models.TransientModel):
             -self.points,
             "donation",
             source=self.charity_id,
-            reason=_("Donation to %(charity)s", charity=self.charity_id.display_name),
+            reason=mlm_reason("donation", charity=self.charity_id.display_name),
         )
+        # Points as the programme shows them ("50", "600", not "50.0").
+        digits = card.program_id.mlm_points_digits
         # sudo: the note records what the user may do (donate); salespeople
         # need no write right on the contact to leave it.
         self.partner_id.sudo().message_post(
             author_id=self.env.user.partner_id.id,
             body=_(
                 "%(points)s points donated to %(charity)s (new balance %(balance)s).",
-                points=self.points,
+                points=formatLang(self.env, self.points, digits=digits),
                 charity=self.charity_id.display_name,
-                balance=card.points,
+                balance=formatLang(self.env, card.points, digits=digits),
             ),
             subtype_xmlid="mail.mt_note",
         )

@@ -44,3 +44,8 @@ def migrate(cr, version):
         rule = env.ref(f"loyalty_mlm.{xmlid}", raise_if_not_found=False)
         if survey and rule and not rule.survey_id:
             rule.survey_id = survey
+    # Issue 17: the ledger's own reasons are stored as codes and values and
+    # rendered in the reader's language; older entries get theirs back from
+    # their text (English or any installed language). Free texts stay.
+    changed = env["loyalty.mlm.ledger"]._mlm_backfill_reason_codes()
+    _logger.info("loyalty_mlm: %s ledger reasons given their code", changed)

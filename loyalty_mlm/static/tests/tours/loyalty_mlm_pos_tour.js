@@ -25,7 +25,7 @@ registry.category("web_tour.tours").add("LoyaltyMlmPosBadgeTour", {
             },
             {
                 content: "The badge shows the balance",
-                trigger: ".o_mlm_badge .o_mlm_points:contains('120 pts')",
+                trigger: ".o_mlm_badge .o_mlm_points:contains('120.00 pts')",
             },
             {
                 content: "Nothing blocks redemption",
@@ -55,7 +55,7 @@ registry.category("web_tour.tours").add("LoyaltyMlmPosBadgeTour", {
             },
             {
                 content: "The new member's badge appears",
-                trigger: ".o_mlm_badge .o_mlm_points:contains('0 pts')",
+                trigger: ".o_mlm_badge .o_mlm_points:contains('0.00 pts')",
             },
         ].flat(),
 });
@@ -220,7 +220,7 @@ registry.category("web_tour.tours").add("LoyaltyMlmPosReceiptTour", {
             ReceiptScreen.isShown(),
             {
                 content: "Points earned",
-                trigger: ".pos-receipt .o_mlm_receipt_earned:contains('Points earned'):contains('52.8')",
+                trigger: ".pos-receipt .o_mlm_receipt_earn:contains('Points earned'):contains('52.8')",
             },
             {
                 content: "Tier bonus",

@@ -4,6 +4,7 @@ import { NumberPopup } from "@point_of_sale/app/utils/input_popups/number_popup"
 import { AlertDialog } from "@web/core/confirmation_dialog/confirmation_dialog";
 import { _t } from "@web/core/l10n/translation";
 import { patch } from "@web/core/utils/patch";
+import { mlmFormatPoints } from "../member/member";
 
 patch(ControlButtons.prototype, {
     /** The selected customer's card in the member programme, if any. */
@@ -41,10 +42,35 @@ patch(ControlButtons.prototype, {
             return;
         }
         const step = reward.required_points || 1;
+        // The real balance: points this order will earn are not there yet
+        // (the badge's figure), minus what the order already spends.
+        const alreadySpent = order
+            ._get_reward_lines()
+            .filter((line) => (line.coupon_id?.id ?? line.coupon_id) === card.id)
+            .reduce((sum, line) => sum + (line.points_cost || 0), 0);
+        const balance = card.points - alreadySpent;
         const byTotal = Math.floor(order.get_total_with_tax() / reward.discount);
-        const most = Math.floor(Math.min(order._getRealCouponPoints(card.id), byTotal) / step) * step;
+        const most = Math.floor(Math.min(balance, byTotal) / step) * step;
+        if (!(most > 0)) {
+            let body;
+            if (!(order.get_total_with_tax() > 0)) {
+                body = _t("Add products first: points pay for at most the order total.");
+            } else if (balance < step) {
+                body = _t(
+                    "The member has %(balance)s points; this reward uses points in steps of %(step)s.",
+                    { balance: mlmFormatPoints(this.pos, balance), step }
+                );
+            } else {
+                body = _t(
+                    "The order total is below the value of %(step)s points, the smallest step.",
+                    { step }
+                );
+            }
+            this.dialog.add(AlertDialog, { title: _t("No points to use"), body });
+            return;
+        }
         const typed = await makeAwaitable(this.dialog, NumberPopup, {
-            title: _t("Points to use (at most %s)", most),
+            title: _t("Points to use (at most %s)", mlmFormatPoints(this.pos, most)),
             startingValue: "",
         });
         if (!typed) {

@@ -1,4 +1,19 @@
 /** Shared by the badge, the customer list and the receipt. */
+import { formatFloat } from "@web/core/utils/numbers";
+
+/** The member programme's point decimals: none when it earns whole points. */
+export function mlmPointsDigits(pos) {
+    const program = pos.company.mlm_program_id;
+    const id = program?.id ?? program;
+    const record = id && pos.models["loyalty.program"].get(id);
+    return record?.mlm_points_digits ?? 2;
+}
+
+/** Points as the member programme shows them, in the user's number format
+ * ("1,250" or "812.50", never "812.5"). */
+export function mlmFormatPoints(pos, points, digits = mlmPointsDigits(pos)) {
+    return formatFloat(points || 0, { digits: [69, digits] });
+}
 
 /** The partner's balance: the member card the register keeps up to date
  * after each order, else the balance loaded with the customer. */
@@ -28,4 +43,6 @@ export const MLM_PARTNER_FIELDS = [
     "mlm_tier_color",
     "mlm_referral_code",
     "mlm_card_code",
+    "mlm_pos_flags",
+    "mlm_pos_next_action",
 ];

@@ -1,10 +1,21 @@
 import { SelectPartnerButton } from "@point_of_sale/app/screens/product_screen/control_buttons/select_partner_button/select_partner_button";
 import { patch } from "@web/core/utils/patch";
-import { MLM_PARTNER_FIELDS, mlmPointsOf, mlmTierClass } from "../member/member";
+import {
+    MLM_PARTNER_FIELDS,
+    mlmFormatPoints,
+    mlmPointsOf,
+    mlmTierClass,
+} from "../member/member";
 
 patch(SelectPartnerButton.prototype, {
     get mlmPoints() {
         return mlmPointsOf(this.pos, this.props.partner);
+    },
+    get mlmPointsText() {
+        return mlmFormatPoints(this.pos, this.mlmPoints);
+    },
+    get mlmFlags() {
+        return (this.props.partner.mlm_pos_flags || "").split(" ");
     },
     get mlmBlocked() {
         return this.mlmPoints < 0 || this.props.partner.mlm_redemption_blocked;

@@ -1,0 +1,253 @@
+import * as Chrome from "@point_of_sale/../tests/tours/utils/chrome_util";
+import * as Dialog from "@point_of_sale/../tests/tours/utils/dialog_util";
+import * as ProductScreen from "@point_of_sale/../tests/tours/utils/product_screen_util";
+import * as PaymentScreen from "@point_of_sale/../tests/tours/utils/payment_screen_util";
+import * as ReceiptScreen from "@point_of_sale/../tests/tours/utils/receipt_screen_util";
+import { registry } from "@web/core/registry";
+
+// The first screens of each demo login (tests/test_demo_tours.py runs them
+// on the demo database and keeps their screenshots for the README).
+
+/** Ask the test for a screenshot named `name` and wait until it is taken. */
+function screenshot(name, trigger) {
+    return [
+        {
+            content: `Screenshot ${name}`,
+            trigger,
+            run: () => console.log(`loyalty_mlm:screenshot:${name}`),
+        },
+        {
+            content: `Wait for the screenshot ${name}`,
+            trigger: `body.o_mlm_shot_${name}`,
+        },
+    ];
+}
+
+function openMembersApp() {
+    return [
+        {
+            content: "Open the app switcher",
+            trigger: ".o_navbar_apps_menu button",
+            run: "click",
+        },
+        {
+            content: "Open the Members app",
+            trigger: '.o_app[data-menu-xmlid="loyalty_mlm.menu_root"]',
+            run: "click",
+        },
+        {
+            content: "The cockpit is the first screen",
+            trigger: ".o_loyalty_mlm_dashboard",
+        },
+        {
+            content: "Open the members",
+            trigger: '.o_menu_sections [data-menu-xmlid="loyalty_mlm.menu_members"]',
+            run: "click",
+        },
+    ];
+}
+
+// Sanne, salesperson, reads Dutch: the members are there, grouped by their
+// Dutch stages (Winback unfolded), and the stage bar is not hers to click.
+registry.category("web_tour.tours").add("loyalty_mlm_demo_sales", {
+    steps: () => [
+        ...openMembersApp(),
+        {
+            content: "The demo members are shown, not Odoo's companies",
+            trigger: ".o_kanban_record:contains('Anna de Vries')",
+        },
+        {
+            content: "The members' own filter is on, in Dutch",
+            trigger: ".o_searchview_facet:contains('Leden')",
+        },
+        {
+            content: "Stages in Dutch, one term per concept: Acquisitie",
+            trigger: ".o_kanban_group .o_column_title:contains('Acquisitie')",
+        },
+        {
+            content: "Winback (Terugwinnen) is unfolded",
+            trigger:
+                ".o_kanban_group:not(.o_column_folded) .o_column_title:contains('Terugwinnen')",
+        },
+        ...screenshot("sales_members", ".o_kanban_record:contains('Anna de Vries')"),
+        {
+            content: "Open Anna",
+            trigger: ".o_kanban_record:contains('Anna de Vries')",
+            run: "click",
+        },
+        {
+            content: "The stage bar is shown, every stage disabled for a Loyalty User",
+            trigger:
+                ".o_form_view .o_statusbar_status:not(:has(button.o_arrow_button:not([disabled])))",
+        },
+        {
+            content: "No Set Stage button for a Loyalty User",
+            trigger: ".o_form_view .o_form_statusbar:not(:has(button[name='action_mlm_set_stage']))",
+        },
+        {
+            content: "One balance: the Points button",
+            trigger: "button[name='action_mlm_open_ledger'] .o_stat_text:contains('Punten')",
+        },
+    ],
+});
+
+// The admin (Loyalty Manager): a click on a stage opens Set Stage with the
+// clicked stage, a reason and a keep-until date; nothing moves without them.
+registry.category("web_tour.tours").add("loyalty_mlm_demo_admin", {
+    steps: () => [
+        ...openMembersApp(),
+        {
+            content: "Open Anna",
+            trigger: ".o_kanban_record:contains('Anna de Vries')",
+            run: "click",
+        },
+        {
+            content: "Click the Winback stage",
+            trigger: ".o_statusbar_status button.o_arrow_button:contains('Winback'):not([disabled])",
+            run: "click",
+        },
+        {
+            content: "Set Stage opens on Winback",
+            trigger: ".modal .o_field_widget[name='stage_id'] input:value('Winback')",
+        },
+        {
+            content: "It asks for a reason",
+            trigger: ".modal .o_field_widget[name='reason']",
+        },
+        ...screenshot("admin_set_stage", ".modal .o_field_widget[name='locked_until']"),
+        {
+            content: "Discard",
+            trigger: ".modal button[special='cancel']",
+            run: "click",
+        },
+        {
+            content: "The form is clean: the stage did not move",
+            trigger: ".o_form_view:not(:has(.o_form_status_indicator_buttons:not(.invisible)))",
+        },
+    ],
+});
+
+// Anna, portal member: one balance (the member programme's), her tier and
+// her member code on /my.
+registry.category("web_tour.tours").add("loyalty_mlm_demo_portal", {
+    steps: () => [
+        {
+            content: "The member block is on /my, with the points",
+            trigger: ".o_mlm_portal_member .o_mlm_portal_points",
+        },
+        {
+            content: "One balance: no second programme's card next to ours",
+            trigger: ".o_mlm_portal_member",
+            run: () => {
+                // The portal's side content is rendered twice (small and
+                // large screens): count cards, not their copies.
+                const cards = new Set(
+                    [...document.querySelectorAll(".o_loyalty_card")].map(
+                        (card) => card.dataset.card_id
+                    )
+                );
+                if (cards.size > 1) {
+                    throw new Error(`${cards.size} loyalty cards on /my`);
+                }
+            },
+        },
+        ...screenshot("portal_member", ".o_mlm_portal_member"),
+    ],
+});
+
+/** Previous balance + every line = new balance, on the printed receipt. */
+function receiptAddsUp() {
+    const number = (el) => parseFloat(el.textContent.replace(/[^0-9.-]/g, ""));
+    return {
+        content: "The receipt's member lines add up to the new balance",
+        trigger: ".pos-receipt .o_mlm_receipt .o_mlm_receipt_balance",
+        run: () => {
+            const block = document.querySelector(".pos-receipt .o_mlm_receipt");
+            const previous = number(block.querySelector(".o_mlm_receipt_previous span"));
+            const lines = [...block.querySelectorAll(".o_mlm_receipt_line span")].map(number);
+            const balance = number(block.querySelector(".o_mlm_receipt_balance span"));
+            const total = lines.reduce((sum, points) => sum + points, previous);
+            if (!lines.length || Math.abs(total - balance) > 0.005) {
+                throw new Error(
+                    `Receipt does not add up: ${previous} + ${lines.join(" + ")} != ${balance}`
+                );
+            }
+        },
+    };
+}
+
+// Karim, cashier: Anna's badge, one balance in the customer list, an order
+// whose receipt lists every posting and adds up.
+registry.category("web_tour.tours").add("loyalty_mlm_demo_cashier", {
+    steps: () =>
+        [
+            Chrome.startPoS(),
+            Dialog.confirm("Open Register"),
+            ProductScreen.clickPartnerButton(),
+            {
+                content: "Balances take one line per customer (no stacked cards)",
+                trigger: ".partner-list tr.partner-line:contains('Anna de Vries')",
+                run: () => {
+                    const cells = document.querySelectorAll(
+                        ".partner-list tr.partner-line td.partner-line-balance"
+                    );
+                    for (const cell of cells) {
+                        if (cell.children.length > 1) {
+                            throw new Error(`Stacked balances: ${cell.textContent}`);
+                        }
+                    }
+                },
+            },
+            ProductScreen.clickCustomer("Anna de Vries"),
+            {
+                content: "The badge shows Anna's one balance",
+                trigger: ".o_mlm_badge .o_mlm_points",
+            },
+            // Use Points on an empty cart says why nothing can be spent.
+            ProductScreen.clickControlButtonMore(),
+            {
+                content: "Use Points on an empty order",
+                trigger: ".o_mlm_use_points",
+                run: "click",
+            },
+            {
+                content: "It says why nothing can be spent",
+                trigger: ".modal-body:contains('Add products first')",
+            },
+            Dialog.confirm(),
+            ProductScreen.addOrderline("Organic Green Tea", "2"),
+            // Capped by the real balance (700), not balance + points to earn.
+            ProductScreen.clickControlButtonMore(),
+            {
+                content: "Use Points on the order",
+                trigger: ".o_mlm_use_points",
+                run: "click",
+            },
+            Dialog.is({ title: "at most 700" }),
+            Dialog.cancel(),
+            {
+                content: "The screen says which bonuses come at payment",
+                trigger: ".o_mlm_bonus_note",
+            },
+            ...screenshot("cashier_order", ".o_mlm_bonus_note"),
+            ProductScreen.clickPayButton(),
+            PaymentScreen.clickPaymentMethod("Cash"),
+            PaymentScreen.clickValidate(),
+            ReceiptScreen.isShown(),
+            {
+                content: "The receipt lists the points earned",
+                trigger: ".pos-receipt .o_mlm_receipt_earn",
+            },
+            receiptAddsUp(),
+            {
+                content: "One member balance on the receipt: no native Balance Points line",
+                trigger: ".pos-receipt:not(:has(.loyalty))",
+            },
+            {
+                content: "Scroll the member block into view",
+                trigger: ".pos-receipt .o_mlm_receipt",
+                run: () => document.querySelector(".pos-receipt .o_mlm_receipt_referral, .pos-receipt .o_mlm_receipt_balance").scrollIntoView(),
+            },
+            ...screenshot("cashier_receipt", ".pos-receipt .o_mlm_receipt_balance"),
+        ].flat(),
+});
