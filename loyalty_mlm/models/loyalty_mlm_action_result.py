@@ -16,6 +16,7 @@ METRICS = {
     "revenue": "mean",
     "points_earned": "mean",
     "points_spent": "mean",
+    "coupons_used": "mean",
     "stage_moved": "rate",
 }
 BONUS_KINDS = (
@@ -70,6 +71,7 @@ class LoyaltyMlmActionResult(models.Model):
             ("revenue", "Revenue per customer"),
             ("points_earned", "Points earned per customer"),
             ("points_spent", "Points spent per customer"),
+            ("coupons_used", "Coupons used per customer"),
             ("stage_moved", "Changed stage"),
         ],
         required=True,
@@ -108,7 +110,8 @@ class LoyaltyMlmActionResult(models.Model):
     cost = fields.Float(
         digits=(16, 2),
         help="Value of the points the action credited (treatment and campaign "
-        "bonuses); programme discounts and coupons are not counted yet.",
+        "bonuses) plus the discounts its coupons or programme gave the treated "
+        "customers in their window (sale and POS reward lines).",
     )
     incremental_margin = fields.Float(
         digits=(16, 2),
@@ -171,8 +174,11 @@ class LoyaltyMlmActionResult(models.Model):
         return action["company_id"] if action["company_id"] else self.env.company
 
     def _mlm_figures(self, action, population, now):
-        """{partner id: (control, orders, revenue, earned, spent, moved)} in
-        each customer's window, for the whole population in one query."""
+        """{partner id: (control, orders, revenue, earned, spent, moved,
+        coupons used, discount)} in each customer's window, for the whole
+        population in one query. Coupons used: the action's coupons (or its
+        programme's cards) applied on a confirmed sale or paid POS order;
+        discount: what their reward lines took off, untaxed."""
         if not population:
             return {}
         company = self._mlm_company_of(action)
@@ -216,6 +222,30 @@ class LoyaltyMlmActionResult(models.Model):
                        AND l.company_id = %(company)s
                        AND l.date >= p.since AND l.date < p.until
                   GROUP BY p.partner_id
+                ), rewards AS (
+                    SELECT so.partner_id, so.date_order AS at, sl.coupon_id,
+                           -sl.price_subtotal AS discount
+                      FROM sale_order_line sl
+                      JOIN sale_order so ON so.id = sl.order_id
+                      JOIN loyalty_card c ON c.id = sl.coupon_id
+                     WHERE so.state = 'sale' AND so.company_id = %(company)s
+                       AND sl.reward_id IS NOT NULL AND %(coupons)s
+                    UNION ALL
+                    SELECT po.partner_id, po.date_order, pl.coupon_id,
+                           -pl.price_subtotal
+                      FROM pos_order_line pl
+                      JOIN pos_order po ON po.id = pl.order_id
+                      JOIN loyalty_card c ON c.id = pl.coupon_id
+                     WHERE po.state IN ('paid', 'done', 'invoiced')
+                       AND po.company_id = %(company)s
+                       AND pl.reward_id IS NOT NULL AND %(coupons)s
+                ), coupons AS (
+                    SELECT p.partner_id, COUNT(DISTINCT r.coupon_id) AS used,
+                           COALESCE(SUM(r.discount), 0) AS discount
+                      FROM pop p
+                      JOIN rewards r ON r.partner_id = p.partner_id
+                       AND r.at >= p.since AND r.at < p.until
+                  GROUP BY p.partner_id
                 ), moves AS (
                     SELECT p.partner_id, COUNT(*) AS moved
                       FROM pop p
@@ -227,11 +257,13 @@ class LoyaltyMlmActionResult(models.Model):
                 SELECT p.partner_id, p.control,
                        COALESCE(o.orders, 0), COALESCE(o.revenue, 0)::float8,
                        COALESCE(pt.earned, 0)::float8, COALESCE(pt.spent, 0)::float8,
-                       COALESCE(m.moved, 0) > 0
+                       COALESCE(m.moved, 0) > 0,
+                       COALESCE(c.used, 0), COALESCE(c.discount, 0)::float8
                   FROM pop p
              LEFT JOIN orders o ON o.partner_id = p.partner_id
              LEFT JOIN points pt ON pt.partner_id = p.partner_id
              LEFT JOIN moves m ON m.partner_id = p.partner_id
+             LEFT JOIN coupons c ON c.partner_id = p.partner_id
                 """,
                 partners=partners,
                 starts=starts,
@@ -240,6 +272,7 @@ class LoyaltyMlmActionResult(models.Model):
                 stream=stream,
                 bonus=list(BONUS_KINDS),
                 company=company.id,
+                coupons=action._mlm_result_coupons(),
             )
         )
         return {row[0]: row[1:] for row in self.env.cr.fetchall()}
@@ -256,8 +289,12 @@ class LoyaltyMlmActionResult(models.Model):
             "points_earned": 3,
             "points_spent": 4,
             "stage_moved": 5,
+            "coupons_used": 6,
         }
-        cost = action._mlm_result_cost([p for p in population if not p[2]])
+        # The points it credited, and the discounts the treated got.
+        cost = action._mlm_result_cost([p for p in population if not p[2]]) + sum(
+            f[7] for f in treated
+        )
         rows = []
         for sequence, (metric, kind) in enumerate(METRICS.items()):
             column = columns[metric]

@@ -1,5 +1,6 @@
 from odoo import _, api, fields, models
 from odoo.exceptions import AccessError, ValidationError
+from odoo.tools import SQL
 
 from ..tools import uplift as uplift_tools
 
@@ -127,5 +128,11 @@ class LoyaltyMlmMeasuredMixin(models.AbstractModel):
         raise NotImplementedError
 
     def _mlm_result_cost(self, population):
-        """What the action cost (company currency): points' value, discounts."""
+        """What the action cost (company currency) besides the discounts of
+        its coupons (counted with the figures): the points it credited."""
         return 0.0
+
+    def _mlm_result_coupons(self):
+        """SQL condition on a loyalty_card `c`: the coupons (or cards) the
+        action hands out, whose use and discounts the results count."""
+        return SQL("FALSE")

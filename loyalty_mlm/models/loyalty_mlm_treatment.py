@@ -741,6 +741,14 @@ class LoyaltyMlmTreatment(models.Model):
         )
         return self.env.cr.fetchall()
 
+    def _mlm_result_coupons(self):
+        """The coupons the rule issued (its log keeps each one)."""
+        return SQL(
+            "c.id IN (SELECT coupon_id FROM loyalty_mlm_treatment_log"
+            " WHERE treatment_id = %s AND coupon_id IS NOT NULL)",
+            self.id,
+        )
+
     def _mlm_result_cost(self, population):
         """The value of the points the rule credited."""
         self.ensure_one()

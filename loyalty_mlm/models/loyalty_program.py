@@ -1,6 +1,6 @@
 from odoo import _, api, fields, models
 from odoo.osv import expression
-from odoo.tools import ormcache
+from odoo.tools import SQL, ormcache
 
 from .loyalty_mlm_partner_score import QUADRANT_SELECTION, USAGE_SEGMENT_SELECTION
 
@@ -285,6 +285,10 @@ class LoyaltyProgram(models.Model):
     @api.model
     def _mlm_measured_actions(self):
         return self.search([("mlm_control_share", ">", 0)])
+
+    def _mlm_result_coupons(self):
+        """The programme's own cards and coupons."""
+        return SQL("c.program_id = %s", self.id)
 
     def _mlm_result_population(self):
         """The company's members the programme targets (as they are today),

@@ -100,6 +100,13 @@ class ResPartner(models.Model):
         compute="_compute_mlm_pos_program_ids",
         compute_sudo=True,
     )
+    # Of the programmes the contact may not use, those whose control group
+    # holds him out: the register then says so, as the server does.
+    mlm_pos_control_program_ids = fields.Json(
+        string="Held-out Programmes (POS)",
+        compute="_compute_mlm_pos_program_ids",
+        compute_sudo=True,
+    )
 
     @api.depends_context("company")
     def _compute_mlm_pos_program_ids(self):
@@ -111,11 +118,18 @@ class ResPartner(models.Model):
             ]
         )
         eligible = {partner.id: [] for partner in self}
+        held_out = {partner.id: [] for partner in self}
         for program in programs:
-            for partner in self.filtered(program._is_partner_valid):
+            valid = self.filtered(program._is_partner_valid)
+            for partner in valid:
                 eligible[partner.id].append(program.id)
+            if program.mlm_control_share:
+                for partner in self - valid:
+                    if program._mlm_in_control(partner.id):
+                        held_out[partner.id].append(program.id)
         for partner in self:
             partner.mlm_pos_program_ids = eligible[partner.id]
+            partner.mlm_pos_control_program_ids = held_out[partner.id]
 
     def _compute_mlm_card_id(self):
         program = self.env.company.mlm_program_id
@@ -185,6 +199,7 @@ class ResPartner(models.Model):
             "mlm_points_expiring_soon",
             "mlm_redemption_blocked",
             "mlm_pos_program_ids",
+            "mlm_pos_control_program_ids",
             # Tier, codes: badge, customer list columns and search, receipt.
             "mlm_tier_name",
             "mlm_tier_color",

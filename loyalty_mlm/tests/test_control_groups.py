@@ -297,6 +297,19 @@ class TestControlProgrammePos(LoyaltyMlmPosCommon):
                 {"id": self.control.id, "mlm_pos_program_ids": False},
             ],
         )
+        # The register learns who is held out, to say so on a promo code
+        # as the server does.
+        self.assertIn(
+            "mlm_pos_control_program_ids",
+            self.env["res.partner"]._load_pos_data_fields(self.config.id),
+        )
+        self.assertEqual(
+            (self.treated | self.control).read(["mlm_pos_control_program_ids"]),
+            [
+                {"id": self.treated.id, "mlm_pos_control_program_ids": False},
+                {"id": self.control.id, "mlm_pos_control_program_ids": [self.promo.id]},
+            ],
+        )
 
     def test_sync_refuses_the_control_customer(self):
         orders = self.env["pos.order"].search_count([])
@@ -405,5 +418,45 @@ class TestActionResults(OwnRulesCase):
             Result.search_count(
                 [("res_model", "=", rule._name), ("res_id", "=", rule.id)]
             ),
-            6,
+            7,
         )
+
+    def test_coupons_used_and_their_cost(self):
+        """The coupons a rule issued: how many the treated used in their
+        window, and what they took off, in the cost of the ROI."""
+        Result = self.env["loyalty.mlm.action.result"]
+        self.winback.active = True
+        rule = self.rule(bonus_points=10, coupon_program_id=self.winback.id)
+        rule.mlm_control_share = 50
+        partners = self.env["res.partner"]
+        for i in range(12):
+            partners |= self.customer(f"Coupon customer {i}", "growth")
+        self.run_job()
+        now = fields.Datetime.now()
+        logs = self.logs(partners)
+        logs.write({"date": now - timedelta(days=30)})
+        treated = logs.filtered(lambda log: log.outcome == "done")
+        n1 = len(treated)
+        n0 = len(logs) - n1
+        self.assertTrue(n1 >= 2 and n0 >= 1)
+        # Two treated customers use their coupon (15% off 100.00) 20 days ago.
+        reward = self.winback.reward_ids
+        for log in treated[:2]:
+            order = self.make_order(partner=log.partner_id)
+            # As the customer types the code at checkout.
+            order._try_apply_code(log.coupon_id.code)
+            result = order._apply_program_reward(reward, log.coupon_id)
+            self.assertFalse(result.get("error"), result.get("error"))
+            when = now - timedelta(days=20)
+            order.with_context(mlm_ledger_date=when).action_confirm()
+            order.date_order = when
+        rule.mlm_window_days = 60
+        rule.action_mlm_refresh_results()
+        rows = Result.search([("res_model", "=", rule._name), ("res_id", "=", rule.id)])
+        by_metric = {row.metric: row for row in rows}
+        used = by_metric["coupons_used"]
+        self.assertAlmostEqual(used.value_treated, 2 / n1, places=4)
+        self.assertEqual(used.value_control, 0.0)
+        # Cost: 10 bonus points a treated customer at 0.01, and 2 x 15.00.
+        value = self.company.mlm_point_value
+        self.assertAlmostEqual(by_metric["revenue"].cost, 10 * n1 * value + 30.0)

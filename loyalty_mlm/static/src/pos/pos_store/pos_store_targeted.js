@@ -21,6 +21,12 @@ patch(PosStore.prototype, {
                     program.name
                 );
             }
+            if ((partner.mlm_pos_control_program_ids || []).includes(program.id)) {
+                return _t(
+                    "%(customer)s is in the control group of the programme %(programme)s: held out to measure whether the programme works, so it does not apply to them.",
+                    { customer: partner.name, programme: program.name }
+                );
+            }
             if (!(partner.mlm_pos_program_ids || []).includes(program.id)) {
                 return _t(
                     "%(customer)s is not eligible for the programme %(programme)s.",
