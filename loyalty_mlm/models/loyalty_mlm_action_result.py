@@ -132,8 +132,10 @@ class LoyaltyMlmActionResult(models.Model):
             row.display_name = f"{row.action_name}: {labels.get(row.metric, '')}"
 
     def action_open_action(self):
-        """The measured action's form."""
+        """The measured action's form (for a caller who may read both)."""
         self.ensure_one()
+        self.check_access("read")
+        self.env[self.res_model].browse(self.res_id).check_access("read")
         return {
             "type": "ir.actions.act_window",
             "res_model": self.res_model,

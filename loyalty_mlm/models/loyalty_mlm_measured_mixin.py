@@ -113,6 +113,8 @@ class LoyaltyMlmMeasuredMixin(models.AbstractModel):
 
     def action_mlm_open_results(self):
         self.ensure_one()
+        # Public: only an action the caller may read opens its results.
+        self.check_access("read")
         action = self.env["ir.actions.act_window"]._for_xml_id(
             "loyalty_mlm.loyalty_mlm_action_result_action"
         )
