@@ -253,6 +253,7 @@ class LoyaltyMlmActionResult(models.Model):
                       FROM pop p
                       JOIN loyalty_mlm_stage_history h
                         ON h.partner_id = p.partner_id
+                       AND h.company_id = %(company)s
                        AND h.date > p.since AND h.date < p.until
                   GROUP BY p.partner_id
                 )

@@ -594,10 +594,11 @@ class LoyaltyMlmKpiSnapshot(models.Model):
         grouping = SQL("()")
         parts = SQL("15, NULL::int, NULL::varchar, NULL::int, NULL::varchar")
         if dimensions:
-            # The tier is company-dependent: a JSON of {company id: tier id}.
+            # Stage and tier are company-dependent: a JSON of {company id: id}.
             dimension_columns = SQL(
-                "rp.mlm_stage_id AS stage_id, s.usage_segment,"
+                "(rp.mlm_stage_id ->> %s)::int AS stage_id, s.usage_segment,"
                 " (rp.mlm_tier_id ->> %s)::int AS tier_id, s.quadrant",
+                str(company.id),
                 str(company.id),
             )
             dimension_join = SQL(
@@ -875,7 +876,8 @@ class LoyaltyMlmKpiSnapshot(models.Model):
                        c.stage_id, c.usage_segment, c.tier_id, c.quadrant,
                        COUNT(*)::int, COALESCE(SUM(c.clv), 0)::float8,
                        COUNT(c.clv)::int
-                  FROM (SELECT rp.mlm_stage_id AS stage_id, s.usage_segment,
+                  FROM (SELECT (rp.mlm_stage_id ->> %(key)s)::int AS stage_id,
+                               s.usage_segment,
                                (rp.mlm_tier_id ->> %(key)s)::int AS tier_id,
                                s.quadrant, s.clv
                           FROM loyalty_mlm_partner_score s
@@ -906,11 +908,14 @@ class LoyaltyMlmKpiSnapshot(models.Model):
                     """
                     SELECT s.code, COUNT(*)::int
                       FROM res_partner p
-                      JOIN loyalty_mlm_stage s ON s.id = p.mlm_stage_id
-                     WHERE p.active AND (p.company_id IS NULL OR p.company_id = %s)
+                      JOIN loyalty_mlm_stage s
+                        ON s.id = (p.mlm_stage_id ->> %(key)s)::int
+                     WHERE p.active
+                       AND (p.company_id IS NULL OR p.company_id = %(company)s)
                      GROUP BY s.code
                     """,
-                    company.id,
+                    key=str(company.id),
+                    company=company.id,
                 )
             )
             counts = dict(cr.fetchall())

@@ -57,10 +57,13 @@ class LoyaltyMlmStage(models.Model):
 
     @api.model_create_multi
     def create(self, vals_list):
+        # The stages are every company's (see res.company).
+        self.env["res.company"]._mlm_check_shared_config(_("Lifecycle stages"))
         self.env.registry.clear_cache()  # _mlm_ids_by_code
         return super().create(vals_list)
 
     def write(self, vals):
+        self.env["res.company"]._mlm_check_shared_config(_("Lifecycle stages"))
         if "code" in vals:
             self.env.registry.clear_cache()  # _mlm_ids_by_code
         return super().write(vals)
@@ -105,6 +108,8 @@ class LoyaltyMlmStage(models.Model):
             or self.env.user.has_group("loyalty_mlm.group_loyalty_mlm_manager")
         ):
             raise UserError(_("Only Loyalty Managers can set a stage by hand."))
+        # The stage and its lock are the current company's (company-dependent).
+        partners = partners.with_company(self.env.company)
         moving = partners.filtered(lambda partner: partner.mlm_stage_id != self)
         partners.sudo().write({"mlm_stage_locked_until": locked_until or False})
         self._mlm_move(moving, "manual", reason=reason, automatic=False, tracking=True)
@@ -112,8 +117,9 @@ class LoyaltyMlmStage(models.Model):
     def _mlm_move(
         self, partners, reason_code, reason="", automatic=True, tracking=False
     ):
-        """Put `partners` in the stage `self`: one write for all, one history
-        row each.
+        """Put `partners` in the stage `self` of the current company
+        (`self.env.company`: the stage fields are company-dependent): one write
+        for all, one history row each.
 
         Bulk moves (the nightly refresh) skip chatter tracking: the history
         rows already say who moved, when and why, and 100k tracking messages
@@ -121,6 +127,7 @@ class LoyaltyMlmStage(models.Model):
         """
         if not partners:
             return
+        partners = partners.with_company(self.env.company)
         # Importing history (and the demo) dates the moves of its orders at
         # their real date, as the ledger does with its entries.
         now = self.env.context.get("mlm_ledger_date") or fields.Datetime.now()
@@ -171,7 +178,8 @@ class LoyaltyMlmStage(models.Model):
         self.env.cr.execute(
             SQL(
                 """
-                SELECT p.id, p.mlm_stage_id, p.mlm_stage_locked_until,
+                SELECT p.id, (p.mlm_stage_id ->> %(key)s)::int,
+                       (p.mlm_stage_locked_until ->> %(key)s)::date,
                        s.churn_risk, s.usage_segment, s.quadrant, s.score_date,
                        s.churn_rise
                   FROM res_partner p
@@ -180,6 +188,7 @@ class LoyaltyMlmStage(models.Model):
                  WHERE p.id = ANY(%(partners)s)
                 """,
                 company=company.id,
+                key=str(company.id),
                 partners=partners.ids,
             )
         )
@@ -349,9 +358,10 @@ class LoyaltyMlmStage(models.Model):
                     day += timedelta(days=params.lapse_days + 1)
                 when = fields.Datetime.to_datetime(min(day, today))
             moves[stage, reason, when].append(partner_id)
-        partners = self.env["res.partner"]
+        # The moves are written in `company` (company-dependent stage fields).
+        partners = self.env["res.partner"].with_company(company)
         for (stage, reason, when), partner_ids in moves.items():
-            stage = self.browse(stage.id)
+            stage = self.with_company(company).browse(stage.id)
             if when:
                 stage = stage.with_context(mlm_ledger_date=when)
             stage._mlm_move(partners.browse(partner_ids), reason)
@@ -372,11 +382,20 @@ class LoyaltyMlmStage(models.Model):
 
     @api.model
     def _mlm_lifecycle_rows(self, company, today):
-        """Every customer contact of the company (customers, members and
-        anyone with a qualifying order; commercial partners only), each with
-        what decides his stage, in one query: id, stage id, kept until, churn,
-        segment, quadrant, scored on, the five order figures of
-        _mlm_stage_order_stats_query, successful referrals."""
+        """Every customer contact of the company (commercial partners only),
+        each with what decides his stage in the company, in one query: id,
+        stage id, kept until, churn, segment, quadrant, scored on, the five
+        order figures of _mlm_stage_order_stats_query, successful referrals,
+        churn rise, whether he is the company's customer (False: a contact
+        with a stage here who became another company's customer only).
+
+        The company's customers: anyone with a qualifying order (or a POS
+        refund) in it, and the customers and members (customer rank, member
+        since) who are its own contacts, members of its programme, or shared
+        contacts who are nobody's customer yet (prospects of every company).
+        A customer of another company only has no stage here: company B's
+        rules and treatments do not reach company A's customers. With one
+        company, this is every customer, as before."""
         # Scores are written through the contact's fields: flush everything.
         self.env.flush_all()
         self.env.cr.execute(
@@ -390,24 +409,63 @@ class LoyaltyMlmStage(models.Model):
                      WHERE mlm_referrer_id IS NOT NULL
                        AND mlm_referral_date IS NOT NULL
                   GROUP BY mlm_referrer_id
+                ),
+                -- members of the company's programme
+                members AS (
+                    SELECT cp.commercial_partner_id AS id
+                      FROM loyalty_card c
+                      JOIN res_partner cp ON cp.id = c.partner_id
+                     WHERE c.program_id = %(program)s
+                ),
+                -- customers (orders, member cards) of the other companies
+                elsewhere AS (
+                    SELECT cp.commercial_partner_id AS id
+                      FROM sale_order so
+                      JOIN res_partner cp ON cp.id = so.partner_id
+                     WHERE so.state = 'sale' AND so.company_id != %(company)s
+                     UNION
+                    SELECT cp.commercial_partner_id
+                      FROM pos_order po
+                      JOIN res_partner cp ON cp.id = po.partner_id
+                     WHERE po.state IN ('paid', 'done', 'invoiced')
+                       AND po.company_id != %(company)s
+                     UNION
+                    SELECT cp.commercial_partner_id
+                      FROM loyalty_card c
+                      JOIN res_company rc
+                        ON rc.mlm_program_id = c.program_id AND rc.id != %(company)s
+                      JOIN res_partner cp ON cp.id = c.partner_id
                 )
-                SELECT p.id, p.mlm_stage_id, p.mlm_stage_locked_until,
+                SELECT p.id, (p.mlm_stage_id ->> %(key)s)::int,
+                       (p.mlm_stage_locked_until ->> %(key)s)::date,
                        s.churn_risk, s.usage_segment, s.quadrant, s.score_date,
                        o.first_order, o.last_order, COALESCE(o.orders, 0),
                        COALESCE(o.orders_12m, 0), COALESCE(o.orders_prev_12m, 0),
-                       COALESCE(r.count, 0), s.churn_rise
+                       COALESCE(r.count, 0), s.churn_rise, %(customer)s
                   FROM res_partner p
              LEFT JOIN orders o ON o.partner_id = p.id
              LEFT JOIN loyalty_mlm_partner_score s
                     ON s.partner_id = p.id AND s.company_id = %(company)s
              LEFT JOIN referrals r ON r.id = p.id
-                 WHERE o.partner_id IS NOT NULL
+                 WHERE %(customer)s
+                    -- no longer ours: a prospect who became another's customer
+                    OR ((p.mlm_stage_id ->> %(key)s) IS NOT NULL
+                        AND p.id IN (SELECT id FROM elsewhere))
+                """,
+                customer=SQL(
+                    """(o.partner_id IS NOT NULL
                     OR (p.active AND p.id = p.commercial_partner_id
                         AND (p.customer_rank > 0 OR p.mlm_member_since IS NOT NULL)
-                        AND (p.company_id IS NULL OR p.company_id = %(company)s))
-                """,
+                        AND (p.company_id = %(company)s
+                             OR (p.company_id IS NULL
+                                 AND (p.id IN (SELECT id FROM members)
+                                      OR p.id NOT IN (SELECT id FROM elsewhere))))))""",
+                    company=company.id,
+                ),
                 orders=self._mlm_stage_order_stats_query(company, today),
                 company=company.id,
+                key=str(company.id),
+                program=company.mlm_program_id.id or 0,
             )
         )
         return self.env.cr.fetchall()
@@ -429,21 +487,45 @@ class LoyaltyMlmStage(models.Model):
         """_mlm_refresh_stages of every customer of `company` (see
         _mlm_lifecycle_rows), from one query rather than one per input."""
         today = fields.Date.context_today(self)
-        rows, inputs = {}, {}
+        rows, inputs, stale = {}, {}, []
         stage_input = self._mlm_stage_input
         for row in self._mlm_lifecycle_rows(company, today):
             # id | stage, kept until | 4 scores | 5 order figures | referrals
-            # | churn rise
+            # | churn rise | the company's customer
+            if not row[14]:
+                if not (row[2] and row[2] >= today):  # a stage kept by hand stays
+                    stale.append(row[0])
+                continue
             rows[row[0]] = row[1:3]
             inputs[row[0]] = stage_input(row[7:12], (*row[3:7], row[13]), row[12])
+        self._mlm_clear_stages(company, stale)
         return self._mlm_apply_stages(company, today, inputs, rows)
+
+    @api.model
+    def _mlm_clear_stages(self, company, partner_ids):
+        """`partner_ids` are no longer customers of `company` (a prospect who
+        bought in another company only, see _mlm_lifecycle_rows): they have
+        no stage there any more. One write; no history row (the history
+        records moves between stages)."""
+        if partner_ids:
+            self.env["res.partner"].with_company(company).browse(
+                partner_ids
+            ).sudo().with_context(tracking_disable=True).write(
+                {
+                    "mlm_stage_id": False,
+                    "mlm_stage_date": False,
+                    "mlm_stage_locked_until": False,
+                }
+            )
+        return len(partner_ids)
 
     @api.model
     def _mlm_stage_event(self, customers, company):
         """An order of `customers` was confirmed or paid: first order
         (acquisition to onboarding) and winback customers move now, not at
         night."""
-        partners = customers.commercial_partner_id
+        # The stage of the order's company (company-dependent).
+        partners = customers.commercial_partner_id.with_company(company)
         ids = self._mlm_ids_by_code()
         moving = {ids.get("acquisition"), ids.get("winback")}
         waiting = partners.filtered(

@@ -255,10 +255,12 @@ class ResPartner(models.Model):
     # Lifecycle
     # ------------------------------------------------------------
 
+    # Stage, stage date and lock are per company (company-dependent, like the
+    # tier): each company's nightly run decides its own customers' stages.
     mlm_stage_id = fields.Many2one(
         "loyalty.mlm.stage",
         string="Lifecycle Stage",
-        index=True,
+        company_dependent=True,
         tracking=True,
         copy=False,
         ondelete="restrict",
@@ -285,23 +287,31 @@ class ResPartner(models.Model):
         groups=LOYALTY_GROUPS,
     )
     mlm_stage_date = fields.Datetime(
-        string="In Stage Since", copy=False, readonly=True, groups=MEMBER_GROUPS
+        string="In Stage Since",
+        company_dependent=True,
+        copy=False,
+        readonly=True,
+        groups=MEMBER_GROUPS,
     )
     mlm_stage_days = fields.Integer(
         string="Days in Stage", compute="_compute_mlm_stage_days", groups=MEMBER_GROUPS
     )
     mlm_stage_locked_until = fields.Date(
         string="Stage Kept Until",
+        company_dependent=True,
         copy=False,
         readonly=True,
         help="Set with a manual stage: the automatic rules leave the contact "
         "in its stage until this date (included).",
         groups=MEMBER_GROUPS,
     )
+    # The contact shows the moves of his stage in the current company.
     mlm_stage_history_ids = fields.One2many(
         "loyalty.mlm.stage.history",
         "partner_id",
         string="Stage History",
+        domain=lambda self: [("company_id", "in", (False, self.env.company.id))],
+        depends_context=("company",),
         groups=MEMBER_GROUPS,
     )
 
@@ -680,6 +690,8 @@ class ResPartner(models.Model):
         "loyalty.mlm.treatment.log",
         "partner_id",
         string="Treatments Done",
+        domain=lambda self: [("company_id", "=", self.env.company.id)],
+        depends_context=("company",),
         groups=LOYALTY_GROUPS,
     )
 
