@@ -243,6 +243,31 @@ class LoyaltyMlmTreatment(models.Model):
                     )
                 )
 
+    @api.model_create_multi
+    def create(self, vals_list):
+        if any(not vals.get("company_id") for vals in vals_list):
+            self.env["res.company"]._mlm_check_shared_config(
+                _("Shared treatment rules")
+            )
+        return super().create(vals_list)
+
+    def write(self, vals):
+        self._mlm_check_shared(vals)
+        return super().write(vals)
+
+    def unlink(self):
+        self._mlm_check_shared({})
+        return super().unlink()
+
+    def _mlm_check_shared(self, vals):
+        """A rule without a company is every company's (see res.company)."""
+        if any(not record.company_id for record in self) or (
+            "company_id" in vals and not vals["company_id"]
+        ):
+            self.env["res.company"]._mlm_check_shared_config(
+                _("Shared treatment rules")
+            )
+
     @api.ondelete(at_uninstall=False)
     def _unlink_except_executed(self):
         if (
@@ -390,10 +415,11 @@ class LoyaltyMlmTreatment(models.Model):
                     """
                     SELECT DISTINCT ON (h.partner_id) h.partner_id, h.id, h.date
                       FROM loyalty_mlm_stage_history h
-                     WHERE h.partner_id = ANY(%s)
+                     WHERE h.partner_id = ANY(%s) AND h.company_id = %s
                   ORDER BY h.partner_id, h.date DESC, h.id DESC
                     """,
                     partner_ids,
+                    company.id,
                 )
             )
             candidates = {
@@ -527,7 +553,8 @@ class LoyaltyMlmTreatment(models.Model):
         neither half-treated nor skipped (the next run tries again); a claim
         already taken (a rerun) does nothing. Returns False on failure."""
         self.ensure_one()
-        partner = self.env["res.partner"].browse(partner_id)
+        # The stage the log keeps is the company's (company-dependent).
+        partner = self.env["res.partner"].with_company(company).browse(partner_id)
         try:
             with self.env.cr.savepoint():
                 log = self._mlm_claim(company, partner, occasion)
@@ -605,7 +632,19 @@ class LoyaltyMlmTreatment(models.Model):
                 mail_ctx["mlm_bonus_points"] = points
             else:
                 done.append(_("No points: not a member"))
-        if self.coupon_program_id:
+        if self.coupon_program_id and self.coupon_program_id.company_id not in (
+            company,
+            self.env["res.company"],
+        ):
+            # A rule shared by every company issues no coupon of another
+            # company's programme: the customer could not use it here.
+            done.append(
+                _(
+                    "No coupon: the programme %s belongs to another company",
+                    self.coupon_program_id.name,
+                )
+            )
+        elif self.coupon_program_id:
             coupon = self._mlm_issue_coupon(partner)
             values["coupon_id"] = coupon.id
             mail_ctx["mlm_coupon_code"] = coupon.code
