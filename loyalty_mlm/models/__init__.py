@@ -34,3 +34,4 @@ from . import digest_digest
 from . import survey_question
 from . import survey_user_input
 from . import loyalty_mlm_kpi_snapshot_nps
+from . import ir_rule

@@ -86,17 +86,28 @@ class LoyaltyMlmTier(models.Model):
 
     @api.model_create_multi
     def create(self, vals_list):
+        if any(not vals.get("company_id") for vals in vals_list):
+            self.env["res.company"]._mlm_check_shared_config(_("Shared tiers"))
         self.env.registry.clear_cache()  # _mlm_ladder_ids
         return super().create(vals_list)
 
     def write(self, vals):
+        self._mlm_check_shared(vals)
         if {"threshold", "sequence", "company_id", "active"} & set(vals):
             self.env.registry.clear_cache()  # _mlm_ladder_ids
         return super().write(vals)
 
     def unlink(self):
+        self._mlm_check_shared({})
         self.env.registry.clear_cache()  # _mlm_ladder_ids
         return super().unlink()
+
+    def _mlm_check_shared(self, vals):
+        """A tier without a company is every company's (see res.company)."""
+        if any(not record.company_id for record in self) or (
+            "company_id" in vals and not vals["company_id"]
+        ):
+            self.env["res.company"]._mlm_check_shared_config(_("Shared tiers"))
 
     def action_mlm_open_members(self):
         self.ensure_one()

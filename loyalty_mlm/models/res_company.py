@@ -1,7 +1,7 @@
 import math
 
 from odoo import _, api, fields, models
-from odoo.exceptions import ValidationError
+from odoo.exceptions import AccessError, ValidationError
 
 # Range of every numeric member setting: beyond it a setting is a typing
 # error that breaks later work (a validity of 100,000 months makes every
@@ -286,3 +286,23 @@ class ResCompany(models.Model):
             # ledger with an opening entry, so balance == ledger from now on.
             self.mlm_program_id.coupon_ids._mlm_post_opening_balance()
         return res
+
+    @api.model
+    def _mlm_check_shared_config(self, what):
+        """Configuration shared by every company (the lifecycle stages, tiers
+        and treatment rules without a company) changes what every company's
+        customers get: only a user of every company may change it. `what`
+        names it in the message."""
+        if self.env.su:
+            return
+        missing = self.sudo().search([]) - self.env.user.company_ids
+        if missing:
+            raise AccessError(
+                _(
+                    "%(what)s: shared by every company, so only a user of every "
+                    "company may change it (not allowed in: %(companies)s). Set "
+                    "a company on the record to keep it to your company.",
+                    what=what,
+                    companies=", ".join(missing.mapped("name")),
+                )
+            )
