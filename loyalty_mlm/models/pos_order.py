@@ -128,6 +128,7 @@ class PosOrder(models.Model):
         the second waits, then sees the first's balance.
         """
         self._mlm_check_line_values(order)
+        self._mlm_check_order_company(order)
         spend = self._mlm_check_redemptions(order)
         eligible = self._mlm_check_targeted_programs(order)
         order_id = super()._process_order(order, existing_order)
@@ -167,6 +168,46 @@ class PosOrder(models.Model):
                         "The order was not saved."
                     )
                 )
+
+    @api.model
+    def _mlm_check_order_company(self, order):
+        """Refuse the whole order (nothing saved) when a reward line or a card
+        of it belongs to a programme of another company than the register's:
+        a register never loads those, so such an order is forged or stale."""
+        session = self.env["pos.session"].browse(order.get("session_id") or [])
+        company = session.exists().company_id or self.env.company
+        lines = [
+            cmd[2]
+            for cmd in order.get("lines") or []
+            if cmd[0] in (0, 1) and isinstance(cmd[2], dict)
+        ]
+        reward_ids = {
+            line["reward_id"]
+            for line in lines
+            if isinstance(line.get("reward_id"), int)
+        }
+        card_ids = {
+            line["coupon_id"]
+            for line in lines
+            if isinstance(line.get("coupon_id"), int) and line["coupon_id"] > 0
+        }
+        programs = (
+            self.env["loyalty.reward"].sudo().browse(reward_ids).exists().program_id
+            | self.env["loyalty.card"].sudo().browse(card_ids).exists().program_id
+        )
+        foreign = programs.filtered(
+            lambda program: program.company_id and program.company_id != company
+        )
+        if foreign:
+            raise UserError(
+                _(
+                    "The programme %(program)s belongs to another company than "
+                    "this register's (%(company)s): its rewards and cards cannot "
+                    "be used here. The order was not saved.",
+                    program=foreign[0].name,
+                    company=company.name,
+                )
+            )
 
     @api.model
     def _mlm_check_targeted_programs(self, order):

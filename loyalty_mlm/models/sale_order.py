@@ -59,6 +59,7 @@ class SaleOrder(models.Model):
 
     def action_confirm(self):
         self._mlm_lock_cards()
+        self._mlm_check_company_programs()
         self._mlm_check_targeted_programs()
         ledger = self.env["loyalty.mlm.ledger"]
         orders = self.with_context(
@@ -165,6 +166,34 @@ class SaleOrder(models.Model):
                     "error": program._mlm_not_eligible_message(self.partner_id)
                 }
         return result
+
+    def _mlm_check_company_programs(self):
+        """Refuse to confirm an order that uses a reward, coupon or card of
+        another company's programme: its points and rewards are that
+        company's. Nothing is confirmed."""
+        # sudo: another company's programme is the point, not readable here.
+        for order in self.sudo():
+            programs = (
+                order.order_line.reward_id.program_id
+                | order.coupon_point_ids.coupon_id.program_id
+                | order.applied_coupon_ids.program_id
+                | order.order_line.coupon_id.program_id
+            )
+            foreign = programs.filtered(
+                lambda program, company=order.company_id: (
+                    program.company_id and program.company_id != company
+                )
+            )
+            if foreign:
+                raise UserError(
+                    _(
+                        "%(order)s cannot be confirmed: the programme %(program)s "
+                        "belongs to another company than the order's. Remove its "
+                        "rewards and coupons, then confirm again.",
+                        order=order.name,
+                        program=foreign[0].name,
+                    )
+                )
 
     def _mlm_check_targeted_programs(self):
         """Refuse to confirm an order that grants a targeted programme its
@@ -295,6 +324,14 @@ class SaleOrder(models.Model):
         return super(SaleOrder, order)._add_points_for_coupon(coupon_points)
 
     def _apply_program_reward(self, reward, coupon, **kwargs):
+        program = coupon.program_id | reward.program_id
+        if any(p.company_id and p.company_id != self.company_id for p in program):
+            return {
+                "error": _(
+                    "This reward or card belongs to a programme of another "
+                    "company than the order's: it cannot be used here."
+                )
+            }
         if coupon.program_id.mlm_is_member_programme and coupon.points < 0:
             return {
                 "error": _(
