@@ -26,7 +26,8 @@ class LoyaltyMlmCommon(TransactionCase):
     user          groups                          what it stands for
     ============  ==============================  ===============================
     user_loyalty  Loyalty User                    sales staff reading members
-    user_manager  Loyalty Manager                 admin configuring rules
+    user_manager  Loyalty Manager                 admin configuring rules (of
+                                                  every company)
     user_plain    Internal User only              someone outside the app
     ============  ==============================  ===============================
 
@@ -42,10 +43,13 @@ class LoyaltyMlmCommon(TransactionCase):
         cls.user_loyalty = new_test_user(
             cls.env, login="mlm_user", groups="loyalty_mlm.group_loyalty_mlm_user"
         )
+        # A manager of every company: shared configuration (stages, tiers and
+        # rules without a company) is changed only by those (issue #21).
         cls.user_manager = new_test_user(
             cls.env,
             login="mlm_manager",
             groups="loyalty_mlm.group_loyalty_mlm_manager,sales_team.group_sale_manager",
+            company_ids=[(6, 0, cls.env["res.company"].search([]).ids)],
         )
         cls.user_plain = new_test_user(
             cls.env, login="mlm_plain", groups="base.group_user"
