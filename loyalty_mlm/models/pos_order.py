@@ -174,8 +174,8 @@ class PosOrder(models.Model):
         """Refuse the whole order (nothing saved) when a reward line or a card
         of it belongs to a programme of another company than the register's:
         a register never loads those, so such an order is forged or stale."""
-        session = self.env["pos.session"].browse(order.get("session_id") or [])
-        company = session.exists().company_id or self.env.company
+        session = self.env["pos.session"].browse(order.get("session_id"))
+        company = session.company_id or self.env.company
         lines = [
             cmd[2]
             for cmd in order.get("lines") or []
@@ -192,7 +192,7 @@ class PosOrder(models.Model):
             if isinstance(line.get("coupon_id"), int) and line["coupon_id"] > 0
         }
         programs = (
-            self.env["loyalty.reward"].sudo().browse(reward_ids).exists().program_id
+            self.env["loyalty.reward"].sudo().browse(reward_ids).program_id
             | self.env["loyalty.card"].sudo().browse(card_ids).exists().program_id
         )
         foreign = programs.filtered(
