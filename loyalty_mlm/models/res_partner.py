@@ -320,6 +320,7 @@ class ResPartner(models.Model):
         # Every stage is a kanban column, even an empty one.
         return stages.search([])
 
+    @api.depends_context("company")
     @api.depends("mlm_stage_id")
     def _compute_mlm_stage_pick_id(self):
         for partner in self:
@@ -336,6 +337,7 @@ class ResPartner(models.Model):
         manager = self.env.user.has_group("loyalty_mlm.group_loyalty_mlm_manager")
         self.mlm_can_set_stage = manager
 
+    @api.depends_context("company")
     @api.depends("mlm_stage_date")
     def _compute_mlm_stage_days(self):
         now = fields.Datetime.now()
