@@ -1004,6 +1004,29 @@ def clv_value(
     return max(round(value, 2), 0.01)
 
 
+# Relative change of a stored CLV below which it is left as it is.
+CLV_TOLERANCE = 0.01
+
+
+def clv_moved(
+    stored: float | None, computed: float | None, tolerance: float = CLV_TOLERANCE
+) -> bool:
+    """Whether a stored CLV must be rewritten with the `computed` one.
+
+    A customer's CLV moves by a few cents every day he does not buy (one day
+    older, a little less likely alive), so rewriting every changed cent
+    rewrote every customer every night. It is rewritten when it moved by
+    more than `tolerance` of the stored value (and by a cent at least), or
+    when one of the two is empty or zero: a stored CLV is never further from
+    the model's value than that (it is a 12-month forecast; its own error is
+    far larger), and it is exact on the day it is written. Values are in
+    cents, so below 1.00 any cent counts."""
+    if stored is None or computed is None or not stored or not computed:
+        return stored != computed
+    change = abs(computed - stored)
+    return change >= 0.005 and change > tolerance * abs(stored)
+
+
 @dataclass(frozen=True, slots=True)
 class ModelSettings:
     """Horizons of the model scores.
@@ -1110,8 +1133,8 @@ def score_model(
         for m, rev in zip(margins, revenues, strict=True)
     ]
     clv = [
-        (round(c, 2) or 0.01) if c > 0.0 else 0.0
-        for c in map(_product3, expected, value, margin_rate)
+        (round(c, 2) or 0.01) if (c := e * v * m) > 0.0 else 0.0
+        for e, v, m in zip(expected, value, margin_rate, strict=True)
     ]
     # churn_percent: 0 <= p <= 1, so int() is floor and 100 the maximum.
     risk = [int(100.0 * p + 0.5) for p in probability]
@@ -1144,18 +1167,16 @@ def churn_rise(
     Never negative (the probability only grows while no purchase comes;
     rounding aside)."""
     r, alpha, a, b = params.r, params.alpha, params.a, params.b
-    log1p = math.log1p
-    result = []
-    for x, t_x, p in zip(frequency, recency, probability, strict=True):
-        alive = 1.0 / (1.0 + a / (b + x - 1.0)) if x else 1.0
-        baseline = 1.0 - alive * -math.expm1(-(r + x) * log1p(horizon / (alpha + t_x)))
-        rise = int(100.0 * (p - baseline) + 0.5)
-        result.append(rise if rise > 0 else 0)
-    return result
-
-
-def _product3(a, b, c):
-    return a * b * c
+    # P0 per repeat count; 1 - P(some purchase in h | alive at t_x) is
+    # ((alpha + t_x) / (alpha + t_x + h))^(r + x): this runs for every
+    # customer, so in one comprehension, with a power rather than
+    # expm1(log1p()) (the result is rounded to whole points).
+    alive = {x: 1.0 / (1.0 + a / (b + x - 1.0)) if x else 1.0 for x in set(frequency)}
+    return [
+        rise if (rise := int(100.0 * (p - 1.0 + alive[x] * (1.0 - q)) + 0.5)) > 0 else 0
+        for x, t_x, p in zip(frequency, recency, probability, strict=True)
+        for q in (((alpha + t_x) / (alpha + t_x + horizon)) ** (r + x),)
+    ]
 
 
 # Spacing of the interpolation nodes of `alive_discounted_table` (in g and in
