@@ -65,9 +65,9 @@ MONTH_DAYS = 30.4375
 def hyp2f1(a: float, b: float, c: float, z: float, max_terms: int = 200000) -> float:
     """Gauss hypergeometric function 2F1(a, b; c; z) for 0 <= z < 1.
 
-    Plain power series, sum of (a)_n (b)_n / ((c)_n n!) z^n, stopped when a
-    term is below 1e-15 of the sum and the terms shrink geometrically enough
-    that the rest, bounded by term * z / (1 - z), is negligible too. Raises
+    Plain power series, sum of (a)_n (b)_n / ((c)_n n!) z^n, stopped when
+    the rest, bounded by a geometric series of the largest ratio later
+    terms can have (see `_series_tail`), is below 1e-15 of the sum. Raises
     ArithmeticError when that does not happen within `max_terms` terms (z
     very close to 1 with slowly decaying terms) instead of returning a wrong
     value. c must not be 0 or a negative integer.
@@ -87,18 +87,28 @@ def _series_tail(a, b, c, z, first, max_terms):
         return 0.0
     term = first * z
     total = term
-    bound = z / (1.0 - z)
-    hump = abs(a) + abs(b)
+    # From here on a + m, b + m and c + m are positive for every later m.
+    positive = max(-a, -b, -c)
     for n in range(1, max_terms):
         if term == 0.0:
             return total
         term *= (a + n) * (b + n) / ((c + n) * (n + 1)) * z
         total += term
-        # Once the term ratio is below ~z (n large), the tail is below
-        # |term| * z / (1 - z). (Tested every 4th term: the test costs
-        # more than a term.)
-        if not n & 3 and abs(term) * bound <= 1e-15 * abs(total) and n > hump:
-            return total
+        # The ratio of every later term to the one before,
+        # (a + m)/(c + m) (b + m)/(m + 1) z for m > n, is at most
+        # `ratio`: each factor is below 1, or (a > c, b > 1) decreases
+        # towards 1 as m grows. The tail is then below
+        # |term| ratio / (1 - ratio). (Tested every 4th term: the test
+        # costs more than a term. The earlier bound waited for n to pass
+        # |a| + |b|, hundreds of terms for BG/NBD fits with a large b.)
+        if not n & 3 and n > positive:
+            ratio = z
+            if a > c:
+                ratio *= (a + n) / (c + n)
+            if b > 1.0:
+                ratio *= (b + n) / (n + 1)
+            if ratio < 1.0 and abs(term) * ratio <= 1e-15 * abs(total) * (1.0 - ratio):
+                return total
     raise ArithmeticError(
         f"2F1 series did not converge in {max_terms} terms "
         f"(a={a!r}, b={b!r}, c={c!r}, z={z!r})"
