@@ -6,6 +6,7 @@ from itertools import pairwise
 from operator import itemgetter
 
 import psycopg2
+import psycopg2.extras
 from dateutil.relativedelta import relativedelta
 
 from odoo import api, fields, models, sql_db
@@ -284,9 +285,11 @@ class LoyaltyMlmPartnerScore(models.Model):
         still "running").
 
         Only contacts whose stored scores differ from the computed ones are
-        written, so the contacts an interrupted call already wrote are skipped
-        when it resumes, and a nightly run rewrites only the customers whose
-        scores moved. A killed call loses only its own uncommitted batches.
+        written (the CLV: by more than clv_model.CLV_TOLERANCE, see
+        _mlm_scores_moved), so the contacts an interrupted call already wrote
+        are skipped when it resumes, and a nightly run rewrites only the
+        customers whose scores moved. A killed call loses only its own
+        uncommitted batches.
         Returns the number of contacts left to write. `companies`: only these
         (default: all); `today`: the scoring day of a new run (default: today).
         """
@@ -434,19 +437,42 @@ class LoyaltyMlmPartnerScore(models.Model):
             "done_count": run.done_count + written,
             "cleared_count": run.cleared_count + cleared,
         }
-        if not left:
-            values.update(
-                state="done", date_end=fields.Datetime.now(), reference=reference
+        if left:
+            run.write(values)
+        else:
+            # Written in SQL: the reference (cut points and model, a few
+            # hundred kB of JSON at 100,000 customers) would be deep-copied
+            # by the field on its way in and again on its way to the column.
+            run.flush_recordset()
+            self.env.cr.execute(
+                SQL(
+                    """
+                    UPDATE loyalty_mlm_score_run
+                       SET customer_count = %s, done_count = %s,
+                           cleared_count = %s, state = 'done', date_end = %s,
+                           reference = %s, write_uid = %s,
+                           write_date = NOW() AT TIME ZONE 'UTC'
+                     WHERE id = %s
+                    """,
+                    values["customer_count"],
+                    values["done_count"],
+                    values["cleared_count"],
+                    fields.Datetime.now(),
+                    psycopg2.extras.Json(reference),
+                    self.env.uid,
+                    run.id,
+                )
             )
-        run.write(values)
-        if not left:
+            run.invalidate_recordset(
+                [*values, "state", "date_end", "reference", "write_uid", "write_date"]
+            )
             run._mlm_garbage_collect()
             _logger.info(
                 "Segment scores of %s: %s customers, %s contacts written, %s cleared",
                 run.company_id.name,
                 customers,
-                run.done_count,
-                run.cleared_count,
+                values["done_count"],
+                values["cleared_count"],
             )
 
     def _mlm_rescore(self, company, partner_ids, reference_run):
