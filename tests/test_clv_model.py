@@ -31,6 +31,7 @@ from loyalty_mlm.tools.clv_model import (
     bgnbd_prob_no_purchase,
     churn_percent,
     churn_rise,
+    clv_moved,
     clv_value,
     digamma,
     fit_bgnbd,
@@ -448,6 +449,25 @@ def test_clv_value_is_never_zero_when_a_purchase_is_expected():
     assert clv_value(0.5, 40.0, 0.25) == 5.0
     assert clv_value(1e-6, 1.0, 0.1) == 0.01
     assert clv_value(0.0, 40.0, 0.25) == 0.0
+
+
+def test_clv_is_rewritten_only_when_it_moved_beyond_the_tolerance():
+    # 1% of the stored value, and at least a cent.
+    assert not clv_moved(259.07, 259.07)
+    assert not clv_moved(259.07, 257.00)
+    assert clv_moved(259.07, 256.40)
+    assert clv_moved(259.07, 261.70)
+    assert not clv_moved(0.5, 0.504)
+    assert clv_moved(0.5, 0.51)
+    assert clv_moved(0.01, 0.02)
+    # Empty or zero on either side: any change.
+    assert clv_moved(None, 10.0)
+    assert clv_moved(10.0, None)
+    assert clv_moved(0.0, 0.01)
+    assert clv_moved(0.01, 0.0)
+    assert not clv_moved(None, None)
+    assert not clv_moved(0.0, 0.0)
+    assert not clv_moved(100.0, 102.0, tolerance=0.05)
 
 
 def test_score_model_matches_the_single_customer_functions():

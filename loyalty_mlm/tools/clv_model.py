@@ -65,9 +65,9 @@ MONTH_DAYS = 30.4375
 def hyp2f1(a: float, b: float, c: float, z: float, max_terms: int = 200000) -> float:
     """Gauss hypergeometric function 2F1(a, b; c; z) for 0 <= z < 1.
 
-    Plain power series, sum of (a)_n (b)_n / ((c)_n n!) z^n, stopped when a
-    term is below 1e-15 of the sum and the terms shrink geometrically enough
-    that the rest, bounded by term * z / (1 - z), is negligible too. Raises
+    Plain power series, sum of (a)_n (b)_n / ((c)_n n!) z^n, stopped when
+    the rest, bounded by a geometric series of the largest ratio later
+    terms can have (see `_series_tail`), is below 1e-15 of the sum. Raises
     ArithmeticError when that does not happen within `max_terms` terms (z
     very close to 1 with slowly decaying terms) instead of returning a wrong
     value. c must not be 0 or a negative integer.
@@ -87,18 +87,28 @@ def _series_tail(a, b, c, z, first, max_terms):
         return 0.0
     term = first * z
     total = term
-    bound = z / (1.0 - z)
-    hump = abs(a) + abs(b)
+    # From here on a + m, b + m and c + m are positive for every later m.
+    positive = max(-a, -b, -c)
     for n in range(1, max_terms):
         if term == 0.0:
             return total
         term *= (a + n) * (b + n) / ((c + n) * (n + 1)) * z
         total += term
-        # Once the term ratio is below ~z (n large), the tail is below
-        # |term| * z / (1 - z). (Tested every 4th term: the test costs
-        # more than a term.)
-        if not n & 3 and abs(term) * bound <= 1e-15 * abs(total) and n > hump:
-            return total
+        # The ratio of every later term to the one before,
+        # (a + m)/(c + m) (b + m)/(m + 1) z for m > n, is at most
+        # `ratio`: each factor is below 1, or (a > c, b > 1) decreases
+        # towards 1 as m grows. The tail is then below
+        # |term| ratio / (1 - ratio). (Tested every 4th term: the test
+        # costs more than a term. The earlier bound waited for n to pass
+        # |a| + |b|, hundreds of terms for BG/NBD fits with a large b.)
+        if not n & 3 and n > positive:
+            ratio = z
+            if a > c:
+                ratio *= (a + n) / (c + n)
+            if b > 1.0:
+                ratio *= (b + n) / (n + 1)
+            if ratio < 1.0 and abs(term) * ratio <= 1e-15 * abs(total) * (1.0 - ratio):
+                return total
     raise ArithmeticError(
         f"2F1 series did not converge in {max_terms} terms "
         f"(a={a!r}, b={b!r}, c={c!r}, z={z!r})"
@@ -1004,6 +1014,29 @@ def clv_value(
     return max(round(value, 2), 0.01)
 
 
+# Relative change of a stored CLV below which it is left as it is.
+CLV_TOLERANCE = 0.01
+
+
+def clv_moved(
+    stored: float | None, computed: float | None, tolerance: float = CLV_TOLERANCE
+) -> bool:
+    """Whether a stored CLV must be rewritten with the `computed` one.
+
+    A customer's CLV moves by a few cents every day he does not buy (one day
+    older, a little less likely alive), so rewriting every changed cent
+    rewrote every customer every night. It is rewritten when it moved by
+    more than `tolerance` of the stored value (and by a cent at least), or
+    when one of the two is empty or zero: a stored CLV is never further from
+    the model's value than that (it is a 12-month forecast; its own error is
+    far larger), and it is exact on the day it is written. Values are in
+    cents, so below 1.00 any cent counts."""
+    if stored is None or computed is None or not stored or not computed:
+        return stored != computed
+    change = abs(computed - stored)
+    return change >= 0.005 and change > tolerance * abs(stored)
+
+
 @dataclass(frozen=True, slots=True)
 class ModelSettings:
     """Horizons of the model scores.
@@ -1110,8 +1143,8 @@ def score_model(
         for m, rev in zip(margins, revenues, strict=True)
     ]
     clv = [
-        (round(c, 2) or 0.01) if c > 0.0 else 0.0
-        for c in map(_product3, expected, value, margin_rate)
+        (round(c, 2) or 0.01) if (c := e * v * m) > 0.0 else 0.0
+        for e, v, m in zip(expected, value, margin_rate, strict=True)
     ]
     # churn_percent: 0 <= p <= 1, so int() is floor and 100 the maximum.
     risk = [int(100.0 * p + 0.5) for p in probability]
@@ -1144,18 +1177,16 @@ def churn_rise(
     Never negative (the probability only grows while no purchase comes;
     rounding aside)."""
     r, alpha, a, b = params.r, params.alpha, params.a, params.b
-    log1p = math.log1p
-    result = []
-    for x, t_x, p in zip(frequency, recency, probability, strict=True):
-        alive = 1.0 / (1.0 + a / (b + x - 1.0)) if x else 1.0
-        baseline = 1.0 - alive * -math.expm1(-(r + x) * log1p(horizon / (alpha + t_x)))
-        rise = int(100.0 * (p - baseline) + 0.5)
-        result.append(rise if rise > 0 else 0)
-    return result
-
-
-def _product3(a, b, c):
-    return a * b * c
+    # P0 per repeat count; 1 - P(some purchase in h | alive at t_x) is
+    # ((alpha + t_x) / (alpha + t_x + h))^(r + x): this runs for every
+    # customer, so in one comprehension, with a power rather than
+    # expm1(log1p()) (the result is rounded to whole points).
+    alive = {x: 1.0 / (1.0 + a / (b + x - 1.0)) if x else 1.0 for x in set(frequency)}
+    return [
+        rise if (rise := int(100.0 * (p - 1.0 + alive[x] * (1.0 - q)) + 0.5)) > 0 else 0
+        for x, t_x, p in zip(frequency, recency, probability, strict=True)
+        for q in (((alpha + t_x) / (alpha + t_x + horizon)) ** (r + x),)
+    ]
 
 
 # Spacing of the interpolation nodes of `alive_discounted_table` (in g and in

@@ -855,12 +855,17 @@ _RFM_CODES = {
 
 
 def score_population(
-    population: Population, today: date, params: ScoringParams
+    population: Population,
+    today: date,
+    params: ScoringParams,
+    churn_and_clv: bool = True,
 ) -> tuple[list[tuple], dict]:
     """Scores of every customer of `population`, and the run's reference.
 
     Returns (scores, reference): scores[i] is the tuple of customer i's values
-    in `SCORE_KEYS` order, i.e. the values `score_customers` gives him;
+    in `SCORE_KEYS` order, i.e. the values `score_customers` gives him (with
+    churn_and_clv=False, churn risk and CLV are None: the nightly job takes
+    them from the churn and CLV model, clv_model.py);
     reference is what `build_reference` gives for the same population. The
     percentile tests of the segments and quadrants use the reference's cut
     points, which reproduce them exactly (see `score_with_reference`). A
@@ -967,22 +972,15 @@ def score_population(
             quadrant = "true_friend" if profitable else "barnacle"
         else:
             quadrant = "butterfly" if profitable else "stranger"
-        expected = (
-            float(interval)
-            if interval is not None and interval > 0
-            else default_expected
-        )
-        churn = _churn_risk(days, expected)
-        append(
-            (
-                r,
-                f,
-                m,
-                _RFM_CODES[r, f, m],
-                segment,
-                quadrant,
-                churn,
-                _clv(o12, r12, m12, total, rtotal, churn, params),
+        if churn_and_clv:
+            expected = (
+                float(interval)
+                if interval is not None and interval > 0
+                else default_expected
             )
-        )
+            churn = _churn_risk(days, expected)
+            clv = _clv(o12, r12, m12, total, rtotal, churn, params)
+        else:
+            churn = clv = None
+        append((r, f, m, _RFM_CODES[r, f, m], segment, quadrant, churn, clv))
     return scores, reference
