@@ -912,3 +912,19 @@ class LoyaltyMlmLedger(models.Model):
                 mlm_ledger_date=fields.Datetime.to_datetime(joined)
             )._mlm_move(eva, "no_order")
         self._cron_expire_points()
+        # The nightly job would have expired each lot the day after its
+        # expiry date, not all on the day the demo was loaded: date them so
+        # (the ledger's graph and the KPI history show expiries per month).
+        self.flush_model()
+        self.env.cr.execute(
+            SQL(
+                """
+                UPDATE loyalty_mlm_ledger entry
+                   SET date = (lot.expiry_date + 1)::timestamp
+                  FROM loyalty_mlm_ledger lot
+                 WHERE entry.expired_lot_id = lot.id AND entry.kind = 'expire'
+                   AND entry.date > (lot.expiry_date + 1)::timestamp
+                """
+            )
+        )
+        self.invalidate_model(["date"])

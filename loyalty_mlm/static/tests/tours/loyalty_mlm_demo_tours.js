@@ -263,7 +263,11 @@ function datesNotCutOff(columns) {
                 if (!cells.length) {
                     throw new Error(`No column ${name}`);
                 }
-                for (const cell of cells) {
+                // The cell, its value's (truncating) elements and its header.
+                const boxes = [...cells, document.querySelector(`thead th[data-name='${name}']`)]
+                    .filter(Boolean)
+                    .flatMap((el) => [el, ...el.querySelectorAll("*")]);
+                for (const cell of boxes) {
                     if (cell.scrollWidth > cell.clientWidth + 1) {
                         throw new Error(
                             `${name} cut off: "${cell.textContent.trim()}" (${cell.scrollWidth}>${cell.clientWidth})`
