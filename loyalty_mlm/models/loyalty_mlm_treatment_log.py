@@ -111,8 +111,20 @@ class LoyaltyMlmTreatmentLog(models.Model):
     @api.depends("summary", "summary_lines")
     @api.depends_context("lang")
     def _compute_summary_display(self):
+        # The records the lines name, read once for the whole list (one
+        # query per model), not once per line.
+        ids = {model: set() for model in OUTCOME_RECORDS.values()}
         for log in self:
-            log.summary_display = log._mlm_render_summary()
+            for _code, values in log.summary_lines or ():
+                for key, model in OUTCOME_RECORDS.items():
+                    value = (values or {}).get(key)
+                    ids[model].update(value if isinstance(value, list) else [value])
+        existing = {
+            model: set(self.env[model].sudo().browse(record_ids - {None}).exists().ids)
+            for model, record_ids in ids.items()
+        }
+        for log in self:
+            log.summary_display = log._mlm_render_summary(existing=existing)
 
     @api.depends("treatment_id", "partner_id")
     def _compute_display_name(self):
@@ -125,20 +137,24 @@ class LoyaltyMlmTreatmentLog(models.Model):
     # Outcome lines
     # ------------------------------------------------------------
 
-    def _mlm_render_summary(self, lang=None):
+    def _mlm_render_summary(self, lang=None, existing=None):
         """This execution's lines in `lang` (default: the environment's);
-        logs written before the lines had codes show their stored text."""
+        logs written before the lines had codes show their stored text.
+        `existing`: {model: ids known to exist} (see _mlm_render_line)."""
         self.ensure_one()
         if not self.summary_lines:
             return self.summary or ""
         env = self.with_context(lang=lang or self.env.lang or "en_US").env
         return "\n".join(
-            self._mlm_render_line(env, code, values)
+            self._mlm_render_line(env, code, values, existing)
             for code, values in self.summary_lines
         )
 
     @api.model
-    def _mlm_render_line(self, env, code, values):
+    def _mlm_render_line(self, env, code, values, existing=None):
+        """One line in env's language; records it names that no longer
+        exist show the name they had. `existing`: {model: ids known to
+        exist}, read for a whole list at once; else one query here."""
         template = OUTCOMES.get(code)
         if not template:
             return ""
@@ -148,7 +164,11 @@ class LoyaltyMlmTreatmentLog(models.Model):
             if key not in values:
                 continue
             ids = values[key] if isinstance(values[key], list) else [values[key]]
-            records = env[model].sudo().browse(ids).exists()
+            records = env[model].sudo().browse(ids)
+            if existing is None:
+                records = records.exists()
+            else:
+                records = records.filtered(lambda r, m=model: r.id in existing[m])
             names = records.mapped("title" if model == "survey.survey" else "name")
             values[key] = ", ".join(names) if names else values.get("name", "")
         if "points" in values:
