@@ -229,6 +229,10 @@ registry.category("web_tour.tours").add("loyalty_mlm_demo_cashier", {
                 content: "The screen says which bonuses come at payment",
                 trigger: ".o_mlm_bonus_note",
             },
+            {
+                content: "Its points line uses the badge's format (700.00, not 700)",
+                trigger: ".loyalty-points-balance:contains('700.00')",
+            },
             ...screenshot("cashier_order", ".o_mlm_bonus_note"),
             ProductScreen.clickPayButton(),
             PaymentScreen.clickPaymentMethod("Cash"),
