@@ -459,6 +459,9 @@ class LoyaltyMlmActionResult(models.Model):
             )
             order.with_context(mlm_ledger_date=bought_at).action_confirm()
             order.date_order = bought_at
+            # Made a member by that order (auto-enrolment): since then.
+            if partner.mlm_member_since and partner.mlm_member_since > bought_at.date():
+                partner.mlm_member_since = bought_at.date()
         self._mlm_demo_nps()
         self._mlm_refresh(call | newsletter)
 

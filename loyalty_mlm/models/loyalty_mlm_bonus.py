@@ -1,6 +1,6 @@
 import calendar
 from collections import defaultdict
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from odoo import api, fields, models
 from odoo.tools import SQL, float_round
@@ -322,9 +322,16 @@ class LoyaltyMlmBonus(models.AbstractModel):
             }
         )
         order._update_programs_and_rewards()
-        order.action_confirm()
+        # Dated as the story goes (the referral five weeks ago, the donation
+        # last week), not on the day the demo was loaded.
+        referred_at = fields.Datetime.now() - timedelta(days=35)
+        order.with_context(mlm_ledger_date=referred_at).action_confirm()
+        order.date_order = referred_at
+        gijs.mlm_member_since = referred_at.date()
         hanna.mlm_referrer_id = gijs
-        self.env["loyalty.mlm.donation.wizard"].create(
+        self.env["loyalty.mlm.donation.wizard"].with_context(
+            mlm_ledger_date=fields.Datetime.now() - timedelta(days=6)
+        ).create(
             {
                 "partner_id": anna.id,
                 "charity_id": ref("loyalty_mlm.res_partner_food_bank_demo").id,

@@ -872,14 +872,13 @@ class LoyaltyMlmLedger(models.Model):
             partner = ref(f"loyalty_mlm.res_partner_{name}_demo")
             earning = self.env["sale.order"]
             for months_ago, qty, redeem, cancel in orders:
-                if cancel:
-                    # Daan's first order is cancelled after he spent its points.
-                    earning.with_context(
-                        mlm_ledger_date=fields.Datetime.now()
-                    )._action_cancel()
-                    continue
                 day = today - relativedelta(months=months_ago, days=3)
                 when = fields.Datetime.to_datetime(day)
+                if cancel:
+                    # Daan's first order is cancelled after he spent its
+                    # points (a month ago, as the story goes).
+                    earning.with_context(mlm_ledger_date=when)._action_cancel()
+                    continue
                 order = self.env["sale.order"].create(
                     {
                         "partner_id": partner.id,
@@ -902,6 +901,30 @@ class LoyaltyMlmLedger(models.Model):
         # the demo was loaded (the cockpit counts members per period).
         for partner, day in first_orders.items():
             partner.mlm_member_since = day
-        # Eva joined at the counter but never ordered: Acquisition.
-        ref("loyalty_mlm.res_partner_eva_demo")._mlm_enroll(self.env.company)
+        # Eva joined at the counter twelve days ago but never ordered:
+        # Acquisition since then (not since the day the demo was loaded).
+        eva = ref("loyalty_mlm.res_partner_eva_demo")
+        joined = today - relativedelta(days=12)
+        eva._mlm_enroll(self.env.company)
+        eva.mlm_member_since = joined
+        if not eva.mlm_stage_id:
+            self.env["loyalty.mlm.stage"]._by_code()["acquisition"].with_context(
+                mlm_ledger_date=fields.Datetime.to_datetime(joined)
+            )._mlm_move(eva, "no_order")
         self._cron_expire_points()
+        # The nightly job would have expired each lot the day after its
+        # expiry date, not all on the day the demo was loaded: date them so
+        # (the ledger's graph and the KPI history show expiries per month).
+        self.flush_model()
+        self.env.cr.execute(
+            SQL(
+                """
+                UPDATE loyalty_mlm_ledger entry
+                   SET date = (lot.expiry_date + 1)::timestamp
+                  FROM loyalty_mlm_ledger lot
+                 WHERE entry.expired_lot_id = lot.id AND entry.kind = 'expire'
+                   AND entry.date > (lot.expiry_date + 1)::timestamp
+                """
+            )
+        )
+        self.invalidate_model(["date"])

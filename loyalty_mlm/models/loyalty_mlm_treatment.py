@@ -4,7 +4,7 @@ from datetime import timedelta
 from odoo import Command, _, api, fields, models
 from odoo.exceptions import UserError, ValidationError
 from odoo.osv import expression
-from odoo.tools import SQL, format_date, split_every
+from odoo.tools import SQL, format_date, formatLang, split_every
 
 from .loyalty_mlm_partner_score import QUADRANT_SELECTION, USAGE_SEGMENT_SELECTION
 
@@ -608,11 +608,14 @@ class LoyaltyMlmTreatment(models.Model):
         Points and coupon first, so the mail can quote them."""
         self.ensure_one()
         partner = partner.with_company(company)
+        Log = self.env["loyalty.mlm.treatment.log"]
         if log.outcome == "control":
             # Held out: the occasion is claimed (logged as control, with its
             # date: the start of his measurement window) and nothing is done.
-            log.summary = _("Control group: held out, nothing sent")
+            log.write(Log._mlm_summary_vals([("control", {})]))
             return
+        # What was done, as codes and values (rendered in the reader's
+        # language, see OUTCOMES); the mail's values in the customer's.
         done, values = [], {}
         mail_ctx = {}
         if self.bonus_points:
@@ -627,11 +630,15 @@ class LoyaltyMlmTreatment(models.Model):
                 card._mlm_post_points(
                     self.bonus_points, "treatment", source=log, reason=self.name
                 )
-                points = f"{self.bonus_points:g}"
-                done.append(_("%s bonus points credited", points))
-                mail_ctx["mlm_bonus_points"] = points
+                digits = card.program_id.mlm_points_digits
+                done.append(("points", {"points": self.bonus_points, "digits": digits}))
+                mail_ctx["mlm_bonus_points"] = formatLang(
+                    self.with_context(lang=partner.lang).env,
+                    self.bonus_points,
+                    digits=digits,
+                )
             else:
-                done.append(_("No points: not a member"))
+                done.append(("no_points", {}))
         if self.coupon_program_id and self.coupon_program_id.company_id not in (
             company,
             self.env["res.company"],
@@ -639,38 +646,56 @@ class LoyaltyMlmTreatment(models.Model):
             # A rule shared by every company issues no coupon of another
             # company's programme: the customer could not use it here.
             done.append(
-                _(
-                    "No coupon: the programme %s belongs to another company",
-                    self.coupon_program_id.name,
+                (
+                    "no_coupon_company",
+                    {
+                        "program": self.coupon_program_id.id,
+                        "name": self.coupon_program_id.name,
+                    },
                 )
             )
         elif self.coupon_program_id:
             coupon = self._mlm_issue_coupon(partner)
             values["coupon_id"] = coupon.id
             mail_ctx["mlm_coupon_code"] = coupon.code
-            done.append(_("Coupon %s issued", coupon.code))
+            done.append(("coupon", {"code": coupon.code}))
         if self.tag_ids:
             partner.write({"category_id": [Command.link(t.id) for t in self.tag_ids]})
-            done.append(_("Tags added: %s", ", ".join(self.tag_ids.mapped("name"))))
+            done.append(
+                (
+                    "tags",
+                    {
+                        "tags": self.tag_ids.ids,
+                        "name": ", ".join(self.tag_ids.mapped("name")),
+                    },
+                )
+            )
         if self.activity_type_id:
             activity = self._mlm_schedule_activity(partner)
             if activity:
                 values["activity_id"] = activity.id
                 done.append(
-                    _(
-                        "Activity for %(user)s due %(date)s",
-                        user=activity.user_id.name,
-                        date=format_date(self.env, activity.date_deadline),
+                    (
+                        "activity",
+                        {
+                            "user": activity.user_id.name,
+                            "date": activity.date_deadline.isoformat(),
+                        },
                     )
                 )
             else:
-                done.append(_("No activity: no salesperson"))
+                done.append(("no_activity", {}))
         if self.survey_id:
             if partner.email:
                 self._mlm_send_survey(partner)
-                done.append(_("Survey sent: %s", self.survey_id.title))
+                done.append(
+                    (
+                        "survey",
+                        {"survey": self.survey_id.id, "name": self.survey_id.title},
+                    )
+                )
             else:
-                done.append(_("No survey: no email address"))
+                done.append(("no_survey", {}))
         if self.mail_template_id:
             if partner.email:
                 if partner.mlm_member_since:
@@ -681,10 +706,18 @@ class LoyaltyMlmTreatment(models.Model):
                     .send_mail(partner.id)
                 )
                 values["mail_id"] = mail_id
-                done.append(_("Mail sent: %s", self.mail_template_id.name))
+                done.append(
+                    (
+                        "mail",
+                        {
+                            "template": self.mail_template_id.id,
+                            "name": self.mail_template_id.name,
+                        },
+                    )
+                )
             else:
-                done.append(_("No mail: no email address"))
-        values["summary"] = "\n".join(done)
+                done.append(("no_mail", {}))
+        values.update(Log._mlm_summary_vals(done))
         log.write(values)
 
     def _mlm_issue_coupon(self, partner):
@@ -737,10 +770,12 @@ class LoyaltyMlmTreatment(models.Model):
         user = partner.user_id or self.activity_user_id
         if not user:
             return self.env["mail.activity"]
+        # The salesperson reads the summary and the rationale: in his language.
+        rule = self.with_context(lang=user.lang or self.env.lang)
         return partner.activity_schedule(
             activity_type_id=self.activity_type_id.id,
-            summary=self.activity_summary or self.activity_type_id.summary or "",
-            note=self.rationale or "",
+            summary=rule.activity_summary or rule.activity_type_id.summary or "",
+            note=rule.rationale or "",
             date_deadline=fields.Date.context_today(self)
             + timedelta(days=self.activity_deadline_days),
             user_id=user.id,

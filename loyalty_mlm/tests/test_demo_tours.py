@@ -114,6 +114,43 @@ class TestDemoTours(HttpCase):
         )
         self.assertEqual(self.anna.mlm_stage_id, stage)
 
+    def test_admin_configuration_screens(self):
+        """A treatment rule, the ledger, the treatments done and the member
+        programme: nothing cut off, nothing shown twice."""
+        rule = self.env.ref("loyalty_mlm.treatment_retention_heavy")
+        self.assertEqual(rule.stage_days_max, 0)
+        self.run_tour(
+            f"/odoo/action-loyalty_mlm.loyalty_mlm_treatment_action/{rule.id}",
+            "loyalty_mlm_demo_admin_treatment",
+            "admin",
+            shots=["admin_treatment"],
+        )
+        self.run_tour(
+            "/odoo/action-loyalty_mlm.loyalty_mlm_ledger_action",
+            "loyalty_mlm_demo_admin_ledger",
+            "admin",
+            shots=["admin_ledger"],
+        )
+        self.run_tour(
+            "/odoo/action-loyalty_mlm.loyalty_mlm_treatment_log_action",
+            "loyalty_mlm_demo_admin_treatment_log",
+            "admin",
+        )
+        programme = self.env.company.mlm_program_id
+        self.start_tour(
+            f"/odoo/action-loyalty.loyalty_program_discount_loyalty_action/{programme.id}",
+            "loyalty_mlm_demo_admin_programme",
+            login="admin",
+        )
+
+    def test_salesperson_filters_in_dutch(self):
+        self.run_tour(
+            "/odoo/action-loyalty_mlm.res_partner_action_member",
+            "loyalty_mlm_demo_sales_filters",
+            "sales",
+            shots=["sales_filters"],
+        )
+
     def test_portal_member(self):
         self.run_tour("/my", "loyalty_mlm_demo_portal", "anna", shots=["portal_member"])
 

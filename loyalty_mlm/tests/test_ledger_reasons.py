@@ -81,3 +81,21 @@ class TestLedgerReasons(LoyaltyMlmCommon):
         self.assertEqual(
             old.with_context(lang="nl_NL").reason_display, "Donatie aan Voedselbank"
         )
+
+    def test_chatter_note_in_the_members_language(self):
+        """The note is stored once: in the member's language (as his
+        statement), points as the programme formats them, whoever posts."""
+        self.user_manager.lang = "nl_NL"
+        for lang, expected in (
+            ("en_US", "Points adjusted by +25.00 (new balance 25.00)."),
+            ("nl_NL", "Punten gecorrigeerd met +25,00 (nieuw saldo 25,00)."),
+        ):
+            with self.subTest(lang=lang):
+                self.partner.lang = lang
+                self.env["loyalty.mlm.adjust.wizard"].with_user(
+                    self.user_manager
+                ).create(
+                    {"partner_id": self.partner.id, "points": 25, "reason": "x"}
+                ).action_apply()
+                self.assertIn(expected, self.partner.message_ids[0].body)
+                self.card.sudo()._mlm_adjust(-25.0, "reset")

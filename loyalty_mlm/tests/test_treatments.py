@@ -203,7 +203,7 @@ class TestTreatmentActions(OwnRulesCase):
         self.assertEqual(
             log.summary.splitlines(),
             [
-                "50 bonus points credited",
+                "50.00 bonus points credited",
                 f"Coupon {coupon.code} issued",
                 "Tags added: Treated",
                 f"Activity for {self.salesman.name} due "
@@ -231,6 +231,66 @@ class TestTreatmentActions(OwnRulesCase):
                 "No activity: no salesperson",
                 "No mail: no email address",
             ],
+        )
+
+    def test_outcomes_in_the_readers_language(self):
+        """What was done is stored as codes and values: the stored summary is
+        English, a Dutch reader reads Dutch lines with Dutch dates, and logs
+        of before the codes get theirs back (the upgrade step)."""
+        self.env["res.lang"]._activate_lang("nl_NL")
+        self.env["ir.module.module"]._load_module_terms(
+            ["loyalty_mlm"], ["nl_NL"], overwrite=True
+        )
+        self.rule(
+            mail_template_id=self.template.id,
+            activity_type_id=self.env.ref("mail.mail_activity_data_call").id,
+            activity_deadline_days=3,
+            bonus_points=50,
+        )
+        partner = self.customer("Dutch Reader", "growth")
+        # Triggered by a Dutch user: nothing is frozen in his language.
+        self.Treatment.with_context(lang="nl_NL")._cron_mlm_treatments()
+        log = self.logs(partner)
+        deadline = log.activity_id.date_deadline
+        self.assertEqual(
+            [code for code, _values in log.summary_lines],
+            ["points", "activity", "mail"],
+        )
+        self.assertEqual(log.summary.splitlines()[0], "50.00 bonus points credited")
+        template_nl = self.template.with_context(lang="nl_NL").name
+        self.assertEqual(
+            log.with_context(lang="nl_NL").summary_display.splitlines(),
+            [
+                "50,00 bonuspunten bijgeschreven",
+                f"Activiteit voor {self.salesman.name}, uiterlijk "
+                f"{deadline.strftime('%d-%m-%Y')}",
+                f"Mail verstuurd: {template_nl}",
+            ],
+        )
+        # A log of before the codes, written by a Dutch user.
+        Log = self.env["loyalty.mlm.treatment.log"]
+        old_text = (
+            "50 bonuspunten bijgeschreven\n"
+            f"Activiteit voor {self.salesman.name}, uiterlijk 05-01-2026\n"
+            "Mail verstuurd: Leden: Aanbod"
+        )
+        log.write({"summary_lines": False, "summary": old_text})
+        self.assertEqual(log.summary_display, old_text)
+        Log._mlm_backfill_summary_lines()
+        self.assertEqual(
+            log.with_context(lang="en_US").summary_display.splitlines(),
+            [
+                "50 bonus points credited",
+                f"Activity for {self.salesman.name} due 01/05/2026",
+                "Mail sent: Leden: Aanbod",
+            ],
+        )
+        # A line nothing matches: the log keeps its text.
+        log.write({"summary_lines": False, "summary": "Typed by hand"})
+        Log._mlm_backfill_summary_lines()
+        self.assertEqual(
+            (log.summary_lines, log.summary_display),
+            (False, "Typed by hand"),
         )
 
     def test_conditions(self):

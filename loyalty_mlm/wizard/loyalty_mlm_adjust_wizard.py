@@ -2,7 +2,7 @@ from markupsafe import Markup
 
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
-from odoo.tools import float_is_zero, float_round
+from odoo.tools import float_is_zero, float_round, formatLang
 
 from ..models.loyalty_card import MANAGER_GROUP
 from ..models.loyalty_mlm_ledger import PRECISION
@@ -66,18 +66,24 @@ class LoyaltyMlmAdjustWizard(models.TransientModel):
             )
         card._mlm_check_points_range([card.points + points])
         card._mlm_adjust(points, self.reason)
+        # The note is stored once: written in the member's language (as his
+        # statement), points as the programme shows them ("+50", "-173.02").
         # sudo: adjusting points is the Loyalty Manager's right, editing the
         # contact is not needed to leave the note; the author stays the user.
-        self.partner_id.sudo().message_post(
+        member = self.partner_id.sudo()
+        lang_env = self.with_context(lang=member.lang or self.env.lang).env
+        digits = card.program_id.mlm_points_digits
+        member.message_post(
             author_id=self.env.user.partner_id.id,
             body=Markup("%s<br/>%s")
             % (
-                _(
-                    "Points adjusted by %(points)+g (new balance %(balance)g).",
-                    points=points,
-                    balance=card.points,
+                lang_env._(
+                    "Points adjusted by %(points)s (new balance %(balance)s).",
+                    points=("+" if points > 0 else "")
+                    + formatLang(lang_env, points, digits=digits),
+                    balance=formatLang(lang_env, card.points, digits=digits),
                 ),
-                _("Reason: %s", self.reason),
+                lang_env._("Reason: %s", self.reason),
             ),
             subtype_xmlid="mail.mt_note",
         )

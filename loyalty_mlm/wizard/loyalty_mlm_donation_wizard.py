@@ -81,17 +81,20 @@ class LoyaltyMlmDonationWizard(models.TransientModel):
             source=self.charity_id,
             reason=mlm_reason("donation", charity=self.charity_id.display_name),
         )
-        # Points as the programme shows them ("50", "600", not "50.0").
+        # Points as the programme shows them ("50", "600", not "50.0"), in the
+        # member's language (the note is stored once, as his statement reads).
         digits = card.program_id.mlm_points_digits
+        member = self.partner_id.sudo()
+        lang_env = self.with_context(lang=member.lang or self.env.lang).env
         # sudo: the note records what the user may do (donate); salespeople
         # need no write right on the contact to leave it.
-        self.partner_id.sudo().message_post(
+        member.message_post(
             author_id=self.env.user.partner_id.id,
-            body=_(
+            body=lang_env._(
                 "%(points)s points donated to %(charity)s (new balance %(balance)s).",
-                points=formatLang(self.env, self.points, digits=digits),
+                points=formatLang(lang_env, self.points, digits=digits),
                 charity=self.charity_id.display_name,
-                balance=formatLang(self.env, card.points, digits=digits),
+                balance=formatLang(lang_env, card.points, digits=digits),
             ),
             subtype_xmlid="mail.mt_note",
         )

@@ -1,14 +1,21 @@
-"""18.0.1.3.0: the lifecycle stage becomes per company (issue #21).
+"""18.0.1.3.0.
 
-Each contact's stage, stage date and lock (kept aside by pre-migrate) go to
-the company that set them: the company of his latest stage move, else his
-own company, else the first company. A single-company database therefore
-keeps every stage as it was; in a database with several companies, the other
-companies' stages are decided by their next nightly run.
+- Issue #21: the lifecycle stage becomes per company. Each contact's stage,
+  stage date and lock (kept aside by pre-migrate) go to the company that set
+  them: the company of his latest stage move, else his own company, else the
+  first company. A single-company database therefore keeps every stage as it
+  was; in a database with several companies, the other companies' stages are
+  decided by their next nightly run.
+- Issue #17: treatment logs say what was done in the reader's language. Logs
+  written before stored that as text in the language of whoever triggered the
+  treatment; they get their lines back as codes and values, matched in every
+  installed language. A log with a line that matches nothing keeps its text
+  (shown as it is).
 """
 
 import logging
 
+from odoo import SUPERUSER_ID, api
 from odoo.tools import SQL, sql
 
 _logger = logging.getLogger(__name__)
@@ -76,3 +83,6 @@ def migrate(cr, version):
         return
     moved = move_stages(cr)
     _logger.info("loyalty_mlm: lifecycle stages of %s contacts made per company", moved)
+    env = api.Environment(cr, SUPERUSER_ID, {})
+    changed = env["loyalty.mlm.treatment.log"]._mlm_backfill_summary_lines()
+    _logger.info("loyalty_mlm: %s treatment logs given their outcome codes", changed)

@@ -229,6 +229,10 @@ registry.category("web_tour.tours").add("loyalty_mlm_demo_cashier", {
                 content: "The screen says which bonuses come at payment",
                 trigger: ".o_mlm_bonus_note",
             },
+            {
+                content: "Its points line uses the badge's format (700.00, not 700)",
+                trigger: ".loyalty-points-balance:contains('700.00')",
+            },
             ...screenshot("cashier_order", ".o_mlm_bonus_note"),
             ProductScreen.clickPayButton(),
             PaymentScreen.clickPaymentMethod("Cash"),
@@ -250,4 +254,130 @@ registry.category("web_tour.tours").add("loyalty_mlm_demo_cashier", {
             },
             ...screenshot("cashier_receipt", ".pos-receipt .o_mlm_receipt_balance"),
         ].flat(),
+});
+
+/** No cell of the list's date columns is cut off (text wider than its cell). */
+function datesNotCutOff(columns) {
+    return {
+        content: `Date columns shown in full: ${columns.join(", ")}`,
+        trigger: ".o_list_view .o_data_row",
+        run: () => {
+            for (const name of columns) {
+                const cells = document.querySelectorAll(`.o_data_row td[name='${name}']`);
+                if (!cells.length) {
+                    throw new Error(`No column ${name}`);
+                }
+                // The cell, its value's (truncating) elements and its header.
+                const boxes = [...cells, document.querySelector(`thead th[data-name='${name}']`)]
+                    .filter(Boolean)
+                    .flatMap((el) => [el, ...el.querySelectorAll("*")]);
+                for (const cell of boxes) {
+                    if (cell.scrollWidth > cell.clientWidth + 1) {
+                        throw new Error(
+                            `${name} cut off: "${cell.textContent.trim()}" (${cell.scrollWidth}>${cell.clientWidth})`
+                        );
+                    }
+                }
+            }
+        },
+    };
+}
+
+// The admin's configuration screens: a treatment rule reads as a sentence
+// (the whole rationale, "no upper limit" rather than "0 to 0"), lists show
+// their dates in full, and the programme form shows OCA's partner fields once.
+registry.category("web_tour.tours").add("loyalty_mlm_demo_admin_treatment", {
+    steps: () => [
+        {
+            content: "The whole rationale is shown",
+            trigger: ".o_form_view .o_field_widget[name='rationale']",
+            run: () => {
+                const field = document.querySelector(".o_form_view .o_field_widget[name='rationale']");
+                const input = field.querySelector("input, textarea");
+                const box = input || field;
+                if (box.scrollWidth > box.clientWidth + 1) {
+                    throw new Error(`Rationale cut off: ${(input && input.value) || field.textContent}`);
+                }
+            },
+        },
+        {
+            content: "Days in stage without an upper limit say so",
+            trigger: ".o_form_view [name='mlm_stage_days']:contains('no upper limit')",
+        },
+        ...screenshot("admin_treatment", ".o_form_view .o_field_widget[name='rationale']"),
+    ],
+});
+
+registry.category("web_tour.tours").add("loyalty_mlm_demo_admin_ledger", {
+    steps: () => [
+        datesNotCutOff(["date", "expiry_date"]),
+        ...screenshot("admin_ledger", ".o_list_view .o_data_row"),
+    ],
+});
+
+registry.category("web_tour.tours").add("loyalty_mlm_demo_admin_treatment_log", {
+    steps: () => [
+        datesNotCutOff(["date"]),
+        {
+            content: "What was done, in the reader's language",
+            trigger: ".o_data_row td[name='summary_display']:contains('Mail sent')",
+        },
+    ],
+});
+
+registry.category("web_tour.tours").add("loyalty_mlm_demo_admin_programme", {
+    steps: () => [
+        {
+            content: "Open the Eligibility page",
+            trigger: ".o_notebook a[name='mlm_eligibility']",
+            run: "click",
+        },
+        {
+            content: "OCA's allowed partners appear once",
+            trigger: ".o_form_view .o_field_widget[name='partner_ids']",
+            run: () => {
+                for (const name of ["partner_ids", "partner_domain"]) {
+                    const n = document.querySelectorAll(
+                        `.o_form_view .o_field_widget[name='${name}']`
+                    ).length;
+                    if (n !== 1) {
+                        throw new Error(`${name} shown ${n} times`);
+                    }
+                }
+            },
+        },
+    ],
+});
+
+// Sanne's filters, in Dutch: no label cut off in the search panel.
+registry.category("web_tour.tours").add("loyalty_mlm_demo_sales_filters", {
+    steps: () => [
+        {
+            content: "Open the filters",
+            trigger: ".o_searchview_dropdown_toggler",
+            run: "click",
+        },
+        {
+            content: "Dutch filter labels, none cut off",
+            trigger: ".o_filter_menu .o-dropdown-item:contains('Grootgebruikers')",
+            run: () => {
+                // Our filters and groupings (Odoo's own "Add Custom Filter"
+                // is Odoo's translation).
+                const items = document.querySelectorAll(
+                    ".o_filter_menu .o-dropdown-item:not(.o_add_custom_filter), .o_group_by_menu .o-dropdown-item:not(.o_add_custom_group_menu)"
+                );
+                const cut = [...items].filter(
+                    (item) => item.scrollWidth > item.clientWidth + 1
+                );
+                if (cut.length) {
+                    throw new Error(
+                        `Filter labels cut off: ${cut
+                            .map((item) => `${item.textContent.trim()} (${item.scrollWidth}>${item.clientWidth})`)
+                            .join("; ")}`
+                    );
+                }
+            },
+        },
+        ...screenshot("sales_filters", ".o_filter_menu"),
+    ],
 });
