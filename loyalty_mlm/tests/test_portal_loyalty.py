@@ -2,6 +2,7 @@
 donation, birthday, share link), the invitation of non-members, and the
 public share link /join/<code>."""
 
+from contextlib import contextmanager, nullcontext
 from datetime import timedelta
 from unittest.mock import patch
 
@@ -13,6 +14,28 @@ from odoo.tests.common import ChromeBrowser
 
 from ..models.loyalty_mlm_ledger import mlm_reason
 from .test_demo_tours import _console_with_screenshots, demo_screenshot_paths
+
+
+@contextmanager
+def phone_viewport(width=375, height=812):
+    """Browser tests on a phone's screen: Chrome's window cannot be narrower
+    than 500 px, so the page is given the phone's viewport (and touch)."""
+    original = ChromeBrowser.__init__
+
+    def init(browser, *args, **kwargs):
+        original(browser, *args, **kwargs)
+        browser._websocket_request(
+            "Emulation.setDeviceMetricsOverride",
+            params={
+                "width": width,
+                "height": height,
+                "deviceScaleFactor": 1,
+                "mobile": True,
+            },
+        )
+
+    with patch.object(ChromeBrowser, "__init__", init):
+        yield
 
 
 def css(name):
@@ -271,12 +294,17 @@ class TestPortalLoyalty(PortalLoyaltyCommon):
 class TestPortalLoyaltyTours(PortalLoyaltyCommon):
     """The member's page in Chromium, with its screenshot for the README."""
 
+    # Tall enough for the page down to the history in one screenshot.
+    browser_size = "1366x1400"
+    phone = False
+
     def run_tour(self, tour, login, shots=(), url="/my"):
         for name in shots:
             for path in demo_screenshot_paths(name):
                 path.unlink(missing_ok=True)
         handler = _console_with_screenshots(ChromeBrowser._handle_console)
-        with patch.object(ChromeBrowser, "_handle_console", handler):
+        viewport = phone_viewport() if self.phone else nullcontext()
+        with patch.object(ChromeBrowser, "_handle_console", handler), viewport:
             self.start_tour(url, tour, login=login)
         for name in shots:
             png = demo_screenshot_paths(name)[0].read_bytes()
@@ -297,6 +325,7 @@ class TestPortalLoyaltyMobile(TestPortalLoyaltyTours):
 
     browser_size = "375x812"
     touch_enabled = True
+    phone = True
 
     def test_member_tour(self):
         self.run_tour(

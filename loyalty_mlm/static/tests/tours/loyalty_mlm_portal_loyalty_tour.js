@@ -88,6 +88,9 @@ registry.category("web_tour.tours").add("loyalty_mlm_portal_loyalty_mobile", {
             trigger: ".o_mlm_loyalty",
             run: () => {
                 const width = document.documentElement.clientWidth;
+                if (width > 375) {
+                    throw new Error(`The screen is ${width}px wide, not a phone's 375px`);
+                }
                 const page = document.querySelector(".o_mlm_loyalty");
                 if (page.scrollWidth > width + 1) {
                     throw new Error(`The page is ${page.scrollWidth}px wide on a ${width}px screen`);
