@@ -125,6 +125,14 @@ class TestWebshop(WebshopCommon):
         posted = self.posted(cart)
         self.assertEqual(sum(posted[kind] for kind in BONUS_KINDS), preview["total"])
         self.assertEqual(posted["campaign_bonus"], 100.0)
+        # The confirmation page then shows what was posted, as a receipt.
+        receipt = cart._mlm_cart_member()["receipt"]
+        self.assertEqual(
+            [(line["kind"], line["points"]) for line in receipt["lines"]],
+            [("earn", 100.0), ("tier_bonus", 25.0), ("campaign_bonus", 100.0)],
+        )
+        self.assertEqual(receipt["previous"], 40.0)
+        self.assertEqual(receipt["balance"], 265.0)
 
     def test_web_campaign_skips_back_office_orders(self):
         quote = self.env["sale.order"].create(
