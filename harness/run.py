@@ -20,6 +20,10 @@ from .venv import ensure_venv
 
 ROOT = Path(__file__).resolve().parent.parent
 ADDON = "loyalty_mlm"
+# The web shop bridge (auto-installed with website_sale_loyalty): tested and
+# shown in the demo next to the add-on; loyalty_mlm installs without it.
+BRIDGE = "loyalty_mlm_website_sale"
+ADDONS = (ADDON, BRIDGE)
 SKIP_LINE = "ODOO SUITE SKIPPED:"
 
 
@@ -203,7 +207,7 @@ def lint(ctx):
     checks = [
         [str(ctx.python), "-m", "ruff", "check", "."],
         [str(ctx.python), "-m", "ruff", "format", "--check", "--quiet", "."],
-        [str(ctx.python), "-m", "pylint", "--rcfile=.pylintrc-mandatory", ADDON],
+        [str(ctx.python), "-m", "pylint", "--rcfile=.pylintrc-mandatory", *ADDONS],
     ]
     ok = True
     for cmd in checks:
@@ -214,10 +218,17 @@ def lint(ctx):
 def odoo_suite(ctx):
     db = ctx.environ.get("LOYALTY_MLM_TEST_DB") or f"{ADDON}_test_{os.getpid()}"
     pg.drop_database(ctx.db_options, db)
+    webshop = ctx.environ.get("LOYALTY_MLM_WEBSHOP", "1") != "0"
     try:
+        # The add-on alone first (it must install without a web shop), then
+        # the bridge, which brings website_sale_loyalty.
         odoo_install(ctx, db, logname="test-install")
+        if webshop:
+            odoo_install(ctx, db, logname="test-install-webshop", modules=BRIDGE)
         say(f"Odoo suite: pytest-odoo on {db}, browser tests in headless Chromium")
-        selection = ctx.environ.get("LOYALTY_MLM_TESTS") or f"{ADDON}/tests"
+        selection = ctx.environ.get("LOYALTY_MLM_TESTS") or " ".join(
+            f"{module}/tests" for module in (ADDONS if webshop else (ADDON,))
+        )
         return pytest(
             ctx,
             [
@@ -501,6 +512,14 @@ def cmd_demo(environ):
             "LOYALTY_MLM_DEMO_DB to another name."
         )
     odoo_install(ctx, db, update=installed, logname="demo-install")
+    # The web shop with the member's points (loyalty_mlm_website_sale).
+    odoo_install(
+        ctx,
+        db,
+        update=pg.module_state(ctx.db_options, db, BRIDGE) == "installed",
+        logname="demo-install-webshop",
+        modules=BRIDGE,
+    )
     run(
         [*ctx.odoo_command("shell"), "-d", db, "--no-http", "--log-level=warn"],
         input=RUN_CRONS,
@@ -539,29 +558,41 @@ def cmd_pot(environ):
             f"{ADDON} is not installed in {db}; run make demo first or set "
             "LOYALTY_MLM_I18N_DB to a database that has it."
         )
-    i18n = ROOT / ADDON / "i18n"
-    odoo_install(ctx, db, update=True, logname="pot-update")
-    run(
-        [
-            *ctx.odoo_bin,
-            "-d",
-            db,
-            "--stop-after-init",
-            "--log-level=warn",
-            f"--i18n-export={i18n / (ADDON + '.pot')}",
-            f"--modules={ADDON}",
-        ]
-    )
-    merge = (
-        "from harness.i18n import merge_po; import sys; "
-        "missing = merge_po(sys.argv[1], sys.argv[2]); "
-        "print('\\n'.join(['untranslated in nl.po:'] + missing) if missing "
-        "else 'nl.po covers every string')"
-    )
-    run(
-        [str(ctx.python), "-c", merge, str(i18n / f"{ADDON}.pot"), str(i18n / "nl.po")],
-        cwd=ROOT,
-    )
+    modules = [
+        module
+        for module in ADDONS
+        if pg.module_state(ctx.db_options, db, module) == "installed"
+    ]
+    odoo_install(ctx, db, update=True, logname="pot-update", modules=",".join(modules))
+    for module in modules:
+        i18n = ROOT / module / "i18n"
+        run(
+            [
+                *ctx.odoo_bin,
+                "-d",
+                db,
+                "--stop-after-init",
+                "--log-level=warn",
+                f"--i18n-export={i18n / (module + '.pot')}",
+                f"--modules={module}",
+            ]
+        )
+        merge = (
+            "from harness.i18n import merge_po; import sys; "
+            "missing = merge_po(sys.argv[1], sys.argv[2]); "
+            "print('\\n'.join(['untranslated in nl.po:'] + missing) if missing "
+            "else 'nl.po covers every string')"
+        )
+        run(
+            [
+                str(ctx.python),
+                "-c",
+                merge,
+                str(i18n / f"{module}.pot"),
+                str(i18n / "nl.po"),
+            ],
+            cwd=ROOT,
+        )
     return 0
 
 

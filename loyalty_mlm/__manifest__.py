@@ -80,6 +80,9 @@
         "point_of_sale._assets_pos": [
             "loyalty_mlm/static/src/pos/**/*",
         ],
+        "web.assets_frontend": [
+            "loyalty_mlm/static/src/portal/*",
+        ],
         "web.assets_tests": [
             "loyalty_mlm/static/tests/tours/*",
         ],

@@ -101,7 +101,7 @@ class LoyaltyMlmBonus(models.AbstractModel):
         return posted
 
     @api.model
-    def _mlm_order_bonus_parts(self, order, channel, earned, lines):
+    def _mlm_order_bonus_parts(self, order, channel, earned, lines, when=None):
         """Tier and campaign bonuses of `order`, not posted:
         {card: [(kind, points, reason)]}, positive points only.
 
@@ -110,6 +110,8 @@ class LoyaltyMlmBonus(models.AbstractModel):
         on the earned points only (never on other bonuses) and add up: a Gold
         member (x1.5) in a double points campaign (x2) gets 50% + 100%.
         The POS posts them in the same card write as the earned points.
+        `when`: the moment campaigns are looked up at (default: the order's
+        date; a preview passes now, when confirmation will date the order).
         """
         company = order.company_id
         parts = {}
@@ -134,7 +136,7 @@ class LoyaltyMlmBonus(models.AbstractModel):
                     )
                 )
             campaigns = self.env["loyalty.mlm.campaign"]._mlm_bonuses(
-                company, channel, order.date_order, partner, lines, base
+                company, channel, when or order.date_order, partner, lines, base
             )
             bonuses += [
                 ("campaign_bonus", points, campaign._mlm_reason())

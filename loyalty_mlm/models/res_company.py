@@ -81,6 +81,11 @@ class ResCompany(models.Model):
         default=True,
         help="A customer becomes a member on their first confirmed or paid order.",
     )
+    mlm_portal_self_enroll = fields.Boolean(
+        string="Join from the Portal",
+        help="Portal users who are not members see a Join button on their "
+        "loyalty page (else only an invitation to order).",
+    )
     # Segment scores (see models/loyalty_mlm_partner_score.py, tools/scoring.py)
     mlm_score_heavy_pct = fields.Float(
         string="Heavy Users (%)",

@@ -20,6 +20,9 @@ class ResConfigSettings(models.TransientModel):
     mlm_auto_enroll = fields.Boolean(
         related="company_id.mlm_auto_enroll", readonly=False
     )
+    mlm_portal_self_enroll = fields.Boolean(
+        related="company_id.mlm_portal_self_enroll", readonly=False
+    )
     mlm_score_heavy_pct = fields.Float(
         related="company_id.mlm_score_heavy_pct", readonly=False
     )

@@ -239,21 +239,81 @@ class SaleOrder(models.Model):
         for order in confirmed:
             company = order.company_id
             Bonus._mlm_on_member(order.partner_id, company)
-            earned = {
-                card: sum(points for kind, points, _r in parts if kind == "earn")
-                for card, parts in order._mlm_point_parts(member_ids).items()
-            }
-            lines = [
-                (line.product_id, line.price_subtotal)
-                for line in order.order_line
-                if line.product_id and not line.is_reward_line
-            ]
-            Bonus._mlm_order_bonuses(order, "sale", earned, lines)
+            earned, lines = order._mlm_bonus_inputs(member_ids)
+            Bonus._mlm_order_bonuses(order, order._mlm_bonus_channel(), earned, lines)
             for card in earned:
                 members[company] |= card.partner_id
         for company, partners in members.items():
             partners.env["loyalty.mlm.tier"]._mlm_tier_upgrade(partners, company)
         self.env["loyalty.mlm.referral"]._mlm_referral_rewards(confirmed)
+
+    def _mlm_bonus_channel(self):
+        """The campaign channel of this order (loyalty.mlm.campaign.channel):
+        the web shop bridge tells web orders apart."""
+        self.ensure_one()
+        return "sale"
+
+    def _mlm_bonus_inputs(self, member_ids):
+        """(earned, lines) of loyalty.mlm.bonus._mlm_order_bonus_parts: the
+        points this order earns per member card, and its product lines."""
+        self.ensure_one()
+        earned = {
+            card: sum(points for kind, points, _r in parts if kind == "earn")
+            for card, parts in self._mlm_point_parts(member_ids).items()
+        }
+        lines = [
+            (line.product_id, line.price_subtotal)
+            for line in self.order_line
+            if line.product_id and not line.is_reward_line
+        ]
+        return earned, lines
+
+    def _mlm_points_preview(self):
+        """What confirming this quotation or cart would post on the
+        customer's member card: {earned, tier_bonus, campaign_bonus, spent,
+        total, digits}, or False when it posts nothing there. The same
+        engine as confirmation (_mlm_post_order_bonuses), at this moment
+        (confirmation dates the order now)."""
+        self.ensure_one()
+        program = self.company_id.mlm_program_id
+        if not program or self.state not in ("draft", "sent"):
+            return False
+        member_ids = self.env["loyalty.program"]._mlm_member_programme_ids()
+        parts = self._mlm_point_parts(member_ids)
+        card = next(
+            (c for c in parts if c.partner_id == self.partner_id),
+            None,
+        )
+        if card is None:
+            return False
+        earned, lines = self._mlm_bonus_inputs(member_ids)
+        earned = {card: earned.get(card, 0.0)}
+        bonuses = self.env["loyalty.mlm.bonus"]._mlm_order_bonus_parts(
+            self, self._mlm_bonus_channel(), earned, lines, when=fields.Datetime.now()
+        )
+        preview = {"earned": earned[card], "tier_bonus": 0.0, "campaign_bonus": 0.0}
+        for kind, points, _reason in bonuses.get(card, []):
+            preview[kind] += points
+        preview["spent"] = -sum(
+            points for kind, points, _r in parts[card] if kind == "redeem"
+        )
+        preview["total"] = (
+            preview["earned"] + preview["tier_bonus"] + preview["campaign_bonus"]
+        )
+        preview["digits"] = card.program_id.mlm_points_digits
+        return preview
+
+    # The member block of the POS receipt (pos.order._mlm_receipt), on the
+    # order's portal page: that code reads only the order's partner, company,
+    # model and id, so sale orders reuse it as it is.
+    def _mlm_receipt(self, points=None):
+        return type(self.env["pos.order"])._mlm_receipt(self, points)
+
+    def _mlm_order_points(self):
+        return type(self.env["pos.order"])._mlm_order_points(self)
+
+    def _mlm_receipt_lines(self, card):
+        return type(self.env["pos.order"])._mlm_receipt_lines(self, card)
 
     def _get_point_changes(self):
         """Announce each order's earn and redeem parts before native code adds

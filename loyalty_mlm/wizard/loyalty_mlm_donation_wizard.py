@@ -44,47 +44,56 @@ class LoyaltyMlmDonationWizard(models.TransientModel):
             raise UserError(_("Record one donation at a time."))
         if not self.env.user.has_group("loyalty_mlm.group_loyalty_mlm_user"):
             raise UserError(_("Only Loyalty Users can record donations."))
-        self._mlm_check_points(self.points)
-        if float_compare(self.points, 0.0, precision_digits=2) <= 0:
+        self._mlm_donate(self.partner_id, self.charity_id, self.points)
+        return {"type": "ir.actions.act_window_close"}
+
+    @api.model
+    def _mlm_donate(self, partner, charity, points):
+        """Move `points` of the member `partner` to the charity `charity`: the
+        rules of every donation, whoever records it (this wizard, the member
+        on the portal). The caller checks who may donate for `partner`."""
+        points = self._mlm_check_points(points)
+        if float_compare(points, 0.0, precision_digits=2) <= 0:
             raise UserError(_("Enter a positive number of points to donate."))
-        if not self.charity_id.mlm_is_charity:
+        if not charity.mlm_is_charity:
             raise UserError(
                 _(
                     "%(charity)s is not on the list of charities.",
-                    charity=self.charity_id.display_name,
+                    charity=charity.display_name,
                 )
             )
-        card = self.card_id.sudo()
+        # sudo: Loyalty Users read cards; the portal donates its own points.
+        card = partner.sudo().mlm_card_id
         if not card:
             raise UserError(
                 _(
                     "%(member)s is not a member: there are no points to donate.",
-                    member=self.partner_id.display_name,
+                    member=partner.display_name,
                 )
             )
         # Lock first, then read the balance of this transaction's snapshot: two
         # donations at once cannot both pass the check.
         card._mlm_lock()
         card.invalidate_recordset(["points"])
-        if float_compare(self.points, card.points, precision_digits=2) > 0:
+        if float_compare(points, card.points, precision_digits=2) > 0:
             raise UserError(
                 _(
                     "%(member)s has %(balance)s points: they cannot donate %(points)s.",
-                    member=self.partner_id.display_name,
+                    member=partner.display_name,
                     balance=card.points,
-                    points=self.points,
+                    points=points,
                 )
             )
         card._mlm_post_points(
-            -self.points,
+            -points,
             "donation",
-            source=self.charity_id,
-            reason=mlm_reason("donation", charity=self.charity_id.display_name),
+            source=charity,
+            reason=mlm_reason("donation", charity=charity.display_name),
         )
         # Points as the programme shows them ("50", "600", not "50.0"), in the
         # member's language (the note is stored once, as his statement reads).
         digits = card.program_id.mlm_points_digits
-        member = self.partner_id.sudo()
+        member = partner.sudo()
         lang_env = self.with_context(lang=member.lang or self.env.lang).env
         # sudo: the note records what the user may do (donate); salespeople
         # need no write right on the contact to leave it.
@@ -92,10 +101,10 @@ class LoyaltyMlmDonationWizard(models.TransientModel):
             author_id=self.env.user.partner_id.id,
             body=lang_env._(
                 "%(points)s points donated to %(charity)s (new balance %(balance)s).",
-                points=formatLang(lang_env, self.points, digits=digits),
-                charity=self.charity_id.display_name,
+                points=formatLang(lang_env, points, digits=digits),
+                charity=charity.display_name,
                 balance=formatLang(lang_env, card.points, digits=digits),
             ),
             subtype_xmlid="mail.mt_note",
         )
-        return {"type": "ir.actions.act_window_close"}
+        return card
