@@ -289,6 +289,24 @@ class TestPortalLoyalty(PortalLoyaltyCommon):
         unknown = html.fromstring(self.url_open("/join/NOSUCHCODE").text)
         self.assertFalse(unknown.xpath(css("o_mlm_referral_code")))
 
+    def test_share_link_code_at_signup(self):
+        """A visitor who opens the link and signs up is referred by Mila."""
+        self.env["ir.config_parameter"].set_param("auth_signup.invitation_scope", "b2c")
+        self.authenticate(None, None)
+        self.url_open("/join/MILA2026")
+        form = html.fromstring(self.url_open("/web/signup").text)
+        codes = form.xpath(css("o_mlm_signup_referral") + "//strong")
+        self.assertEqual([code.text for code in codes], ["MILA2026"])
+        self.post(
+            "/web/signup",
+            login="pieter@example.com",
+            name="Pieter de Boer",
+            password="pieter-secret-1",
+            confirm_password="pieter-secret-1",
+        )
+        user = self.env["res.users"].search([("login", "=", "pieter@example.com")])
+        self.assertEqual(user.partner_id.mlm_referrer_id, self.member)
+
 
 @tagged("post_install", "-at_install")
 class TestPortalLoyaltyTours(PortalLoyaltyCommon):
