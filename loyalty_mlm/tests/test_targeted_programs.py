@@ -5,7 +5,9 @@ from .common import LoyaltyMlmCommon, LoyaltyMlmPosCommon, winback_promotion
 
 # Reading the targeted programmes of a page of customers (any size): the
 # customers, their commercial entities' stages, tiers, scores, the programmes.
-QUERIES_PER_PAGE = 7
+# 8 since the stage is per company (#21): a company-dependent field, fetched
+# apart from the contact's other fields (in one query for the page).
+QUERIES_PER_PAGE = 8
 
 
 @tagged("post_install", "-at_install")
