@@ -290,6 +290,43 @@ class TestScores(LoyaltyMlmPosCommon):
         order = self.sell(self.bram, self.papers, 1, 0)
         self.assertEqual((order.mlm_quadrant, order.mlm_rfm_code), ("butterfly", "213"))
 
+    def test_clv_drift_within_one_percent_is_not_rewritten(self):
+        """A stored CLV within 1% of the computed one stays as it is (CLV
+        drifts by cents every night); beyond, or any other score moved, the
+        row is rewritten with the exact values."""
+        self.make_story()
+        self.refresh()
+
+        def store(partner, clv, churn_risk=None):
+            self.env.cr.execute(
+                "UPDATE loyalty_mlm_partner_score"
+                " SET clv = %s, churn_risk = COALESCE(%s, churn_risk)"
+                " WHERE partner_id = %s AND company_id = %s",
+                (clv, churn_risk, partner.id, self.env.company.id),
+            )
+
+        # Anna 259.07: 257.00 is 0.8% off; Bram 17.19: 17.50 is 1.8% off;
+        # Chloe 20.11 with another churn risk; Daan 9.11 (exact).
+        store(self.anna, 257.00)
+        store(self.bram, 17.50)
+        store(self.chloe, 20.11, churn_risk=1)
+        self.refresh()
+        run = self.env["loyalty.mlm.score.run"].search(
+            [("company_id", "=", self.env.company.id)]
+        )
+        self.assertEqual((run.customer_count, run.done_count), (4, 2))
+        self.env.invalidate_all()
+        self.assertEqual(
+            self.stored(self.anna | self.bram | self.chloe | self.daan, "clv"),
+            {
+                self.anna.id: 257.00,
+                self.bram.id: 17.19,
+                self.chloe.id: 20.11,
+                self.daan.id: 9.11,
+            },
+        )
+        self.assertEqual(self.scores(self.chloe), ("412", "low", "barnacle", 66, 20.11))
+
     def test_search_filters(self):
         self.make_story()
         self.refresh()
