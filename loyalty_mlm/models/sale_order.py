@@ -297,11 +297,50 @@ class SaleOrder(models.Model):
         preview["spent"] = -sum(
             points for kind, points, _r in parts[card] if kind == "redeem"
         )
+        preview["welcome_bonus"] = self._mlm_preview_welcome_bonus(card)
         preview["total"] = (
-            preview["earned"] + preview["tier_bonus"] + preview["campaign_bonus"]
+            preview["earned"]
+            + preview["tier_bonus"]
+            + preview["campaign_bonus"]
+            + preview["welcome_bonus"]
         )
         preview["digits"] = card.program_id.mlm_points_digits
         return preview
+
+    def _mlm_preview_welcome_bonus(self, card):
+        """The welcome bonus confirming would post: a customer who is no
+        member yet and whom the confirmation makes one gets it (the rules of
+        loyalty.mlm.bonus._mlm_grant_welcome_bonus, member since today)."""
+        company = self.company_id
+        partner = card.partner_id.sudo()
+        start = company.mlm_welcome_bonus_start
+        if (
+            company.mlm_welcome_bonus <= 0
+            or not start
+            or card.program_id != company.mlm_program_id
+            or partner.mlm_member_since
+            or not self._mlm_confirm_makes_member()
+            or fields.Date.context_today(self) < start
+        ):
+            return 0.0
+        welcomed = (
+            self.env["loyalty.mlm.ledger"]
+            .sudo()
+            .search_count(
+                [
+                    ("partner_id", "=", partner.id),
+                    ("kind", "=", "welcome"),
+                    ("company_id", "=", company.id),
+                ],
+                limit=1,
+            )
+        )
+        return 0.0 if welcomed else company.mlm_welcome_bonus
+
+    def _mlm_confirm_makes_member(self):
+        """Whether confirming this order makes its customer a member
+        (Enrol on First Order; the web shop bridge adds its own orders)."""
+        return bool(self.company_id.mlm_auto_enroll)
 
     # The member block of the POS receipt (pos.order._mlm_receipt), on the
     # order's portal page: that code reads only the order's partner, company,

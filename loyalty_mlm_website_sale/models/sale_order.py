@@ -24,6 +24,10 @@ class SaleOrder(models.Model):
                 Card._mlm_mark_member(partner)
         return super()._mlm_post_order_bonuses()
 
+    def _mlm_confirm_makes_member(self):
+        # A web order makes its customer a member (_mlm_post_order_bonuses).
+        return bool(self.website_id) or super()._mlm_confirm_makes_member()
+
     def _mlm_cart_member(self):
         """What the cart and the confirmation show the customer: their
         balance and tier, and the points the order earns (the same engine as

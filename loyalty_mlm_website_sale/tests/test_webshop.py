@@ -187,6 +187,20 @@ class TestWebshop(WebshopCommon):
         )
         self.assertEqual(self.guest.mlm_card_id.points, 215.0)
 
+    def test_cart_preview_counts_the_welcome_bonus(self):
+        self.company.mlm_welcome_bonus = 15
+        self.company.mlm_auto_enroll = False
+        cart = self.make_cart(self.guest)
+        preview = cart._mlm_points_preview()
+        self.assertEqual(preview["welcome_bonus"], 15.0)
+        self.assertEqual(preview["total"], 215.0)
+        cart.action_confirm()
+        self.assertEqual(self.guest.mlm_card_id.points, preview["total"])
+        # A member who had his welcome bonus gets none on the next cart.
+        self.assertEqual(
+            self.make_cart(self.guest)._mlm_points_preview()["welcome_bonus"], 0.0
+        )
+
     def test_cart_page_shows_balance_and_preview(self):
         cart = self.make_cart(self.member)
         self.authenticate("mlm_shop_mila", "mlm_shop_mila")
