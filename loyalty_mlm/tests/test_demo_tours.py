@@ -8,6 +8,7 @@ run's screenshots folder and to docs/ (the README shows them).
 import base64
 import pathlib
 import re
+from contextlib import nullcontext
 from unittest.mock import patch
 
 from odoo.tests import HttpCase, tagged
@@ -59,6 +60,25 @@ def _console_with_screenshots(original):
     return handle
 
 
+def run_screenshot_tour(case, url, tour, login, shots=(), viewport=None):
+    """Run `tour` from `url` as `login` in `case` (an HttpCase), taking the
+    screenshots `shots` it asks for (see _console_with_screenshots); each
+    must come out as a PNG. `viewport`: a context manager around the run
+    (e.g. a phone's)."""
+    for name in shots:
+        for path in demo_screenshot_paths(name):
+            path.unlink(missing_ok=True)
+    handler = _console_with_screenshots(ChromeBrowser._handle_console)
+    with (
+        patch.object(ChromeBrowser, "_handle_console", handler),
+        viewport or nullcontext(),
+    ):
+        case.start_tour(url, tour, login=login)
+    for name in shots:
+        png = demo_screenshot_paths(name)[0].read_bytes()
+        case.assertEqual(png[:4], b"\x89PNG")
+
+
 @tagged("post_install", "-at_install")
 class TestDemoTours(HttpCase):
     """Runs on the demo data only: skipped in a database without it."""
@@ -73,15 +93,7 @@ class TestDemoTours(HttpCase):
             cls.skipTest(cls, "no loyalty_mlm demo data in this database")
 
     def run_tour(self, url, tour, login, shots=()):
-        for name in shots:
-            for path in demo_screenshot_paths(name):
-                path.unlink(missing_ok=True)
-        handler = _console_with_screenshots(ChromeBrowser._handle_console)
-        with patch.object(ChromeBrowser, "_handle_console", handler):
-            self.start_tour(url, tour, login=login)
-        for name in shots:
-            png = demo_screenshot_paths(name)[0].read_bytes()
-            self.assertEqual(png[:4], b"\x89PNG")
+        run_screenshot_tour(self, url, tour, login, shots)
 
     def test_demo_data_tells_one_story(self):
         """One member balance, salespeople, the logins."""

@@ -2,7 +2,7 @@
 donation, birthday, share link), the invitation of non-members, and the
 public share link /join/<code>."""
 
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from datetime import timedelta
 from unittest.mock import patch
 
@@ -13,7 +13,7 @@ from odoo.tests import HttpCase, new_test_user, tagged
 from odoo.tests.common import ChromeBrowser
 
 from ..models.loyalty_mlm_ledger import mlm_reason
-from .test_demo_tours import _console_with_screenshots, demo_screenshot_paths
+from .test_demo_tours import run_screenshot_tour
 
 
 @contextmanager
@@ -317,16 +317,8 @@ class TestPortalLoyaltyTours(PortalLoyaltyCommon):
     phone = False
 
     def run_tour(self, tour, login, shots=(), url="/my"):
-        for name in shots:
-            for path in demo_screenshot_paths(name):
-                path.unlink(missing_ok=True)
-        handler = _console_with_screenshots(ChromeBrowser._handle_console)
-        viewport = phone_viewport() if self.phone else nullcontext()
-        with patch.object(ChromeBrowser, "_handle_console", handler), viewport:
-            self.start_tour(url, tour, login=login)
-        for name in shots:
-            png = demo_screenshot_paths(name)[0].read_bytes()
-            self.assertEqual(png[:4], b"\x89PNG")
+        viewport = phone_viewport() if self.phone else None
+        run_screenshot_tour(self, url, tour, login, shots, viewport)
 
     def test_member_tour(self):
         self.run_tour("loyalty_mlm_portal_loyalty", "mlm_mila", ["portal_loyalty"])

@@ -4,18 +4,13 @@ first confirmed order, the member block on the cart and on /my/orders, the
 share link's code on the first order."""
 
 from datetime import timedelta
-from unittest.mock import patch
 
 from lxml import html
 
 from odoo import Command, fields
 from odoo.tests import HttpCase, new_test_user, tagged
-from odoo.tests.common import ChromeBrowser
 
-from odoo.addons.loyalty_mlm.tests.test_demo_tours import (
-    _console_with_screenshots,
-    demo_screenshot_paths,
-)
+from odoo.addons.loyalty_mlm.tests.test_demo_tours import run_screenshot_tour
 from odoo.addons.loyalty_mlm.tests.test_portal_loyalty import phone_viewport
 
 BONUS_KINDS = ("earn", "tier_bonus", "campaign_bonus")
@@ -238,15 +233,7 @@ class TestWebshopTours(WebshopCommon):
     browser_size = "1366x1000"
 
     def run_tour(self, tour, login, shots=(), url="/shop/cart"):
-        for name in shots:
-            for path in demo_screenshot_paths(name):
-                path.unlink(missing_ok=True)
-        handler = _console_with_screenshots(ChromeBrowser._handle_console)
-        with patch.object(ChromeBrowser, "_handle_console", handler):
-            self.start_tour(url, tour, login=login)
-        for name in shots:
-            png = demo_screenshot_paths(name)[0].read_bytes()
-            self.assertEqual(png[:4], b"\x89PNG")
+        run_screenshot_tour(self, url, tour, login, shots)
 
     def test_member_cart_tour(self):
         cart = self.make_cart(self.member)

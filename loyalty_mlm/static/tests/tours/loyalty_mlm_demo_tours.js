@@ -4,24 +4,10 @@ import * as ProductScreen from "@point_of_sale/../tests/tours/utils/product_scre
 import * as PaymentScreen from "@point_of_sale/../tests/tours/utils/payment_screen_util";
 import * as ReceiptScreen from "@point_of_sale/../tests/tours/utils/receipt_screen_util";
 import { registry } from "@web/core/registry";
+import { screenshot } from "@loyalty_mlm/../tests/tours/tour_utils";
 
 // The first screens of each demo login (tests/test_demo_tours.py runs them
 // on the demo database and keeps their screenshots for the README).
-
-/** Ask the test for a screenshot named `name` and wait until it is taken. */
-function screenshot(name, trigger) {
-    return [
-        {
-            content: `Screenshot ${name}`,
-            trigger,
-            run: () => console.log(`loyalty_mlm:screenshot:${name}`),
-        },
-        {
-            content: `Wait for the screenshot ${name}`,
-            trigger: `body.o_mlm_shot_${name}`,
-        },
-    ];
-}
 
 function openMembersApp() {
     return [

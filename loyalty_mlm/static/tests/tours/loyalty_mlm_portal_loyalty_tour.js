@@ -1,22 +1,8 @@
 import { registry } from "@web/core/registry";
+import { screenshot } from "@loyalty_mlm/../tests/tours/tour_utils";
 
 // /my/loyalty as a member and as a portal user who is no member yet
 // (tests/test_portal_loyalty.py), on a desktop and on a phone.
-
-/** Ask the test for a screenshot named `name` and wait until it is taken. */
-function screenshot(name, trigger) {
-    return [
-        {
-            content: `Screenshot ${name}`,
-            trigger,
-            run: () => console.log(`loyalty_mlm:screenshot:${name}`),
-        },
-        {
-            content: `Wait for the screenshot ${name}`,
-            trigger: `body.o_mlm_shot_${name}`,
-        },
-    ];
-}
 
 function openMyLoyalty() {
     return [

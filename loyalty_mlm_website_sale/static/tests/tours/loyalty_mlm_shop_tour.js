@@ -1,21 +1,8 @@
 import { registry } from "@web/core/registry";
+import { screenshot } from "@loyalty_mlm/../tests/tours/tour_utils";
 
 // The cart of a member and of a customer who is no member yet
 // (tests/test_webshop.py), on a desktop and on a phone.
-
-function screenshot(name, trigger) {
-    return [
-        {
-            content: `Screenshot ${name}`,
-            trigger,
-            run: () => console.log(`loyalty_mlm:screenshot:${name}`),
-        },
-        {
-            content: `Wait for the screenshot ${name}`,
-            trigger: `body.o_mlm_shot_${name}`,
-        },
-    ];
-}
 
 function memberCart() {
     return [
