@@ -132,19 +132,6 @@ class SaleOrder(models.Model):
     def _get_real_points_for_coupon(self, coupon, post_confirm=False):
         points = super()._get_real_points_for_coupon(coupon, post_confirm=post_confirm)
         if (
-            coupon.program_id.mlm_is_member_programme
-            and coupon.program_id.applies_on != "future"
-            and self.state not in ("sale", "done")
-        ):
-            # A member spends what his card holds, not what this order will
-            # earn: Odoo counts those points as spendable, so the web shop's
-            # reward box said "You have 140 points" next to a balance of 40.
-            # The register caps Use Points the same way.
-            points -= self.coupon_point_ids.filtered(
-                lambda p: p.coupon_id == coupon
-            ).points
-            points = coupon.currency_id.round(points)
-        if (
             points < 0
             and coupon.program_id.mlm_is_member_programme
             and not any(line.coupon_id == coupon for line in self.order_line)

@@ -129,18 +129,6 @@ class TestWebshop(WebshopCommon):
         self.assertEqual(receipt["previous"], 40.0)
         self.assertEqual(receipt["balance"], 265.0)
 
-    def test_cart_spends_the_balance_not_the_order_points(self):
-        """Odoo's reward box offers what the card holds (40), not that plus
-        what the cart will earn (140): the 100-point reward is not offered."""
-        cart = self.make_cart(self.member)
-        card = self.member.mlm_card_id
-        self.assertEqual(cart._get_real_points_for_coupon(card), 40.0)
-        claimable = cart._get_claimable_rewards().get(card, self.env["loyalty.reward"])
-        self.assertFalse(claimable.filtered(lambda r: r.required_points > 40))
-        card._mlm_adjust(100, "Gift")
-        claimable = cart._get_claimable_rewards().get(card, self.env["loyalty.reward"])
-        self.assertTrue(claimable)
-
     def test_web_campaign_skips_back_office_orders(self):
         quote = self.env["sale.order"].create(
             {
