@@ -26,6 +26,7 @@ from ..tools.clv_model import (
 )
 from ..tools.runtime import gc_paused
 from ..tools.scoring import (
+    RFM_CODES,
     SCORE_KEYS,
     CustomerStats,
     Population,
@@ -706,29 +707,10 @@ class LoyaltyMlmPartnerScore(models.Model):
         # One frequency level per distinct order count (a few hundred).
         level = {o12: frequency_score(o12, cuts) for o12 in set(population.orders_12m)}
         return [
-            (
-                r,
-                (f := level[o12]),
-                m,
-                f"{r}{f}{m}",
-                segment,
-                quadrant,
-                churn,
-                clv,
-                up,
-            )
-            for (
-                r,
-                _f,
-                m,
-                _code,
-                segment,
-                quadrant,
-                _churn,
-                _clv,
-            ), o12, churn, clv, up in zip(
+            (r, f, m, RFM_CODES[r, f, m], segment, quadrant, churn, clv, up)
+            for (r, _f, m, _c, segment, quadrant, _r, _v), f, churn, clv, up in zip(
                 scores,
-                population.orders_12m,
+                [level[o12] for o12 in population.orders_12m],
                 result.churn_risk,
                 result.clv,
                 rise,

@@ -14,10 +14,11 @@ Conventions shared by every function here:
 """
 
 import math
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
+from itertools import repeat
 
 USAGE_SEGMENTS = ("heavy", "medium", "low")
 QUADRANTS = ("true_friend", "butterfly", "barnacle", "stranger")
@@ -143,14 +144,34 @@ def _count_worse(
 
 def _first_index(ordered: list) -> dict:
     """Value -> index of its first occurrence in the sorted list (bisect_left),
-    built in one pass: dict lookups are much cheaper than a bisect per id."""
+    from the highest value down: dict lookups are much cheaper than a bisect
+    per id."""
     n = len(ordered)
+    distinct = _few_distinct(ordered)
+    if distinct is not None:
+        return {value: bisect_left(ordered, value) for value in distinct}
     return dict(zip(reversed(ordered), range(n - 1, -1, -1), strict=True))
 
 
 def _end_index(ordered: list) -> dict:
     """Value -> index after its last occurrence in the sorted list (bisect_right)."""
+    distinct = _few_distinct(ordered)
+    if distinct is not None:
+        return {value: bisect_right(ordered, value) for value in reversed(distinct)}
     return dict(zip(ordered, range(1, len(ordered) + 1), strict=True))
+
+
+def _few_distinct(ordered: list) -> list | None:
+    """The distinct values of the sorted list, highest first, when there are
+    few of them (day counts, order counts: a few hundred among 100,000
+    customers): a bisect per distinct value then beats a dict insertion per
+    customer. None when most values are distinct (amounts)."""
+    if len(ordered) < 64:
+        return None
+    distinct = set(ordered)
+    if len(distinct) * 8 > len(ordered):
+        return None
+    return sorted(distinct, reverse=True)
 
 
 def _count_better(values: dict[int, float]) -> dict[int, int]:
@@ -846,12 +867,46 @@ def _quintile_of(worse: dict, n: int) -> dict:
 
 
 # "543" for (5, 4, 3), looked up rather than formatted for every customer.
-_RFM_CODES = {
+RFM_CODES = {
     (r, f, m): f"{r}{f}{m}"
     for r in range(1, 6)
     for f in range(1, 6)
     for m in range(1, 6)
 }
+
+
+def _quintiles_from_cuts(values: list, ref: dict) -> list[int]:
+    """`_quintile_from_cuts` (higher is better) of every value: 1 plus the
+    number of cuts the value is above."""
+    if not ref["spread"]:
+        return [NEUTRAL_SCORE] * len(values)
+    c2, c3, c4, c5 = ref["cuts"]
+    return [1 + (v > c2) + (v > c3) + (v > c4) + (v > c5) for v in values]
+
+
+def _segments_from_cuts(revenue: list, ref: dict, params: ScoringParams) -> list:
+    """The usage segment of every 12-month revenue, from the run's cut
+    points (see score_with_reference)."""
+    low_threshold = params.low_threshold
+    heavy_cut, low_cut = ref["heavy_cut"], ref["low_cut"]
+    return [
+        "heavy"
+        if r12 > low_threshold and heavy_cut is not None and r12 >= heavy_cut
+        else "low"
+        if r12 <= low_threshold or (low_cut is not None and r12 <= low_cut)
+        else "medium"
+        for r12 in revenue
+    ]
+
+
+def _high_from_cut(values: list, ref: dict) -> list[bool]:
+    """`_is_high_from_cut` of every value."""
+    if ref["const"] is not None:
+        return [ref["const"]] * len(values)
+    cut = ref["cut"]
+    if cut is None:
+        return [True] * len(values)
+    return [v > cut for v in values]
 
 
 def score_population(
@@ -898,7 +953,6 @@ def score_population(
     f_lower = _first_index(frequency_sorted)
     r_of = _quintile_of(_higher_counts(recency_sorted), n)
     f_of = _quintile_of(f_lower, n)
-    m_of = _quintile_of(_first_index(revenue_sorted), n)
 
     # Loyalty (quadrants): the sum of three rank counts.
     reg_lower = _first_index(regularity_sorted)
@@ -922,65 +976,75 @@ def score_population(
         "margin": _high_cut_sorted(margin_sorted, params.profit_split_pct),
     }
 
+    # Each score is a column, built in one comprehension; the customers'
+    # tuples are zipped from them at the end (much cheaper than one loop
+    # appending a tuple per customer).
+    recency_scores = [r_of[days] for days in recency]
+    frequency_scores = [f_of[o12] for o12 in frequency]
+    monetary_scores = _quintiles_from_cuts(revenue, reference["monetary"])
+    codes = [
+        RFM_CODES[key]
+        for key in zip(recency_scores, frequency_scores, monetary_scores, strict=True)
+    ]
     # Segments and quadrants from the cut points, as score_with_reference
     # tests them (a value against one or two cuts per customer).
-    low_threshold = params.low_threshold
-    heavy_cut = reference["segments"]["heavy_cut"]
-    low_cut = reference["segments"]["low_cut"]
-    loyal_const, loyal_cut = reference["loyalty"]["const"], reference["loyalty"]["cut"]
-    profit_const, profit_cut = reference["margin"]["const"], reference["margin"]["cut"]
-
-    # Churn risk and CLV (churn_risk, clv), per customer.
-    company_days = params.company_interval_days
-    default_expected = (
-        float(company_days)
-        if company_days is not None and company_days > 0
-        else DEFAULT_INTERVAL_DAYS
-    )
-    scores = []
-    append = scores.append
-    for days, interval, o12, r12, m12, total, rtotal, loyalty_sum in zip(
-        recency,
-        population.avg_interval_days,
-        frequency,
-        revenue,
-        margin,
-        population.orders_total,
-        population.revenue_total,
-        loyalty,
-        strict=True,
-    ):
-        r, f, m = r_of[days], f_of[o12], m_of[r12]
-        above_threshold = r12 > low_threshold
-        if above_threshold and heavy_cut is not None and r12 >= heavy_cut:
-            segment = "heavy"
-        elif not above_threshold or (low_cut is not None and r12 <= low_cut):
-            segment = "low"
-        else:
-            segment = "medium"
-        if loyal_const is not None:
-            loyal = loyal_const
-        else:
-            loyal = loyal_cut is None or loyalty_sum > loyal_cut
-        if m12 <= 0:
-            profitable = False
-        elif profit_const is not None:
-            profitable = profit_const
-        else:
-            profitable = profit_cut is None or m12 > profit_cut
-        if loyal:
-            quadrant = "true_friend" if profitable else "barnacle"
-        else:
-            quadrant = "butterfly" if profitable else "stranger"
-        if churn_and_clv:
-            expected = (
+    segments = _segments_from_cuts(revenue, reference["segments"], params)
+    loyal = _high_from_cut(loyalty, reference["loyalty"])
+    profitable = _high_from_cut(margin, reference["margin"])
+    quadrant_of = {
+        (True, True): "true_friend",
+        (True, False): "barnacle",
+        (False, True): "butterfly",
+        (False, False): "stranger",
+    }
+    quadrant_list = [
+        quadrant_of[is_loyal, m12 > 0 and is_profitable]
+        for is_loyal, m12, is_profitable in zip(loyal, margin, profitable, strict=True)
+    ]
+    if churn_and_clv:
+        # Churn risk and CLV (churn_risk, clv), per customer.
+        company_days = params.company_interval_days
+        default_expected = (
+            float(company_days)
+            if company_days is not None and company_days > 0
+            else DEFAULT_INTERVAL_DAYS
+        )
+        churn = [
+            _churn_risk(
+                days,
                 float(interval)
                 if interval is not None and interval > 0
-                else default_expected
+                else default_expected,
             )
-            churn = _churn_risk(days, expected)
-            clv = _clv(o12, r12, m12, total, rtotal, churn, params)
-        else:
-            churn = clv = None
-        append((r, f, m, _RFM_CODES[r, f, m], segment, quadrant, churn, clv))
+            for days, interval in zip(
+                recency, population.avg_interval_days, strict=True
+            )
+        ]
+        clv = [
+            _clv(o12, r12, m12, total, rtotal, risk, params)
+            for o12, r12, m12, total, rtotal, risk in zip(
+                frequency,
+                revenue,
+                margin,
+                population.orders_total,
+                population.revenue_total,
+                churn,
+                strict=True,
+            )
+        ]
+    else:
+        churn, clv = repeat(None, n), repeat(None, n)
+    scores = list(
+        zip(
+            recency_scores,
+            frequency_scores,
+            monetary_scores,
+            codes,
+            segments,
+            quadrant_list,
+            churn,
+            clv,
+            strict=True,
+        )
+    )
     return scores, reference
