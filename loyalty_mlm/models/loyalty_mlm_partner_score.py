@@ -1,6 +1,7 @@
 import io
 import logging
 import time
+from contextlib import closing, contextmanager
 from datetime import datetime, timedelta
 from itertools import pairwise
 from operator import itemgetter
@@ -10,7 +11,7 @@ import psycopg2.extras
 from dateutil.relativedelta import relativedelta
 
 from odoo import api, fields, models, sql_db
-from odoo.tools import SQL, create_index, split_every
+from odoo.tools import SQL, config, create_index, split_every
 
 from ..tools.clv_model import (
     BgNbdParams,
@@ -362,7 +363,10 @@ class LoyaltyMlmPartnerScore(models.Model):
         `deadline`, then clear the customers gone: (written, left)."""
         company = run.company_id
         today = run.score_date
-        population, days = self._mlm_score_population(company, today)
+        with self._mlm_aggregation_cursor() as cr:
+            population, days = self.with_env(self.env(cr=cr))._mlm_score_population(
+                company, today
+            )
         params = self._mlm_score_params(company, population_interval(population))
         # The churn risk and CLV of the old formula are replaced by the
         # model's: not computed.
@@ -395,6 +399,45 @@ class LoyaltyMlmPartnerScore(models.Model):
         left = len(changed) - written + len(to_clear) - cleared
         self._mlm_full_run_record(run, len(scores), written, cleared, left, reference)
         return written + cleared, left
+
+    @contextmanager
+    def _mlm_aggregation_cursor(self):
+        """The cursor the full run reads all orders of a company with: a
+        read-only cursor on Odoo's read replica (db_replica_host) when one is
+        configured and the call runs under ir.cron, else this transaction's
+        own (no extra query, as before).
+
+        The replica only sees committed data. Under ir.cron (the scheduler,
+        which commits before each call, or Run Manually) the orders come
+        from other, committed transactions; the only rows this call wrote
+        before the aggregation are its score runs, which the aggregation
+        does not read. The demo loader and the install hook run the refresh
+        in the transaction that just created or imported the orders (no
+        ir.cron context): they read here, on the primary. Replica lag is
+        tolerated: an order the replica has not replayed yet is missed by
+        tonight's full run only, and the hourly incremental refresh, which
+        reads on the primary every customer with an order written since
+        SCORE_INCREMENTAL_OVERLAP before the last run started, rescores him
+        (for a lag well below that hour). Odoo falls back to a cursor on the
+        primary when the replica cannot be reached.
+        """
+        if config["db_replica_host"] is False or not self.env.context.get(
+            "ir_cron_progress_id"
+        ):
+            yield self.env.cr
+            return
+        # _mlm_score_rows flushes the environment it runs in, the replica
+        # cursor's: flush this one, as it did before. (Only Odoo's test mode,
+        # whose read-only cursor shares this transaction, sees the result: a
+        # replica, or the primary Odoo falls back to, sees committed rows.)
+        self.env.flush_all()
+        with closing(self.env.registry.cursor(readonly=True)) as cr:
+            # Read/write: Odoo fell back to the primary (and said why).
+            _logger.debug(
+                "Segment scores: orders read on a %s cursor",
+                "read-only" if cr.readonly else "read/write",
+            )
+            yield cr
 
     def _mlm_write_changed(self, company, today, stored, changed, batch_size, deadline):
         """Write `changed` ([(partner id, scores)]) in batches until

@@ -33,6 +33,7 @@ from . import test_control_groups
 from . import test_survey_feedback
 from . import test_results_ui
 from . import test_score_quality
+from . import test_replica
 from . import test_reports
 from . import test_demo_tours
 from . import test_ledger_reasons
