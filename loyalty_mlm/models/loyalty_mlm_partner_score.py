@@ -1069,9 +1069,16 @@ class LoyaltyMlmPartnerScore(models.Model):
                 """,
                 older=older,
             )
+        # The stream is sorted by customer *and time* before it is grouped:
+        # the distinct order days (COUNT(DISTINCT), which PostgreSQL cannot
+        # split between parallel workers, so the aggregation itself runs in
+        # one process) then find each customer's days already in order, and
+        # the parallel workers still read, join and sort the rows. Measured
+        # on 1,000,000 orders: 15% to 25% less than grouping the stream as
+        # it comes (bench/README.md).
         return SQL(
             """
-            SELECT p.commercial_partner_id AS id,
+            SELECT r.commercial_partner_id AS id,
                    %(today)s - (MIN(r.at) FILTER (WHERE r.is_order))::date,
                    %(today)s - (MAX(r.at) FILTER (WHERE r.is_order))::date,
                    COUNT(*) FILTER (WHERE r.is_order AND %(recent)s)::int,
@@ -1082,10 +1089,13 @@ class LoyaltyMlmPartnerScore(models.Model):
                    ROUND(COALESCE(SUM(r.revenue), 0), 2)::float8,
                    COUNT(DISTINCT r.at::date) FILTER (WHERE r.is_order)::int
                    %(previous_columns)s
-              FROM stream r
-              JOIN %(contacts)s p ON p.id = r.partner_id
-              %(before)s
-             GROUP BY p.commercial_partner_id
+              FROM (SELECT p.commercial_partner_id, r.at, r.is_order,
+                           r.revenue, r.margin_12m
+                      FROM stream r
+                      JOIN %(contacts)s p ON p.id = r.partner_id
+                      %(before)s
+                     ORDER BY p.commercial_partner_id, r.at) r
+             GROUP BY r.commercial_partner_id
             HAVING COUNT(*) FILTER (WHERE r.is_order) > 0
             """,
             today=today,
