@@ -385,7 +385,10 @@ class LoyaltyMlmPartnerScore(models.Model):
             (
                 (pid, values)
                 for pid, values in zip(population.partner_ids, scores, strict=True)
-                if (old := stored.get(pid)) != values and moved(old, values)
+                # New customers (every one on the first night) without a
+                # call each.
+                if (old := stored.get(pid)) is None
+                or (old != values and moved(old, values))
             ),
             key=itemgetter(0),
         )
