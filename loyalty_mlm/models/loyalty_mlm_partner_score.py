@@ -1,10 +1,10 @@
 import io
 import logging
 import time
+from array import array
 from contextlib import closing, contextmanager
 from datetime import datetime, timedelta
 from itertools import pairwise
-from operator import itemgetter
 
 import psycopg2
 import psycopg2.extras
@@ -23,6 +23,7 @@ from ..tools.clv_model import (
     fit_gamma_gamma,
     frequency_cuts,
     frequency_score,
+    model_tables,
     score_model,
 )
 from ..tools.runtime import gc_paused
@@ -34,7 +35,7 @@ from ..tools.scoring import (
     ScoringParams,
     population_from_stats,
     population_interval,
-    score_population,
+    score_population_columns,
     score_with_reference,
 )
 
@@ -72,6 +73,14 @@ ENGINE_COLUMNS = [*(SCORE_FIELDS[key] for key in SCORE_KEYS), "churn_rise"]
 CLV_INDEX = ENGINE_KEYS.index("mlm_clv")
 # Customers written per statement.
 SCORE_BATCH_SIZE = 5000
+# Customers of a full run compared with their stored scores at a time (one
+# read of the stored scores each): bounds the memory the comparison takes.
+SCORE_READ_CHUNK = 20000
+# Rows of the full run's aggregation turned into Python objects at a time.
+SCORE_FETCH_ROWS = 10000
+# Customers the churn and CLV model scores at a time (see
+# _mlm_score_model_values).
+SCORE_MODEL_SLICE = 50000
 # Seconds a call of the nightly job keeps writing batches before it hands back
 # to ir.cron (which commits and calls again while work remains).
 SCORE_TIME_BUDGET = 60.0
@@ -360,7 +369,7 @@ class LoyaltyMlmPartnerScore(models.Model):
 
     def _mlm_full_run_batches(self, run, batch_size, deadline):
         """Score the population of `run`, write what changed in batches until
-        `deadline`, then clear the customers gone: (written, left)."""
+        `deadline`, clear the customers gone: (written and cleared, left)."""
         company = run.company_id
         today = run.score_date
         with self._mlm_aggregation_cursor() as cr:
@@ -370,38 +379,77 @@ class LoyaltyMlmPartnerScore(models.Model):
         params = self._mlm_score_params(company, population_interval(population))
         # The churn risk and CLV of the old formula are replaced by the
         # model's: not computed.
-        scores, reference = score_population(
+        score_columns, reference = score_population_columns(
             population, today, params, churn_and_clv=False
         )
         columns = self._mlm_score_model_columns(population, days)
         reference["model"] = self._mlm_score_fit(company, population, days, columns)
-        scores = self._mlm_score_model(
-            population, days, scores, reference["model"], columns
+        values = self._mlm_score_model_values(
+            population, days, score_columns, reference["model"], columns
         )
+        del score_columns, columns
         self._mlm_scores_lock(company)
-        stored = self._mlm_stored_scores(company)
+        ids = population.partner_ids
+        order = range(len(ids))
+        if any(a >= b for a, b in pairwise(ids)):
+            order = sorted(order, key=ids.__getitem__)
+        # The customers in partner id order, a chunk at a time: the stored
+        # scores of the chunk's id range are read, compared and written
+        # before the next chunk's, so that neither they nor the tuples of
+        # the changed customers are held for the whole population at once.
+        step = SCORE_READ_CHUNK
+        chunks = [order[i : i + step] for i in range(0, len(ids), step)]
+        # The id ranges: the first chunk's from 0, the last one's to the end,
+        # so that every stored customer falls in one.
+        starts = [ids[chunk[0]] for chunk in chunks[1:]]
+        bounds = pairwise([None, *starts, None]) if chunks else [(None, None)]
+        written = cleared = left = 0
+        for chunk, (low, high) in zip(chunks or [[]], bounds, strict=True):
+            if left or ((written or cleared) and time.monotonic() > deadline):
+                # Out of time: the chunks not compared yet are left (at most
+                # their customers, and at least one call to clear the gone).
+                left += max(1, len(chunk))
+                continue
+            (done, gone), rest = self._mlm_full_run_chunk(
+                company, today, chunk, ids, values, (low, high), batch_size, deadline
+            )
+            written += done
+            cleared += gone
+            left += rest
+        self._mlm_full_run_record(run, len(ids), written, cleared, left, reference)
+        return written + cleared, left
+
+    def _mlm_full_run_chunk(
+        self, company, today, chunk, ids, values, bounds, batch_size, deadline
+    ):
+        """Compare and write one chunk of a full run: the customers `ids[i]`
+        for i in `chunk` (ascending ids), whose scores are item i of the
+        ENGINE_KEYS columns `values`, against the stored scores of the id
+        range `bounds` ((low, high): from low up to, not including, high;
+        None is open), whose stored customers not among them are cleared.
+        Writes until `deadline` (at least one batch). Returns ((written,
+        cleared), left)."""
+        stored = self._mlm_stored_scores(company, id_range=bounds)
+        partner_ids = [ids[i] for i in chunk]
         moved = self._mlm_scores_moved
-        changed = sorted(
-            (
-                (pid, values)
-                for pid, values in zip(population.partner_ids, scores, strict=True)
-                # New customers (every one on the first night) without a
-                # call each.
-                if (old := stored.get(pid)) is None
-                or (old != values and moved(old, values))
-            ),
-            key=itemgetter(0),
-        )
-        to_clear = sorted(stored.keys() - set(population.partner_ids))
-        written = self._mlm_write_changed(
-            company, today, stored, changed, batch_size, deadline
-        )
+        changed = [
+            (pid, scores, old)
+            for pid, scores in zip(
+                partner_ids,
+                zip(*([column[i] for i in chunk] for column in values), strict=True),
+                strict=True,
+            )
+            # New customers (every one on the first night) without a call.
+            if (old := stored.get(pid)) is None
+            or (old != scores and moved(old, scores))
+        ]
+        to_clear = sorted(stored.keys() - set(partner_ids))
+        del stored
+        written = self._mlm_write_changed(company, today, changed, batch_size, deadline)
         cleared = 0
         if written == len(changed) and (not written or time.monotonic() <= deadline):
             cleared = self._mlm_clear_gone(company, to_clear, batch_size, deadline)
-        left = len(changed) - written + len(to_clear) - cleared
-        self._mlm_full_run_record(run, len(scores), written, cleared, left, reference)
-        return written + cleared, left
+        return (written, cleared), len(changed) - written + len(to_clear) - cleared
 
     @contextmanager
     def _mlm_aggregation_cursor(self):
@@ -442,12 +490,13 @@ class LoyaltyMlmPartnerScore(models.Model):
             )
             yield cr
 
-    def _mlm_write_changed(self, company, today, stored, changed, batch_size, deadline):
-        """Write `changed` ([(partner id, scores)]) in batches until
-        `deadline` (at least one): new customers first (inserted), then those
-        whose scores moved (updated). Returns the number written."""
-        new = [item for item in changed if item[0] not in stored]
-        moved = [item for item in changed if item[0] in stored]
+    def _mlm_write_changed(self, company, today, changed, batch_size, deadline):
+        """Write `changed` ([(partner id, scores, stored scores)]) in batches
+        until `deadline` (at least one): new customers (nothing stored) first
+        (inserted), then those whose scores moved (updated). Returns the
+        number written."""
+        new = [(pid, scores) for pid, scores, old in changed if old is None]
+        moved = [(pid, scores) for pid, scores, old in changed if old is not None]
         todo = [
             *(
                 (self._mlm_scores_write, batch)
@@ -630,26 +679,34 @@ class LoyaltyMlmPartnerScore(models.Model):
         day): (x, t_x, T, mean order value). x = order days - 1 (`days`:
         distinct order days per customer); orders dated after the scoring
         day count as that day's."""
-        age = [f if f > 0 else 0 for f in population.first_order_days]
-        frequency = [d - 1 if d > 1 else 0 for d in days]
+        # Typed arrays (8 bytes a value) rather than lists of objects: they
+        # live as long as the whole population's scoring.
+        age = array("q", (f if f > 0 else 0 for f in population.first_order_days))
+        frequency = array("q", (d - 1 if d > 1 else 0 for d in days))
         # min(max(first - last, 0), T) for repeat buyers, else 0; written
         # out (no min/max calls: this runs for every customer).
-        recency = [
-            ((g if g < t else t) if (g := f - lst) > 0 else 0) if x else 0
-            for f, lst, t, x in zip(
-                population.first_order_days,
-                population.last_order_days,
-                age,
-                frequency,
-                strict=True,
-            )
-        ]
-        means = [
-            rev / n if n > 0 else 0.0
-            for rev, n in zip(
-                population.revenue_total, population.orders_total, strict=True
-            )
-        ]
+        recency = array(
+            "q",
+            (
+                ((g if g < t else t) if (g := f - lst) > 0 else 0) if x else 0
+                for f, lst, t, x in zip(
+                    population.first_order_days,
+                    population.last_order_days,
+                    age,
+                    frequency,
+                    strict=True,
+                )
+            ),
+        )
+        means = array(
+            "d",
+            (
+                rev / n if n > 0 else 0.0
+                for rev, n in zip(
+                    population.revenue_total, population.orders_total, strict=True
+                )
+            ),
+        )
         return frequency, recency, age, means
 
     @api.model
@@ -710,7 +767,21 @@ class LoyaltyMlmPartnerScore(models.Model):
     def _mlm_score_model(cls, population, days, scores, model, columns=None):
         """`scores` (SCORE_KEYS tuples of `population`) with the model's
         frequency level, churn risk and CLV, plus the churn rise
-        (ENGINE_KEYS tuples).
+        (ENGINE_KEYS tuples): see _mlm_score_model_values."""
+        if not scores:
+            return []
+        values = cls._mlm_score_model_values(
+            population, days, list(zip(*scores, strict=True)), model, columns
+        )
+        return list(zip(*values, strict=True))
+
+    @classmethod
+    def _mlm_score_model_values(
+        cls, population, days, score_columns, model, columns=None
+    ):
+        """`score_columns` (SCORE_KEYS columns of `population`, see
+        tools/scoring.py:score_population_columns) with the model's frequency
+        level, churn risk and CLV, plus the churn rise: ENGINE_KEYS columns.
 
         Churn risk: P(no purchase within the horizon) under the fitted
         BG/NBD, 0..100. CLV: discounted expected purchases over the CLV
@@ -718,8 +789,8 @@ class LoyaltyMlmPartnerScore(models.Model):
         the company's. Frequency: `frequency_cuts` levels of the orders in
         the last 12 months (one-order customers no longer flatten the
         quintiles). The RFM code follows the new frequency level."""
-        if not scores:
-            return []
+        if not population.partner_ids:
+            return [[] for _key in ENGINE_KEYS]
         if columns is None:
             columns = cls._mlm_score_model_columns(population, days)
         frequency, recency, age, means = columns
@@ -730,38 +801,62 @@ class LoyaltyMlmPartnerScore(models.Model):
             company_margin_rate=model["company_margin_rate"],
         )
         bgnbd = BgNbdParams(*model["bgnbd"])
-        result = score_model(
-            bgnbd,
-            GammaGammaParams(*model["gamma_gamma"]),
-            frequency,
-            recency,
-            age,
-            population.orders_total,
-            means,
-            population.margin_12m,
-            population.revenue_12m,
-            settings,
-        )
-        rise = churn_rise(
-            bgnbd,
-            frequency,
-            recency,
-            result.churn_probability,
-            settings.churn_horizon_days,
-        )
+        gamma_gamma = GammaGammaParams(*model["gamma_gamma"])
+        # The model's tables over every customer once, then the customers a
+        # slice at a time: each slice's intermediate columns (P(alive),
+        # expected purchases and value, margin rates...) are let go before
+        # the next, and only the three results are kept, as typed arrays.
+        tables = model_tables(bgnbd, frequency, age, settings)
+        risk, clv, rise = array("q"), array("d"), array("q")
+        n = len(population.partner_ids)
+        for low in range(0, n, SCORE_MODEL_SLICE):
+            part = slice(low, low + SCORE_MODEL_SLICE)
+            result = score_model(
+                bgnbd,
+                gamma_gamma,
+                frequency[part],
+                recency[part],
+                age[part],
+                population.orders_total[part],
+                means[part],
+                population.margin_12m[part],
+                population.revenue_12m[part],
+                settings,
+                tables=tables,
+            )
+            risk.extend(result.churn_risk)
+            clv.extend(result.clv)
+            rise.extend(
+                churn_rise(
+                    bgnbd,
+                    frequency[part],
+                    recency[part],
+                    result.churn_probability,
+                    settings.churn_horizon_days,
+                )
+            )
+            del result
         cuts = model["frequency_cuts"]
         # One frequency level per distinct order count (a few hundred).
         level = {o12: frequency_score(o12, cuts) for o12 in set(population.orders_12m)}
-        return [
-            (r, f, m, RFM_CODES[r, f, m], segment, quadrant, churn, clv, up)
-            for (r, _f, m, _c, segment, quadrant, _r, _v), f, churn, clv, up in zip(
-                scores,
-                [level[o12] for o12 in population.orders_12m],
-                result.churn_risk,
-                result.clv,
-                rise,
-                strict=True,
+        recency_scores, _f, monetary_scores, _c, segments, quadrants = score_columns[:6]
+        frequency_scores = [level[o12] for o12 in population.orders_12m]
+        codes = [
+            RFM_CODES[key]
+            for key in zip(
+                recency_scores, frequency_scores, monetary_scores, strict=True
             )
+        ]
+        return [
+            recency_scores,
+            frequency_scores,
+            monetary_scores,
+            codes,
+            segments,
+            quadrants,
+            risk,
+            clv,
+            rise,
         ]
 
     @api.model
@@ -1113,6 +1208,23 @@ class LoyaltyMlmPartnerScore(models.Model):
         self, company, today, partner_ids=None, previous=True, until=None
     ):
         """The rows of _mlm_score_stats_query, fetched."""
+        # Unpacked: the generator runs to its end (and resets the settings).
+        (rows,) = self._mlm_score_row_chunks(
+            company, today, partner_ids, previous, until
+        )
+        return rows
+
+    def _mlm_score_row_chunks(
+        self,
+        company,
+        today,
+        partner_ids=None,
+        previous=True,
+        until=None,
+        chunk_size=None,
+    ):
+        """The rows of _mlm_score_stats_query, fetched: one list, or lists of
+        `chunk_size` rows (a generator: consume it to the end)."""
         self.env.flush_all()
         cr = self.env.cr
         # One aggregation over every order: give it the memory to stay off
@@ -1132,9 +1244,14 @@ class LoyaltyMlmPartnerScore(models.Model):
         cr.execute(
             self._mlm_score_stats_query(company, today, partner_ids, previous, until)
         )
-        rows = cr.fetchall()
+        if chunk_size:
+            # The rows as Python objects a chunk at a time (the whole result
+            # is in the client library's memory already).
+            while rows := cr.fetchmany(chunk_size):
+                yield rows
+        else:
+            yield cr.fetchall()
         cr.execute(SQL("RESET work_mem; RESET jit; RESET enable_hashagg"))
-        return rows
 
     @api.model
     def _mlm_score_stats(self, company, today, partner_ids=None, days=None):
@@ -1172,8 +1289,28 @@ class LoyaltyMlmPartnerScore(models.Model):
         """The scored Population of the company (the full run's input), and
         each customer's distinct order days. `until`: from the orders before
         that moment only."""
-        rows = self._mlm_score_rows(company, today, previous=False, until=until)
-        return self._mlm_score_population_of_rows(rows, today)
+        # Read into typed arrays, a chunk of rows at a time: 8 bytes a value,
+        # where all the rows as tuples of Python objects, then lists of them,
+        # took four to five times that at once: at a million customers, more
+        # than a cron worker may hold.
+        ids, first, last, o12, r12, m12, total, rtotal, days = columns = [
+            array(code) for code in "qqqqddqdq"
+        ]
+        for rows in self._mlm_score_row_chunks(
+            company, today, previous=False, until=until, chunk_size=SCORE_FETCH_ROWS
+        ):
+            for column, values in zip(columns, zip(*rows, strict=True), strict=True):
+                column.extend(values)
+        # Mean days between orders, as _mlm_score_stats computes it (None for
+        # one-order customers: a list).
+        intervals = [
+            (days_first - days_last) / (count - 1) if count > 1 else None
+            for days_first, days_last, count in zip(first, last, total, strict=True)
+        ]
+        population = Population(
+            ids, first, last, o12, r12, m12, total, rtotal, intervals
+        )
+        return population, days
 
     @staticmethod
     def _mlm_score_population_of_rows(rows, today):
@@ -1247,12 +1384,19 @@ class LoyaltyMlmPartnerScore(models.Model):
         )
 
     @api.model
-    def _mlm_stored_scores(self, company, partner_ids=None):
+    def _mlm_stored_scores(self, company, partner_ids=None, id_range=None):
         """{partner id: _mlm_score_values_key} of the customers with scores in
-        `company` (among `partner_ids`, if given), in one query."""
+        `company` (among `partner_ids`, if given; with ids from low up to,
+        not including, high for an `id_range` (low, high), None being open),
+        in one query."""
         restrict = SQL()
         if partner_ids is not None:
             restrict = SQL("AND partner_id = ANY(%s)", list(partner_ids))
+        low, high = id_range or (None, None)
+        if low is not None:
+            restrict = SQL("%s AND partner_id >= %s", restrict, low)
+        if high is not None:
+            restrict = SQL("%s AND partner_id < %s", restrict, high)
         self.env.cr.execute(
             SQL(
                 """

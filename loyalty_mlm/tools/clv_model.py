@@ -1077,6 +1077,27 @@ class ModelScores:
     clv: list[float]
 
 
+def model_tables(
+    bgnbd: BgNbdParams,
+    frequency: Sequence[int],
+    age: Sequence[float],
+    settings: ModelSettings,
+) -> tuple[dict, dict]:
+    """The per-(x, T) tables of `score_model` for these customers: the
+    discounted expected purchases of a live customer
+    (`alive_discounted_table`) and P(some purchase within the churn horizon
+    | alive)."""
+    r, alpha = bgnbd.r, bgnbd.alpha
+    horizon = settings.churn_horizon_days
+    log1p = math.log1p
+    alive = alive_discounted_table(bgnbd, zip(frequency, age, strict=True), settings)
+    active = {
+        key: -math.expm1(-(r + key[0]) * log1p(horizon / (alpha + key[1])))
+        for key in alive
+    }
+    return alive, active
+
+
 def score_model(
     bgnbd: BgNbdParams,
     gamma_gamma: GammaGammaParams,
@@ -1088,6 +1109,7 @@ def score_model(
     margins: Sequence[float],
     revenues: Sequence[float],
     settings: ModelSettings,
+    tables: tuple[dict, dict] | None = None,
 ) -> ModelScores:
     """Churn risk and CLV of a whole population, in columns.
 
@@ -1100,22 +1122,17 @@ def score_model(
     `gamma_gamma_expected_value` and `clv_value`, computed inline: this runs
     for every customer. The discounted expectation of a live customer
     depends on (x, T) only and comes from `alive_discounted_table`.
+    `tables`: `model_tables` of these customers or more (a caller scoring
+    a population a slice at a time computes them once).
     """
     _check_columns(frequency, recency, age)
-    horizon = settings.churn_horizon_days
     prior = gamma_gamma.mean
     company_rate = settings.company_margin_rate
     r, alpha, a, b = bgnbd.r, bgnbd.alpha, bgnbd.a, bgnbd.b
     gg_p, gg_q1, gg_v = gamma_gamma.p, gamma_gamma.q - 1.0, gamma_gamma.v
-    log1p = math.log1p
     # One pass per quantity, as comprehensions over the columns: much
     # cheaper than one loop appending to six lists.
-    alive = alive_discounted_table(bgnbd, zip(frequency, age, strict=True), settings)
-    # P(some purchase in h | alive) per (x, T).
-    active = {
-        key: -math.expm1(-(r + key[0]) * log1p(horizon / (alpha + key[1])))
-        for key in alive
-    }
+    alive, active = tables or model_tables(bgnbd, frequency, age, settings)
     # P(alive) = q / (q + a/(b+x-1)), q = ((alpha+t_x)/(alpha+T))^(r+x) in
     # (0, 1]: no overflow for long-gone customers (q underflows to 0).
     odds = {x: a / (b + x - 1) for x in set(frequency) if x}

@@ -922,9 +922,31 @@ def score_population(
     """Scores of every customer of `population`, and the run's reference.
 
     Returns (scores, reference): scores[i] is the tuple of customer i's values
-    in `SCORE_KEYS` order, i.e. the values `score_customers` gives him (with
-    churn_and_clv=False, churn risk and CLV are None: the nightly job takes
-    them from the churn and CLV model, clv_model.py);
+    in `SCORE_KEYS` order; see `score_population_columns`.
+    """
+    columns, reference = score_population_columns(
+        population, today, params, churn_and_clv
+    )
+    n = len(population.partner_ids)
+    columns = [repeat(None, n) if column is None else column for column in columns]
+    return list(zip(*columns, strict=True)), reference
+
+
+def score_population_columns(
+    population: Population,
+    today: date,
+    params: ScoringParams,
+    churn_and_clv: bool = True,
+) -> tuple[list[list | None], dict]:
+    """Scores of every customer of `population` as columns, and the run's
+    reference.
+
+    Returns (columns, reference): one list per key of `SCORE_KEYS`, item i
+    being customer i's value, i.e. the values `score_customers` gives him
+    (with churn_and_clv=False, the churn risk and CLV columns are None: the
+    nightly job takes them from the churn and CLV model, clv_model.py). The
+    nightly job keeps them as columns and makes tuples for one batch of
+    customers at a time (a tuple per customer is most of the memory);
     reference is what `build_reference` gives for the same population. The
     percentile tests of the segments and quadrants use the reference's cut
     points, which reproduce them exactly (see `score_with_reference`). A
@@ -938,46 +960,56 @@ def score_population(
     if any(total <= 0 for total in population.orders_total):
         raise ValueError("score_population: customer without orders")
     if not n:
-        return [], build_reference([], today, params)
-    recency = [days if days > 0 else 0 for days in population.last_order_days]
-    tenure = [days if days > 0 else 0 for days in population.first_order_days]
-    regularity = [_regularity(v) for v in population.avg_interval_days]
+        return [[] for _key in SCORE_KEYS], build_reference([], today, params)
     frequency = population.orders_12m
     revenue = population.revenue_12m
     margin = population.margin_12m
-
-    recency_sorted = sorted(recency)
-    frequency_sorted = sorted(frequency)
-    revenue_sorted = sorted(revenue)
-    regularity_sorted = sorted(regularity)
-    tenure_sorted = sorted(tenure)
-    margin_sorted = sorted(margin)
-
+    # Each column is sorted, read for its cut points and rank counts, and
+    # let go before the next one is sorted: at a million customers a sorted
+    # copy takes tens of MB.
     # RFM (quintile_scores): fewer days since the last order is better.
-    f_lower = _first_index(frequency_sorted)
-    r_of = _quintile_of(_higher_counts(recency_sorted), n)
+    recency = [days if days > 0 else 0 for days in population.last_order_days]
+    ordered = sorted(recency)
+    r_of = _quintile_of(_higher_counts(ordered), n)
+    recency_cuts = _quintile_cuts_sorted(ordered, False)
+    ordered = sorted(frequency)
+    f_lower = _first_index(ordered)
     f_of = _quintile_of(f_lower, n)
-
+    frequency_cuts = _quintile_cuts_sorted(ordered, True)
+    loyalty_frequency = _lower_table_sorted(ordered, f_lower)
+    ordered = sorted(revenue)
+    monetary_cuts = _quintile_cuts_sorted(ordered, True)
+    segment_cuts = _segment_cuts_sorted(ordered, params)
+    ordered = sorted(margin)
+    margin_cut = _high_cut_sorted(ordered, params.profit_split_pct)
     # Loyalty (quadrants): the sum of three rank counts.
-    reg_lower = _first_index(regularity_sorted)
-    ten_lower = _first_index(tenure_sorted)
+    regularity = [_regularity(v) for v in population.avg_interval_days]
+    ordered = sorted(regularity)
+    reg_lower = _first_index(ordered)
+    loyalty_regularity = _lower_table_sorted(ordered, reg_lower)
+    tenure = [days if days > 0 else 0 for days in population.first_order_days]
+    ordered = sorted(tenure)
+    ten_lower = _first_index(ordered)
+    loyalty_tenure = _lower_table_sorted(ordered, ten_lower)
+    ordered = None
     loyalty = [
         f_lower[f] + reg_lower[g] + ten_lower[t]
         for f, g, t in zip(frequency, regularity, tenure, strict=True)
     ]
+    del regularity, tenure
     reference = {
         "date": today.isoformat(),
         "n": n,
         "company_interval_days": params.company_interval_days,
-        "recency": _quintile_cuts_sorted(recency_sorted, False),
-        "frequency": _quintile_cuts_sorted(frequency_sorted, True),
-        "monetary": _quintile_cuts_sorted(revenue_sorted, True),
-        "segments": _segment_cuts_sorted(revenue_sorted, params),
-        "loyalty_frequency": _lower_table_sorted(frequency_sorted, f_lower),
-        "loyalty_regularity": _lower_table_sorted(regularity_sorted, reg_lower),
-        "loyalty_tenure": _lower_table_sorted(tenure_sorted, ten_lower),
+        "recency": recency_cuts,
+        "frequency": frequency_cuts,
+        "monetary": monetary_cuts,
+        "segments": segment_cuts,
+        "loyalty_frequency": loyalty_frequency,
+        "loyalty_regularity": loyalty_regularity,
+        "loyalty_tenure": loyalty_tenure,
         "loyalty": _high_cut_sorted(sorted(loyalty), params.loyalty_split_pct),
-        "margin": _high_cut_sorted(margin_sorted, params.profit_split_pct),
+        "margin": margin_cut,
     }
 
     # Each score is a column, built in one comprehension; the customers'
@@ -1037,18 +1069,15 @@ def score_population(
             )
         ]
     else:
-        churn, clv = repeat(None, n), repeat(None, n)
-    scores = list(
-        zip(
-            recency_scores,
-            frequency_scores,
-            monetary_scores,
-            codes,
-            segments,
-            quadrant_list,
-            churn,
-            clv,
-            strict=True,
-        )
-    )
-    return scores, reference
+        churn = clv = None
+    columns = [
+        recency_scores,
+        frequency_scores,
+        monetary_scores,
+        codes,
+        segments,
+        quadrant_list,
+        churn,
+        clv,
+    ]
+    return columns, reference
