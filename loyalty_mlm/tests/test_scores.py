@@ -363,6 +363,52 @@ class TestScores(LoyaltyMlmPosCommon):
         # frequency: the only repeat buyer (F 2).
         self.assertEqual(self.anna.mlm_rfm_code, "123")
 
+    def test_full_run_in_small_chunks_scores_the_same(self):
+        """A full run reads, scores, compares and writes its customers a
+        chunk at a time (issue 22: memory bounded by the chunk, not the
+        population): chunks of one customer give the same scores as one
+        chunk, every stored customer falls in one id range (one without
+        orders any more, between two others, is cleared), and a second run
+        finds nothing to write."""
+        self.make_story()
+        self.env["sale.order"].search(
+            [("partner_id", "=", self.bram.id)]
+        )._action_cancel()
+        self.refresh()
+        everybody = self.anna | self.bram | self.chloe | self.daan
+        columns = ("rfm_code", "usage_segment", "quadrant", "churn_risk", "clv")
+        expected = {column: self.stored(everybody, column) for column in columns}
+        self.assertEqual(expected["rfm_code"][self.bram.id], None)
+        self.env.cr.execute(
+            "DELETE FROM loyalty_mlm_partner_score WHERE company_id = %s",
+            (self.env.company.id,),
+        )
+        # Scores left behind for Bram, who has no orders any more.
+        self.env.cr.execute(
+            "INSERT INTO loyalty_mlm_partner_score"
+            " (partner_id, company_id, score_date, rfm_code)"
+            " VALUES (%s, %s, %s, '555')",
+            (self.bram.id, self.env.company.id, fields.Date.today()),
+        )
+        self.env.invalidate_all()
+        module = "odoo.addons.loyalty_mlm.models.loyalty_mlm_partner_score"
+        Run = self.env["loyalty.mlm.score.run"]
+        with (
+            patch(f"{module}.SCORE_READ_CHUNK", 1),
+            patch(f"{module}.SCORE_FETCH_ROWS", 1),
+            patch(f"{module}.SCORE_MODEL_SLICE", 1),
+        ):
+            self.assertEqual(self.refresh(), 0)
+            for column in columns:
+                self.assertEqual(
+                    self.stored(everybody, column), expected[column], column
+                )
+            run = Run.search([("company_id", "=", self.env.company.id)], limit=1)
+            self.assertEqual((run.done_count, run.cleared_count), (3, 1))
+            self.assertEqual(self.refresh(), 0)
+            run = Run.search([("company_id", "=", self.env.company.id)], limit=1)
+            self.assertEqual((run.done_count, run.cleared_count), (0, 0))
+
     def test_credit_note_nets_revenue_and_margin(self):
         order = self.sell(self.anna, self.beans, 3, 30)
         invoice = order._create_invoices()
