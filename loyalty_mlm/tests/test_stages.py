@@ -1,9 +1,11 @@
 from datetime import timedelta
+from unittest.mock import patch
 
 from odoo import fields
 from odoo.exceptions import UserError
 from odoo.tests import tagged
 
+from ..models import loyalty_mlm_stage as stage_model
 from .common import CLOCKS, LoyaltyMlmCommon, LoyaltyMlmPosCommon
 
 
@@ -277,6 +279,151 @@ class TestStageRules(StageCase, LoyaltyMlmCommon):
             [("id", "=", 0)], ["mlm_stage_id"], ["mlm_stage_id"]
         )
         self.assertEqual(len(groups), 6)  # every column, even empty
+
+
+@tagged("post_install", "-at_install")
+class TestStageBulkMoves(StageCase, LoyaltyMlmCommon):
+    """A first assignment (install on an existing database) moves every
+    customer at once: written set-based (issue #22), with the history rows
+    and the ORM cache the per-contact writes gave."""
+
+    def prospects(self, count, prefix="Prospect"):
+        """`count` customers without orders: Acquisition is theirs."""
+        return self.env["res.partner"].create(
+            [{"name": f"{prefix} {i}", "customer_rank": 1} for i in range(count)]
+        )
+
+    def test_first_assignment_queries_do_not_grow_with_customers(self):
+        """The same number of queries to move 50 contacts as 500."""
+        company = self.env.company
+        Stage = self.env["loyalty.mlm.stage"]
+        # Everyone else in place, and the caches a bulk move reads warm.
+        self.prospects(25, "Warm-up")
+        Stage._mlm_refresh_all_stages(company)
+        for count in (50, 500):
+            self.prospects(count, prefix=f"Q{count}")
+            self.env.flush_all()
+            self.env.invalidate_all()
+            # The customers (1), the company's thresholds, the stages and the
+            # user's time zone (as an unchanged night), one statement for the
+            # stages and their history, and the treatment job asked to run
+            # (3: a bulk move leaves the stage-entry treatments to it).
+            with self.assertQueryCount(9):
+                self.assertEqual(Stage._mlm_refresh_all_stages(company), count)
+
+    def test_bulk_moves_are_written_in_batches(self):
+        """One statement per batch of moves, whatever the target stages:
+        memory and statement size are bounded by the batch."""
+        company = self.env.company
+        Stage = self.env["loyalty.mlm.stage"]
+        self.prospects(25, "Warm-up")
+        Stage._mlm_refresh_all_stages(company)
+        prospects = self.prospects(50)
+        winback = self.env.ref("loyalty_mlm.stage_winback")
+        prospects[:25].write({"mlm_stage_id": winback.id})  # won back: 2 groups
+        self.env.flush_all()
+        self.env.invalidate_all()
+        with patch.object(stage_model, "MOVE_BATCH_SIZE", 20):
+            with self.assertQueryCount(11):  # 2 more batches
+                self.assertEqual(Stage._mlm_refresh_all_stages(company), 50)
+        self.assertEqual(
+            self.env["loyalty.mlm.stage.history"].search_count(
+                [("partner_id", "in", prospects.ids)]
+            ),
+            50,
+        )
+
+    def test_bulk_move_history_and_fields(self):
+        """Each contact gets his history row (from, to, date, reason,
+        automatic, by whom, company), his stage and stage date in the company
+        only; what the ORM had cached about him is read again."""
+        with self.clock(*CLOCKS[1]):
+            self.check_bulk_move()
+
+    def check_bulk_move(self):
+        company = self.env.company
+        other = self.env["res.company"].create({"name": "Other Shop"})
+        Stage = self.env["loyalty.mlm.stage"]
+        Stage._mlm_refresh_all_stages(company)
+        winback = self.env.ref("loyalty_mlm.stage_winback")
+        growth = self.env.ref("loyalty_mlm.stage_growth")
+        acquisition = self.env.ref("loyalty_mlm.stage_acquisition")
+        new, lapsed = self.prospects(30, "New"), self.prospects(30, "Lapsed")
+        lapsed.write({"mlm_stage_id": winback.id})
+        # Another company's stage of the same contacts stays as it is.
+        lapsed.with_company(other).write({"mlm_stage_id": growth.id})
+        partners = new | lapsed
+        # Cached before the move: the stage, its code, the history.
+        self.assertEqual(new.mapped("mlm_stage_code"), [False] * 30)
+        self.assertEqual(lapsed.mapped("mlm_stage_code"), ["winback"] * 30)
+        self.assertEqual(len(partners.mlm_stage_history_ids), 0)
+        now = fields.Datetime.now()
+        self.assertEqual(Stage._mlm_refresh_all_stages(company), 60)
+        self.assertEqual(partners.mapped("mlm_stage_code"), ["acquisition"] * 60)
+        self.assertEqual(set(partners.mapped("mlm_stage_date")), {now})
+        self.assertEqual(lapsed.with_company(other).mapped("mlm_stage_id"), growth)
+        for moved, from_stage, reason in (
+            (new, False, "no_order"),
+            (lapsed, winback, "won_back"),
+        ):
+            history = moved.mlm_stage_history_ids
+            self.assertEqual(history.partner_id, moved)
+            self.assertEqual(
+                {
+                    (
+                        move.from_stage_id or False,
+                        move.to_stage_id,
+                        move.date,
+                        move.reason_code,
+                        move.reason,
+                        move.automatic,
+                        move.user_id,
+                        move.company_id,
+                    )
+                    for move in history
+                },
+                {
+                    (
+                        from_stage,
+                        acquisition,
+                        now,
+                        reason,
+                        "",
+                        True,
+                        self.env.user,
+                        company,
+                    )
+                },
+            )
+        self.assertEqual(Stage._mlm_refresh_all_stages(company), 0)
+
+    def test_first_assignment_is_dated_by_the_order_history(self):
+        """On install (backfill), a move is dated by the last order it stands
+        for (winback: the day the lapse began), a contact without orders by
+        the day of the run."""
+        company = self.env.company
+        Stage = self.env["loyalty.mlm.stage"]
+        with self.clock(*CLOCKS[1]):
+            regular = self.customer("Regular", (200, 100, 30))
+            lapsed = self.customer("Lapsed", (300,))
+            prospect = self.env["res.partner"].create(
+                {"name": "Prospect", "customer_rank": 1}
+            )
+            now = fields.Datetime.now()
+            today = fields.Date.context_today(self.env.user)
+            lapse = company.mlm_lapse_days
+            Stage.with_context(mlm_stage_backfill=True)._mlm_refresh_all_stages(company)
+            for partner, code, day in (
+                (regular, "growth", today - timedelta(days=30)),
+                (lapsed, "winback", today - timedelta(days=300 - lapse - 1)),
+            ):
+                with self.subTest(partner.name):
+                    when = fields.Datetime.to_datetime(day)
+                    self.assertEqual(partner.mlm_stage_code, code)
+                    self.assertEqual(partner.mlm_stage_date, when)
+                    self.assertEqual(self.last_move(partner).date, when)
+            self.assertEqual(prospect.mlm_stage_date, now)
+            self.assertEqual(self.last_move(prospect).date, now)
 
 
 @tagged("post_install", "-at_install")
