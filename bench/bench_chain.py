@@ -107,6 +107,11 @@ def parse_args():
         "--expiry-batch", type=int, help="cards per expiry call (default: the cron's)"
     )
     parser.add_argument(
+        "--steps",
+        default=",".join(STEP_KEYS),
+        help="the steps to run, in the chain's order (default: all)",
+    )
+    parser.add_argument(
         "--treatment-calls",
         type=int,
         help="stop the treatment step after this many calls (default: none); "
@@ -140,6 +145,13 @@ def parse_args():
         action="store_true",
         help="generate (and commit) the data set, print its time, stop",
     )
+    parser.add_argument(
+        "--compare",
+        type=int,
+        metavar="COMPANY_ID",
+        help="only compare the final states of the copies <database>_a and "
+        "<database>_b left by --kill-resume --keep (company of the bench)",
+    )
     # Internal: the chain alone, in its own process (see run_chain_process).
     parser.add_argument(
         "--run-chain", type=int, metavar="COMPANY_ID", help=argparse.SUPPRESS
@@ -149,6 +161,9 @@ def parse_args():
         parser.error("--orders must be at least --customers (one order each)")
     if args.kill_resume:
         args.commit = True
+    args.steps = args.steps.split(",")
+    if set(args.steps) - set(STEP_KEYS):
+        parser.error(f"--steps: choose among {', '.join(STEP_KEYS)}")
     args.kill_points = []
     for spec in filter(None, args.kill_at.split(",")):
         step, commits, seconds = spec.split(":")
@@ -534,6 +549,8 @@ def run_chain(env, company, args, emit):
     if trace:
         tracemalloc.start()
     for key in STEP_KEYS:
+        if key not in args.steps:
+            continue
         emit("start", step=key)
         rss_before = rss_reset()
         if trace:
@@ -606,6 +623,7 @@ def chain_command(args, database, trace=False):
         command += ["--expiry-batch", str(args.expiry_batch)]
     if args.treatment_calls:
         command += ["--treatment-calls", str(args.treatment_calls)]
+    command += ["--steps", ",".join(args.steps)]
     if trace:
         command.append("--trace")
     return command
@@ -760,7 +778,9 @@ def fingerprint_queries(company_id):
                       FROM loyalty_mlm_treatment_log l
                  LEFT JOIN loyalty_mlm_stage_history h
                         ON l.occasion LIKE '%%:stage:%%'
-                       AND h.id = split_part(l.occasion, ':', 3)::int
+                       AND h.id = CASE WHEN l.occasion LIKE '%%:stage:%%'
+                                       THEN split_part(l.occasion, ':', 3)::int
+                                  END
                      WHERE l.company_id = %(c)s) t
             """,
         ),
@@ -947,6 +967,7 @@ def print_table(floor_time, floor_rows, results, traced=None):
         f"| **chain** | | {total:.3f} | {sum(r['queries'] for r in results)} | | "
         f"{total / floor_time:.1f}x |" + (" | |" if traced else "")
     )
+    sys.stdout.flush()
 
 
 # ---------------------------------------------------------------------------
@@ -1012,17 +1033,25 @@ def main_committed(args):
             seconds = copy_database(args.database, traced_db)
             print(f"copied to {traced_db} in {seconds:.1f} s", flush=True)
         floor_time, floor_rows, results, _k = spawn_chain(args, args.database, log=log)
+        print_header(args)
+        print_table(floor_time, floor_rows, results)
         traced = None
         if args.trace:
+            print("\nthe same chain on the copy, under tracemalloc:\n", flush=True)
             _f, _r, traced, _k = spawn_chain(args, traced_db, trace=True, log=log)
             if not args.keep:
                 drop_database(traced_db)
+    if traced:
+        print_table(floor_time, floor_rows, results, traced)
+
+
+def print_header(args):
     print(
         f"\n{args.customers} customers, {args.orders} orders (POS share "
         f"{args.pos_share:.0%}), member share {args.member_share:.0%}; "
-        "a commit after each call\n"
+        "a commit after each call\n",
+        flush=True,
     )
-    print_table(floor_time, floor_rows, results, traced)
 
 
 def main_kill_resume(args):
@@ -1065,8 +1094,16 @@ def main_kill_resume(args):
         )
         for result in results_b:
             print(f"    {step_label(result)} ({result['calls']} calls)")
-    state_a, checks_a, runs_a = read_state(copy_a, args.company_id)
-    state_b, checks_b, runs_b = read_state(copy_b, args.company_id)
+    compare_states(copy_a, copy_b, args.company_id)
+    if not args.keep:
+        for copy in (copy_a, copy_b):
+            drop_database(copy)
+
+
+def compare_states(copy_a, copy_b, company_id):
+    """Print the final states of the two copies side by side."""
+    state_a, checks_a, runs_a = read_state(copy_a, company_id)
+    state_b, checks_b, runs_b = read_state(copy_b, company_id)
     print("\n| final state | A: uninterrupted | B: killed and resumed | same |")
     print("|---|---|---|---|")
     for label in state_a:
@@ -1079,15 +1116,14 @@ def main_kill_resume(args):
     doubles = sum(checks_b[label] for label in checks_b if "twice" in label)
     print(f"\nsame final state: {'yes' if same else 'no'}")
     print(f"double postings: {doubles}")
-    if not args.keep:
-        for copy in (copy_a, copy_b):
-            drop_database(copy)
 
 
 def main():
     args = parse_args()
     setup_odoo(args, args.database)
-    if args.run_chain:
+    if args.compare:
+        compare_states(f"{args.database}_a", f"{args.database}_b", args.compare)
+    elif args.run_chain:
         args.trace_here = args.trace
         run_chain_process(args)
     elif args.kill_resume:
