@@ -30,7 +30,8 @@ Against a database with loyalty_mlm installed: use a throwaway copy
    the wall time to the floor's.
 
 Without --commit everything happens in one transaction, rolled back at the
-end (no commit between calls). With --commit the generated data is
+end (no commit between calls; --trace traces that one run, wall times
+included). With --commit the generated data is
 committed (and VACUUM ANALYZEd) and the chain runs in a fresh Python
 process (bench_chain.py --run-chain) that commits after every call, as
 ir.cron does; --trace then copies the database first and runs the chain a
@@ -125,7 +126,8 @@ def parse_args():
     parser.add_argument(
         "--trace",
         action="store_true",
-        help="with --commit: also run the chain under tracemalloc on a copy",
+        help="with --commit: also run the chain under tracemalloc on a copy; "
+        "without: the one run is traced",
     )
     parser.add_argument(
         "--kill-resume",
@@ -1018,7 +1020,9 @@ def main_in_transaction(args):
         cr.rollback()
         cr.close()
     print("\none transaction, no commit between calls; rolled back\n")
-    print_table(floor_time, floor_rows, results)
+    if args.trace:
+        print("under tracemalloc: every wall time is a traced one\n")
+    print_table(floor_time, floor_rows, results, results if args.trace else None)
 
 
 def main_committed(args):
