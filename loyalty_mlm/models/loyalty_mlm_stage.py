@@ -14,6 +14,8 @@ from ..tools.runtime import gc_paused
 # Stage moves per statement (_mlm_write_moves): bounds the statement and its
 # parameters, however many contacts move.
 MOVE_BATCH_SIZE = 5000
+# Customers the nightly stage step reads, decides and moves at a time.
+STAGE_READ_CHUNK = 20000
 
 
 class LoyaltyMlmStage(models.Model):
@@ -515,6 +517,47 @@ class LoyaltyMlmStage(models.Model):
     @api.model
     def _mlm_lifecycle_rows(self, company, today):
         """Every customer contact of the company (commercial partners only),
+        each with what decides his stage in the company (see
+        _mlm_lifecycle_query), fetched at once."""
+        self.env.flush_all()
+        self.env.cr.execute(self._mlm_lifecycle_query(company, today))
+        return self.env.cr.fetchall()
+
+    def _mlm_lifecycle_chunks(self, company, today, size=None):
+        """The rows of _mlm_lifecycle_query, `size` (default
+        STAGE_READ_CHUNK) at a time (a generator: consume it to the end).
+
+        The query runs once, into a temporary table (its aggregation of the
+        orders may use parallel workers there), which a cursor then reads a
+        chunk at a time: the caller moves a chunk's contacts before it reads
+        the next, so its memory does not grow with the customers. The cursor
+        sees the table as it was filled, whatever the moves write."""
+        size = size or STAGE_READ_CHUNK
+        cr = self.env.cr
+        # Scores are written through the contact's fields: flush everything.
+        self.env.flush_all()
+        cr.execute(
+            SQL(
+                "CREATE TEMPORARY TABLE mlm_lifecycle ON COMMIT DROP AS"
+                " SELECT * FROM (%s) AS row_values(%s)",
+                self._mlm_lifecycle_query(company, today),
+                SQL(", ").join(SQL.identifier(f"c{i}") for i in range(15)),
+            )
+        )
+        cr.execute(
+            "DECLARE mlm_lifecycle_rows NO SCROLL CURSOR FOR"
+            " SELECT * FROM mlm_lifecycle"
+        )
+        while True:
+            cr.execute(SQL("FETCH %s FROM mlm_lifecycle_rows", size))
+            rows = cr.fetchall()
+            if not rows:
+                break
+            yield rows
+        cr.execute("CLOSE mlm_lifecycle_rows; DROP TABLE mlm_lifecycle")
+
+    def _mlm_lifecycle_query(self, company, today):
+        """Every customer contact of the company (commercial partners only),
         each with what decides his stage in the company, in one query: id,
         stage id, kept until, churn, segment, quadrant, scored on, the five
         order figures of _mlm_stage_order_stats_query, successful referrals,
@@ -528,11 +571,8 @@ class LoyaltyMlmStage(models.Model):
         A customer of another company only has no stage here: company B's
         rules and treatments do not reach company A's customers. With one
         company, this is every customer, as before."""
-        # Scores are written through the contact's fields: flush everything.
-        self.env.flush_all()
-        self.env.cr.execute(
-            SQL(
-                """
+        return SQL(
+            """
                 WITH orders AS (%(orders)s),
                 -- as loyalty.mlm.referral counts them, for everybody
                 referrals AS (
@@ -584,23 +624,21 @@ class LoyaltyMlmStage(models.Model):
                     OR ((p.mlm_stage_id ->> %(key)s) IS NOT NULL
                         AND p.id IN (SELECT id FROM elsewhere))
                 """,
-                customer=SQL(
-                    """(o.partner_id IS NOT NULL
+            customer=SQL(
+                """(o.partner_id IS NOT NULL
                     OR (p.active AND p.id = p.commercial_partner_id
                         AND (p.customer_rank > 0 OR p.mlm_member_since IS NOT NULL)
                         AND (p.company_id = %(company)s
                              OR (p.company_id IS NULL
                                  AND (p.id IN (SELECT id FROM members)
                                       OR p.id NOT IN (SELECT id FROM elsewhere))))))""",
-                    company=company.id,
-                ),
-                orders=self._mlm_stage_order_stats_query(company, today),
                 company=company.id,
-                key=str(company.id),
-                program=company.mlm_program_id.id or 0,
-            )
+            ),
+            orders=self._mlm_stage_order_stats_query(company, today),
+            company=company.id,
+            key=str(company.id),
+            program=company.mlm_program_id.id or 0,
         )
-        return self.env.cr.fetchall()
 
     @api.model
     def _mlm_refresh_all_stages(self, companies=None):
@@ -619,19 +657,24 @@ class LoyaltyMlmStage(models.Model):
         """_mlm_refresh_stages of every customer of `company` (see
         _mlm_lifecycle_rows), from one query rather than one per input."""
         today = fields.Date.context_today(self)
-        rows, inputs, stale = {}, {}, []
         stage_input = self._mlm_stage_input
-        for row in self._mlm_lifecycle_rows(company, today):
-            # id | stage, kept until | 4 scores | 5 order figures | referrals
-            # | churn rise | the company's customer
-            if not row[14]:
-                if not (row[2] and row[2] >= today):  # a stage kept by hand stays
-                    stale.append(row[0])
-                continue
-            rows[row[0]] = row[1:3]
-            inputs[row[0]] = stage_input(row[7:12], (*row[3:7], row[13]), row[12])
-        self._mlm_clear_stages(company, stale)
-        return self._mlm_apply_stages(company, today, inputs, rows)
+        moved = 0
+        # A chunk of customers at a time (see _mlm_lifecycle_chunks).
+        for chunk in self._mlm_lifecycle_chunks(company, today):
+            rows, inputs, stale = {}, {}, []
+            for row in chunk:
+                # id | stage, kept until | 4 scores | 5 order figures |
+                # referrals | churn rise | the company's customer
+                if not row[14]:
+                    # A stage kept by hand stays.
+                    if not (row[2] and row[2] >= today):
+                        stale.append(row[0])
+                    continue
+                rows[row[0]] = row[1:3]
+                inputs[row[0]] = stage_input(row[7:12], (*row[3:7], row[13]), row[12])
+            self._mlm_clear_stages(company, stale)
+            moved += self._mlm_apply_stages(company, today, inputs, rows)
+        return moved
 
     @api.model
     def _mlm_clear_stages(self, company, partner_ids):

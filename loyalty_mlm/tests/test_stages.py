@@ -246,9 +246,11 @@ class TestStageRules(StageCase, LoyaltyMlmCommon):
                 self.customer(f"Q{count}-{i}", (40, 20, 10))
             Stage._mlm_refresh_all_stages(company)  # moves them, warms caches
             self.env.invalidate_all()
-            # The customers with what decides their stage (1); the rest reads
-            # the company's thresholds, the stages and the user's timezone.
-            with self.assertQueryCount(5):
+            # The customers with what decides their stage (5: into a
+            # temporary table, a cursor on it, one chunk, the end of it,
+            # closed); the rest reads the company's thresholds, the stages
+            # and the user's timezone.
+            with self.assertQueryCount(9):
                 self.assertEqual(Stage._mlm_refresh_all_stages(company), 0)
 
     def test_backfill_on_install(self):
@@ -304,12 +306,31 @@ class TestStageBulkMoves(StageCase, LoyaltyMlmCommon):
             self.prospects(count, prefix=f"Q{count}")
             self.env.flush_all()
             self.env.invalidate_all()
-            # The customers (1), the company's thresholds, the stages and the
+            # The customers (5), the company's thresholds, the stages and the
             # user's time zone (as an unchanged night), one statement for the
             # stages and their history, and the treatment job asked to run
             # (3: a bulk move leaves the stage-entry treatments to it).
-            with self.assertQueryCount(9):
+            with self.assertQueryCount(13):
                 self.assertEqual(Stage._mlm_refresh_all_stages(company), count)
+
+    def test_nightly_step_reads_customers_a_chunk_at_a_time(self):
+        """The nightly step reads, decides and moves a chunk of customers at
+        a time (memory bounded by the chunk): chunks of 7 move the same 30
+        customers to the same stages as one chunk, with one more read per
+        chunk."""
+        company = self.env.company
+        Stage = self.env["loyalty.mlm.stage"]
+        self.prospects(25, "Warm-up")
+        Stage._mlm_refresh_all_stages(company)
+        prospects = self.prospects(30)
+        winback = self.env.ref("loyalty_mlm.stage_winback")
+        prospects[:10].write({"mlm_stage_id": winback.id})
+        self.env.flush_all()
+        self.env.invalidate_all()
+        with patch.object(stage_model, "STAGE_READ_CHUNK", 7):
+            self.assertEqual(Stage._mlm_refresh_all_stages(company), 30)
+        self.assertEqual(set(prospects.mapped("mlm_stage_id.code")), {"acquisition"})
+        self.assertEqual(Stage._mlm_refresh_all_stages(company), 0)
 
     def test_bulk_moves_are_written_in_batches(self):
         """One statement per batch of moves, whatever the target stages:
@@ -324,7 +345,7 @@ class TestStageBulkMoves(StageCase, LoyaltyMlmCommon):
         self.env.flush_all()
         self.env.invalidate_all()
         with patch.object(stage_model, "MOVE_BATCH_SIZE", 20):
-            with self.assertQueryCount(11):  # 2 more batches
+            with self.assertQueryCount(15):  # 2 more batches
                 self.assertEqual(Stage._mlm_refresh_all_stages(company), 50)
         self.assertEqual(
             self.env["loyalty.mlm.stage.history"].search_count(
