@@ -367,6 +367,13 @@ class LoyaltyMlmTier(models.Model):
                 self._mlm_programme_member_ids(company),
                 self.env["res.partner"].browse,
             ):
+                if done:
+                    # What a batch read and wrote stays in the ORM cache
+                    # until the transaction ends: written out and let go
+                    # before the next, so the job's memory is bounded by the
+                    # batch, not the members.
+                    self.env.flush_all()
+                    self.env.invalidate_all()
                 if ladder:
                     self._mlm_tier_review(batch, company, ladder, today)
                 self.env["loyalty.mlm.bonus"]._mlm_on_member(batch, company)
