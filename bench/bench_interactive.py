@@ -47,11 +47,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-MEMBERS_ACTION_CONTEXT = {
-    "res_partner_search_mode": "customer",
-    "default_customer_rank": 1,
-}
-
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -467,9 +462,22 @@ def main():
         cr.close()
 
 
+def action_context(env, xmlid):
+    """The context the web client sends for the action `xmlid` (its own
+    context, without the search view defaults, which become the domain)."""
+    from odoo.tools.safe_eval import safe_eval  # noqa: PLC0415
+
+    action = env.ref(xmlid).sudo()
+    context = safe_eval(action.context or "{}", {"uid": env.uid})
+    return {k: v for k, v in context.items() if not k.startswith("search_default_")}
+
+
 def measure_paths(env, company, runs):
-    Partner = env["res.partner"].with_context(**MEMBERS_ACTION_CONTEXT)
-    Ledger = env["loyalty.mlm.ledger"]
+    members_context = action_context(env, "loyalty_mlm.res_partner_action_member")
+    Partner = env["res.partner"].with_context(**members_context)
+    Ledger = env["loyalty.mlm.ledger"].with_context(
+        **action_context(env, "loyalty_mlm.loyalty_mlm_ledger_action")
+    )
     rows = []
     members = [("mlm_member_since", "!=", False)]
 
@@ -551,7 +559,11 @@ def measure_paths(env, company, runs):
         )
         result = [groups]
         for group in groups["groups"]:
-            if group.get("__fold"):
+            # Folded stages, empty columns and the "no stage" column (folded
+            # by default) load no cards.
+            if group.get("__fold") or not group["mlm_stage_id_count"]:
+                continue
+            if not group["mlm_stage_id"]:
                 continue
             result.append(
                 Partner.with_context(**kanban_ctx).web_search_read(
