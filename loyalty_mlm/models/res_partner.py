@@ -3,7 +3,7 @@ from datetime import timedelta
 
 from odoo import _, api, fields, models
 from odoo.exceptions import AccessError, UserError
-from odoo.tools import create_index
+from odoo.tools import SQL, create_index, index_exists
 from odoo.tools.query import Query
 
 from .loyalty_mlm_partner_score import (
@@ -152,6 +152,33 @@ class ResPartner(models.Model):
             ["customer_rank DESC", "complete_name", "id DESC"],
             where="mlm_member_since IS NOT NULL",
         )
+        self._mlm_create_stage_indexes(
+            self.env["res.company"].with_context(active_test=False).search([])
+        )
+
+    @api.model
+    def _mlm_create_stage_indexes(self, companies):
+        """Index the members' lifecycle stage in each of `companies`.
+
+        The stage is company-dependent: a JSON column, which Odoo reads for
+        the current company as (mlm_stage_id->'<company id>'->>0)::int4. A
+        stage filter, a kanban column (its first cards and its count) and the
+        stage counts scanned every contact (0.09 to 0.14 s a query at 100,000
+        customers); an index on that expression finds a column's members
+        directly (0.02 s). One per company (the expression names it), made
+        at install and when a company is created; members only (partial)."""
+        for company in companies:
+            name = f"res_partner_mlm_stage_{company.id}_index"
+            if index_exists(self.env.cr, name):
+                continue
+            self.env.cr.execute(
+                SQL(
+                    "CREATE INDEX %s ON res_partner (((mlm_stage_id->%s->>0)::int4))"
+                    " WHERE mlm_member_since IS NOT NULL",
+                    SQL.identifier(name),
+                    str(company.id),
+                )
+            )
 
     @api.depends_context("company")
     def _compute_mlm_pos_program_ids(self):
