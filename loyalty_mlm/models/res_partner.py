@@ -541,8 +541,8 @@ class ResPartner(models.Model):
             # index) instead of a join of every contact to its scores, which
             # PostgreSQL ran in full even to check one contact (the contact
             # form tests the treatment rules' score conditions on the
-            # member: 0.12 to 0.37 s a rule at 100,000 customers; bench/
-            # README.md, "Interactive paths at scale").
+            # member: 0.12 to 0.37 s a rule at 100,000 customers on a loaded
+            # machine; bench/README.md, "Interactive paths at scale").
             scores = (
                 self.env["loyalty.mlm.partner.score"]
                 .sudo()
