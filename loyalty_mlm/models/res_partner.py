@@ -543,6 +543,8 @@ class ResPartner(models.Model):
             # form tests the treatment rules' score conditions on the
             # member: 0.12 to 0.37 s a rule at 100,000 customers on a loaded
             # machine; bench/README.md, "Interactive paths at scale").
+            # sudo: the rights were checked above (cashiers search by score
+            # without reading the score model); the company is in the domain.
             scores = (
                 self.env["loyalty.mlm.partner.score"]
                 .sudo()
