@@ -278,7 +278,9 @@ class ResCompany(models.Model):
         if any(vals.get("mlm_program_id") for vals in vals_list):
             # loyalty.program._mlm_member_programme_ids is cached.
             self.env.registry.clear_cache()
-        return super().create(vals_list)
+        companies = super().create(vals_list)
+        self.env["res.partner"]._mlm_create_stage_indexes(companies)
+        return companies
 
     def write(self, vals):
         mlm_check_bounds(self, MLM_SETTING_BOUNDS, vals)

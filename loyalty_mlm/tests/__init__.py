@@ -39,3 +39,5 @@ from . import test_demo_tours
 from . import test_ledger_reasons
 from . import test_multi_company
 from . import test_portal_loyalty
+from . import test_score_search
+from . import test_member_indexes

@@ -1,0 +1,120 @@
+from unittest.mock import patch
+
+from odoo import fields
+from odoo.tests import tagged
+
+from odoo.addons.loyalty_mlm.models.res_partner import _mlm_score_condition_needs_row
+
+from .common import LoyaltyMlmCommon
+
+
+@tagged("post_install", "-at_install")
+class TestScoreSearch(LoyaltyMlmCommon):
+    """Score filters find the same contacts whichever SQL serves them.
+
+    A condition that a contact without scores cannot meet ("heavy", churn
+    risk >= 70) is looked up in the score table alone (issue 22: the
+    contact form checks the treatment rules' score conditions on the
+    member); any other goes through the join of every contact to its
+    scores, which gives empty scores their stored-field meaning.
+
+    | contact | segment | quadrant    | churn risk | CLV    |
+    |---------|---------|-------------|-----------:|-------:|
+    | heavy   | heavy   | true_friend |         80 | 1200.0 |
+    | medium  | medium  | butterfly   |         10 |   NULL |
+    | low     | low     | stranger    |          0 |    0.0 |
+    | none    | (no score row)                                |
+    """
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        Partner = cls.env["res.partner"]
+        cls.heavy, cls.medium, cls.low, cls.none = Partner.create(
+            [{"name": f"Search {name}"} for name in ("heavy", "medium", "low", "none")]
+        )
+        cls.env["loyalty.mlm.partner.score"]._mlm_scores_write(
+            cls.env.company,
+            fields.Date.today(),
+            {
+                cls.heavy.id: (5, 5, 5, "555", "heavy", "true_friend", 80, 1200.0, 0),
+                cls.medium.id: (3, 3, 3, "333", "medium", "butterfly", 10, None, 0),
+                cls.low.id: (1, 1, 1, "111", "low", "stranger", 0, 0.0, 0),
+            },
+        )
+        cls.contacts = cls.heavy | cls.medium | cls.low | cls.none
+
+    def _found(self, domain):
+        return self.env["res.partner"].search(
+            [("id", "in", self.contacts.ids), *domain]
+        )
+
+    def _generic(self, fname, operator, value):
+        """The contacts the join of every contact to its scores finds."""
+        with patch(
+            "odoo.addons.loyalty_mlm.models.res_partner._mlm_score_condition_needs_row",
+            return_value=False,
+        ):
+            return self._found([(fname, operator, value)])
+
+    def test_same_contacts_as_the_join(self):
+        cases = [
+            ("mlm_usage_segment", "=", "heavy"),
+            ("mlm_usage_segment", "in", ["heavy", "low"]),
+            ("mlm_usage_segment", "!=", "heavy"),
+            ("mlm_usage_segment", "=", False),
+            ("mlm_quadrant", "=", "true_friend"),
+            ("mlm_churn_risk", ">=", 70),
+            ("mlm_churn_risk", ">", 0),
+            ("mlm_churn_risk", ">=", 0),
+            ("mlm_churn_risk", "<", 70),
+            ("mlm_churn_risk", "<=", -1),
+            ("mlm_churn_risk", "=", 0),
+            ("mlm_clv", ">", 100),
+            ("mlm_clv", "<", 100),
+            ("mlm_rfm_code", "ilike", "55"),
+            ("mlm_rfm_code", "ilike", ""),
+        ]
+        for fname, operator, value in cases:
+            with self.subTest(condition=(fname, operator, value)):
+                self.assertEqual(
+                    self._found([(fname, operator, value)]),
+                    self._generic(fname, operator, value),
+                )
+        self.assertEqual(self._found([("mlm_usage_segment", "=", "heavy")]), self.heavy)
+        self.assertEqual(
+            self._found([("mlm_churn_risk", "<", 70)]),
+            self.medium | self.low | self.none,
+        )
+
+    def test_needs_row(self):
+        self.assertEqual(_mlm_score_condition_needs_row("=", "heavy"), True)
+        self.assertEqual(_mlm_score_condition_needs_row("in", ["heavy", "low"]), True)
+        self.assertEqual(_mlm_score_condition_needs_row("in", ["heavy", False]), False)
+        self.assertEqual(_mlm_score_condition_needs_row(">=", 70), True)
+        self.assertEqual(_mlm_score_condition_needs_row(">=", 0), False)
+        self.assertEqual(_mlm_score_condition_needs_row("<", 70), False)
+        self.assertEqual(_mlm_score_condition_needs_row("<", 0), True)
+        self.assertEqual(_mlm_score_condition_needs_row("=", 0), False)
+        self.assertEqual(_mlm_score_condition_needs_row("!=", "heavy"), False)
+        self.assertEqual(_mlm_score_condition_needs_row("=", False), False)
+        self.assertEqual(_mlm_score_condition_needs_row("ilike", "%"), False)
+
+    def test_one_contact_reads_the_score_table_only(self):
+        """Checking one contact against a score condition (what a treatment
+        rule does on the contact form) joins no other contact: the SQL
+        selects from the score table, not from res_partner joined to it."""
+        query = self.env["res.partner"]._search(
+            [("id", "=", self.heavy.id), ("mlm_usage_segment", "=", "heavy")]
+        )
+        sql = query.select().code
+        self.assertEqual(sql.count('FROM "res_partner"'), 1)
+        self.assertEqual(sql.count('FROM "loyalty_mlm_partner_score"'), 1)
+        self.assertEqual(sql.count("JOIN"), 0)
+        with self.assertQueryCount(1):
+            self.assertEqual(
+                self.env["res.partner"].search(
+                    [("id", "=", self.heavy.id), ("mlm_usage_segment", "=", "heavy")]
+                ),
+                self.heavy,
+            )
