@@ -1154,11 +1154,12 @@ class LoyaltyMlmPartnerScore(models.Model):
         with at least one order): the columns of _mlm_score_stats_query.
         `contacts`: the table mapping contacts to their commercial partner
         (default res_partner)."""
-        recent = SQL("r.at >= %s", day_12m)
+        # The windows start at midnight: compared by day.
+        recent = SQL("r.day >= %s", day_12m.date())
         before = SQL("WHERE r.at < %s", until) if until else SQL()
         previous_columns = SQL()
         if previous:
-            older = SQL("r.at >= %s AND r.at < %s", day_24m, day_12m)
+            older = SQL("r.day >= %s AND r.day < %s", day_24m.date(), day_12m.date())
             previous_columns = SQL(
                 """,
                 COUNT(*) FILTER (WHERE r.is_order AND %(older)s)::int,
@@ -1177,22 +1178,22 @@ class LoyaltyMlmPartnerScore(models.Model):
         return SQL(
             """
             SELECT r.commercial_partner_id AS id,
-                   %(today)s - (MIN(r.at) FILTER (WHERE r.is_order))::date,
-                   %(today)s - (MAX(r.at) FILTER (WHERE r.is_order))::date,
+                   %(today)s - MIN(r.day) FILTER (WHERE r.is_order),
+                   %(today)s - MAX(r.day) FILTER (WHERE r.is_order),
                    COUNT(*) FILTER (WHERE r.is_order AND %(recent)s)::int,
                    ROUND(COALESCE(SUM(r.revenue) FILTER (WHERE %(recent)s), 0),
                          2)::float8,
                    ROUND(COALESCE(SUM(r.margin_12m), 0), 2)::float8,
                    COUNT(*) FILTER (WHERE r.is_order)::int,
                    ROUND(COALESCE(SUM(r.revenue), 0), 2)::float8,
-                   COUNT(DISTINCT r.at::date) FILTER (WHERE r.is_order)::int
+                   COUNT(DISTINCT r.day) FILTER (WHERE r.is_order)::int
                    %(previous_columns)s
-              FROM (SELECT p.commercial_partner_id, r.at, r.is_order,
-                           r.revenue, r.margin_12m
+              FROM (SELECT p.commercial_partner_id, r.at::date AS day,
+                           r.is_order, r.revenue, r.margin_12m
                       FROM stream r
                       JOIN %(contacts)s p ON p.id = r.partner_id
                       %(before)s
-                     ORDER BY p.commercial_partner_id, r.at) r
+                     ORDER BY p.commercial_partner_id, day) r
              GROUP BY r.commercial_partner_id
             HAVING COUNT(*) FILTER (WHERE r.is_order) > 0
             """,
