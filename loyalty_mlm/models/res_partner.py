@@ -137,7 +137,7 @@ class ResPartner(models.Model):
     )
 
     def init(self):
-        super().init()
+        res = super().init()
         # The Members action lists members in the order of Odoo's customer
         # lists (res_partner_search_mode "customer": most orders first, then
         # by name), its kanban columns likewise. Without an index in that
@@ -155,6 +155,7 @@ class ResPartner(models.Model):
         self._mlm_create_stage_indexes(
             self.env["res.company"].with_context(active_test=False).search([])
         )
+        return res
 
     @api.model
     def _mlm_create_stage_indexes(self, companies):
