@@ -248,3 +248,68 @@ def winback_promotion(env, company, **values):
             **values,
         }
     )
+
+
+class LoyaltyMlmScoresCommon(LoyaltyMlmPosCommon):
+    """Sale and POS orders dated back from now, for the score tests: the
+    products, the order helpers and the story of anna, bram, chloe and daan
+    (the subclass creates them). See test_scores.py for the scores it
+    gives."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.beans = cls.env["product.product"].create(
+            {
+                "name": "Beans",
+                "list_price": 100.0,
+                "standard_price": 60.0,
+                "taxes_id": False,
+                "invoice_policy": "order",
+            }
+        )
+        cls.papers = cls.env["product.product"].create(
+            {"name": "Papers", "list_price": 10.0, "taxes_id": False}
+        )
+
+    def sell(self, partner, product, qty, days_ago):
+        order = self.env["sale.order"].create(
+            {
+                "partner_id": partner.id,
+                "order_line": [
+                    (0, 0, {"product_id": product.id, "product_uom_qty": qty})
+                ],
+            }
+        )
+        order.action_confirm()
+        order.date_order = fields.Datetime.now() - timedelta(days=days_ago)
+        return order
+
+    def pos_sell(self, partner, lines, days_ago):
+        data = self.create_ui_order_data(lines, customer=partner)
+        result = self.env["pos.order"].sync_from_ui([data])
+        order = self.env["pos.order"].browse(result["pos.order"][0]["id"])
+        order.date_order = fields.Datetime.now() - timedelta(days=days_ago)
+        return order
+
+    def make_story(self):
+        """The story's orders; returns chloe's POS refund."""
+        for days in (10, 40, 70):
+            self.sell(self.anna, self.beans, 2, days)
+        self.sell(self.bram, self.papers, 10, 200)
+        bread = self.pos_sell(self.chloe, [(self.product, 5)], 5)
+        refund = self.pos_sell(
+            self.chloe,
+            [
+                {
+                    "product": self.product,
+                    "quantity": -2,
+                    "refunded_orderline_id": bread.lines[0].id,
+                }
+            ],
+            3,
+        )
+        self.sell(self.chloe, self.beans, 1, 400)
+        self.sell(self.daan, self.beans, 1, 500)
+        self.sell(self.daan, self.beans, 5, 20)._action_cancel()
+        return refund

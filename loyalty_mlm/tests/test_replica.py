@@ -1,5 +1,4 @@
 from contextlib import closing
-from datetime import timedelta
 from unittest.mock import patch
 
 from psycopg2.errors import ReadOnlySqlTransaction
@@ -8,13 +7,13 @@ from odoo import fields
 from odoo.tests import tagged
 from odoo.tools import SQL, config
 
-from .common import LoyaltyMlmPosCommon
+from .common import LoyaltyMlmScoresCommon
 
 SCORE_LOGGER = "odoo.addons.loyalty_mlm.models.loyalty_mlm_partner_score"
 
 
 @tagged("post_install", "-at_install")
-class TestReplica(LoyaltyMlmPosCommon):
+class TestReplica(LoyaltyMlmScoresCommon):
     """The nightly score aggregation on a read replica (README, "Scaling").
 
     A replica is a read-only connection. Odoo's test mode gives one on the
@@ -36,18 +35,6 @@ class TestReplica(LoyaltyMlmPosCommon):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.beans = cls.env["product.product"].create(
-            {
-                "name": "Beans",
-                "list_price": 100.0,
-                "standard_price": 60.0,
-                "taxes_id": False,
-                "invoice_policy": "order",
-            }
-        )
-        cls.papers = cls.env["product.product"].create(
-            {"name": "Papers", "list_price": 10.0, "taxes_id": False}
-        )
         cls.anna, cls.bram, cls.chloe, cls.daan = cls.env["res.partner"].create(
             [{"name": name} for name in ("Anna R", "Bram R", "Chloe R", "Daan R")]
         )
@@ -57,46 +44,6 @@ class TestReplica(LoyaltyMlmPosCommon):
         self.make_story()
 
     # helpers ---------------------------------------------------------------
-
-    def sell(self, partner, product, qty, days_ago):
-        order = self.env["sale.order"].create(
-            {
-                "partner_id": partner.id,
-                "order_line": [
-                    (0, 0, {"product_id": product.id, "product_uom_qty": qty})
-                ],
-            }
-        )
-        order.action_confirm()
-        order.date_order = fields.Datetime.now() - timedelta(days=days_ago)
-        return order
-
-    def pos_sell(self, partner, lines, days_ago):
-        data = self.create_ui_order_data(lines, customer=partner)
-        result = self.env["pos.order"].sync_from_ui([data])
-        order = self.env["pos.order"].browse(result["pos.order"][0]["id"])
-        order.date_order = fields.Datetime.now() - timedelta(days=days_ago)
-        return order
-
-    def make_story(self):
-        for days in (10, 40, 70):
-            self.sell(self.anna, self.beans, 2, days)
-        self.sell(self.bram, self.papers, 10, 200)
-        bread = self.pos_sell(self.chloe, [(self.product, 5)], 5)
-        self.pos_sell(
-            self.chloe,
-            [
-                {
-                    "product": self.product,
-                    "quantity": -2,
-                    "refunded_orderline_id": bread.lines[0].id,
-                }
-            ],
-            3,
-        )
-        self.sell(self.chloe, self.beans, 1, 400)
-        self.sell(self.daan, self.beans, 1, 500)
-        self.sell(self.daan, self.beans, 5, 20)._action_cancel()
 
     def replica_mode(self):
         """Odoo's test mode: a read-only cursor is then a READ ONLY savepoint

@@ -14,7 +14,7 @@ from odoo.addons.loyalty_mlm.tools.clv_model import (
     churn_percent,
 )
 
-from .common import LoyaltyMlmPosCommon
+from .common import LoyaltyMlmScoresCommon
 
 
 class Killed(Exception):
@@ -31,7 +31,7 @@ SCORES = (
 
 
 @tagged("post_install", "-at_install")
-class TestScores(LoyaltyMlmPosCommon):
+class TestScores(LoyaltyMlmScoresCommon):
     """Segment scores from real sale and POS orders, in a fresh company.
 
     The company (from the POS fixtures) has no other orders, so the scored
@@ -58,18 +58,6 @@ class TestScores(LoyaltyMlmPosCommon):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.beans = cls.env["product.product"].create(
-            {
-                "name": "Beans",
-                "list_price": 100.0,
-                "standard_price": 60.0,
-                "taxes_id": False,
-                "invoice_policy": "order",
-            }
-        )
-        cls.papers = cls.env["product.product"].create(
-            {"name": "Papers", "list_price": 10.0, "taxes_id": False}
-        )
         Partner = cls.env["res.partner"]
         cls.anna, cls.bram, cls.chloe, cls.daan, cls.eva, cls.finn = Partner.create(
             [
@@ -80,46 +68,9 @@ class TestScores(LoyaltyMlmPosCommon):
 
     # helpers ---------------------------------------------------------------
 
-    def sell(self, partner, product, qty, days_ago):
-        order = self.env["sale.order"].create(
-            {
-                "partner_id": partner.id,
-                "order_line": [
-                    (0, 0, {"product_id": product.id, "product_uom_qty": qty})
-                ],
-            }
-        )
-        order.action_confirm()
-        order.date_order = fields.Datetime.now() - timedelta(days=days_ago)
-        return order
-
-    def pos_sell(self, partner, lines, days_ago):
-        data = self.create_ui_order_data(lines, customer=partner)
-        result = self.env["pos.order"].sync_from_ui([data])
-        order = self.env["pos.order"].browse(result["pos.order"][0]["id"])
-        order.date_order = fields.Datetime.now() - timedelta(days=days_ago)
-        return order
-
     def make_story(self):
-        for days in (10, 40, 70):
-            self.sell(self.anna, self.beans, 2, days)
-        self.sell(self.bram, self.papers, 10, 200)
-        bread = self.pos_sell(self.chloe, [(self.product, 5)], 5)
-        refund = self.pos_sell(
-            self.chloe,
-            [
-                {
-                    "product": self.product,
-                    "quantity": -2,
-                    "refunded_orderline_id": bread.lines[0].id,
-                }
-            ],
-            3,
-        )
+        refund = super().make_story()
         self.assertEqual(refund.amount_total, -20.0)
-        self.sell(self.chloe, self.beans, 1, 400)
-        self.sell(self.daan, self.beans, 1, 500)
-        self.sell(self.daan, self.beans, 5, 20)._action_cancel()
         self.sell(self.finn, self.beans, 1, 15)._action_cancel()
 
     def refresh(self, **kwargs):
