@@ -72,6 +72,7 @@ class TestScores(LoyaltyMlmScoresCommon):
         refund = super().make_story()
         self.assertEqual(refund.amount_total, -20.0)
         self.sell(self.finn, self.beans, 1, 15)._action_cancel()
+        return refund
 
     def refresh(self, **kwargs):
         kwargs.setdefault("companies", self.env.company)
