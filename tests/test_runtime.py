@@ -4,7 +4,7 @@ import gc
 
 import pytest
 
-from loyalty_mlm.tools.runtime import gc_paused
+from loyalty_mlm.tools.runtime import CopyStream, gc_paused
 
 
 @pytest.fixture(autouse=True)
@@ -39,3 +39,31 @@ def test_left_off_when_it_was_off():
     with gc_paused():
         assert not gc.isenabled()
     assert not gc.isenabled()
+
+
+def test_copy_stream_reads_pieces_lazily_in_sizes():
+    produced = []
+
+    def texts():
+        for n in range(5):
+            produced.append(n)
+            yield f"line {n}\n"
+
+    stream = CopyStream(texts())
+    assert produced == []  # nothing formatted before COPY reads
+    assert stream.read(10) == "line 0\nlin"
+    assert produced == [0, 1]
+    assert stream.read(3) == "e 1"
+    assert produced == [0, 1]  # served from what was left over
+    assert stream.read(1000) == "\nline 2\nline 3\nline 4\n"
+    assert stream.read(1000) == ""
+
+
+def test_copy_stream_reads_everything_and_lines():
+    assert CopyStream(["a\n", "b\n"]).read() == "a\nb\n"
+    stream = CopyStream(["a\nb", "\nc\n"])
+    assert stream.readline() == "a\n"
+    assert stream.read(2) == "b\n"
+    assert stream.readline() == "c\n"
+    assert stream.readline() == ""
+    assert CopyStream([]).read(8192) == ""

@@ -2,6 +2,7 @@ import io
 import logging
 import time
 from array import array
+from collections.abc import Mapping
 from contextlib import closing, contextmanager
 from datetime import datetime, timedelta
 from itertools import pairwise
@@ -26,7 +27,7 @@ from ..tools.clv_model import (
     model_tables,
     score_model,
 )
-from ..tools.runtime import gc_paused
+from ..tools.runtime import CopyStream, gc_paused
 from ..tools.scoring import (
     RFM_CODES,
     SCORE_KEYS,
@@ -73,6 +74,9 @@ ENGINE_COLUMNS = [*(SCORE_FIELDS[key] for key in SCORE_KEYS), "churn_rise"]
 CLV_INDEX = ENGINE_KEYS.index("mlm_clv")
 # Customers written per statement.
 SCORE_BATCH_SIZE = 5000
+# Lines of a COPY formatted at a time, and characters sent at a time.
+SCORE_COPY_LINES = 1000
+COPY_READ_SIZE = 65536
 # Customers of a full run compared with their stored scores at a time (one
 # read of the stored scores each): bounds the memory the comparison takes.
 SCORE_READ_CHUNK = 20000
@@ -94,6 +98,38 @@ SCORE_WORK_MEM = "256MB"
 SCORE_INCREMENTAL_OVERLAP = timedelta(hours=1)
 # First key of the per-company score lock (pg_advisory_xact_lock(key, company)).
 SCORE_LOCK_KEY = 0x4D4C4D53  # "MLMS"
+
+
+class LazyScores(Mapping):
+    """{partner id: ENGINE_KEYS tuple} of the customers `ids[i]` for i in
+    `indices`, scored by `scores_of` (see _mlm_score_model_scorer) a block of
+    SCORE_COPY_LINES at a time as its items are read, so that a COPY of
+    them overlaps their scoring."""
+
+    def __init__(self, indices, ids, scores_of):
+        self._indices, self._ids, self._scores_of = indices, ids, scores_of
+
+    def __iter__(self):
+        return (self._ids[i] for i in self._indices)
+
+    def __len__(self):
+        return len(self._indices)
+
+    def __getitem__(self, partner_id):
+        for pid, scores in self.items():
+            if pid == partner_id:
+                return scores
+        raise KeyError(partner_id)
+
+    def items(self):
+        indices = self._indices
+        for low in range(0, len(indices), SCORE_COPY_LINES):
+            block = indices[low : low + SCORE_COPY_LINES]
+            yield from zip(
+                (self._ids[i] for i in block),
+                zip(*self._scores_of(block), strict=True),
+                strict=True,
+            )
 
 
 class LoyaltyMlmPartnerScore(models.Model):
@@ -384,15 +420,26 @@ class LoyaltyMlmPartnerScore(models.Model):
         )
         columns = self._mlm_score_model_columns(population, days)
         reference["model"] = self._mlm_score_fit(company, population, days, columns)
-        values = self._mlm_score_model_values(
-            population, days, score_columns, reference["model"], columns
-        )
-        del score_columns, columns
         self._mlm_scores_lock(company)
         ids = population.partner_ids
         order = range(len(ids))
         if any(a >= b for a, b in pairwise(ids)):
+            # Not in id order (the aggregation groups by customer, so it
+            # hardly happens): scored at once, then taken in id order.
             order = sorted(order, key=ids.__getitem__)
+            values = self._mlm_score_model_values(
+                population, days, score_columns, reference["model"], columns
+            )
+
+            def scores_of(indices):
+                return [[column[i] for i in indices] for column in values]
+
+        else:
+            # Scored as they are compared and written, a chunk or a block
+            # at a time (_mlm_full_run_chunk): never all at once.
+            scores_of = self._mlm_score_model_scorer(
+                population, score_columns, reference["model"], columns
+            )
         # The customers in partner id order, a chunk at a time: the stored
         # scores of the chunk's id range are read, compared and written
         # before the next chunk's, so that neither they nor the tuples of
@@ -411,7 +458,7 @@ class LoyaltyMlmPartnerScore(models.Model):
                 left += max(1, len(chunk))
                 continue
             (done, gone), rest = self._mlm_full_run_chunk(
-                company, today, chunk, ids, values, (low, high), batch_size, deadline
+                company, today, chunk, ids, scores_of, (low, high), batch_size, deadline
             )
             written += done
             cleared += gone
@@ -420,24 +467,29 @@ class LoyaltyMlmPartnerScore(models.Model):
         return written + cleared, left
 
     def _mlm_full_run_chunk(
-        self, company, today, chunk, ids, values, bounds, batch_size, deadline
+        self, company, today, chunk, ids, scores_of, bounds, batch_size, deadline
     ):
         """Compare and write one chunk of a full run: the customers `ids[i]`
-        for i in `chunk` (ascending ids), whose scores are item i of the
-        ENGINE_KEYS columns `values`, against the stored scores of the id
-        range `bounds` ((low, high): from low up to, not including, high;
-        None is open), whose stored customers not among them are cleared.
-        Writes until `deadline` (at least one batch). Returns ((written,
-        cleared), left)."""
+        for i in `chunk` (ascending ids), whose scores are the ENGINE_KEYS
+        columns `scores_of(indices)` (see _mlm_score_model_scorer), against
+        the stored scores of the id range `bounds` ((low, high): from low up
+        to, not including, high; None is open), whose stored customers not
+        among them are cleared. Writes until `deadline` (at least one
+        batch). Returns ((written, cleared), left)."""
         stored = self._mlm_stored_scores(company, id_range=bounds)
+        if not stored:
+            # Nobody of this range has scores yet (the first night): nothing
+            # to compare or clear; scored while they are written.
+            written = self._mlm_write_new(
+                company, today, chunk, ids, scores_of, batch_size, deadline
+            )
+            return (written, 0), len(chunk) - written
         partner_ids = [ids[i] for i in chunk]
         moved = self._mlm_scores_moved
         changed = [
             (pid, scores, old)
             for pid, scores in zip(
-                partner_ids,
-                zip(*([column[i] for i in chunk] for column in values), strict=True),
-                strict=True,
+                partner_ids, zip(*scores_of(chunk), strict=True), strict=True
             )
             # New customers (every one on the first night) without a call.
             if (old := stored.get(pid)) is None
@@ -510,6 +562,23 @@ class LoyaltyMlmPartnerScore(models.Model):
         written = 0
         for write, batch in todo:
             write(company, today, dict(batch))
+            written += len(batch)
+            if time.monotonic() > deadline:
+                break
+        return written
+
+    def _mlm_write_new(
+        self, company, today, chunk, ids, scores_of, batch_size, deadline
+    ):
+        """Insert the scores of the customers `ids[i]` for i in `chunk`, none
+        of whom has scores, in batches until `deadline` (at least one).
+        Each batch is scored a block at a time as COPY reads it (see
+        LazyScores): PostgreSQL stores a block while the next one is scored.
+        Returns the number written."""
+        written = 0
+        for low in range(0, len(chunk), batch_size):
+            batch = chunk[low : low + batch_size]
+            self._mlm_scores_write(company, today, LazyScores(batch, ids, scores_of))
             written += len(batch)
             if time.monotonic() > deadline:
                 break
@@ -789,10 +858,30 @@ class LoyaltyMlmPartnerScore(models.Model):
         the company's. Frequency: `frequency_cuts` levels of the orders in
         the last 12 months (one-order customers no longer flatten the
         quintiles). The RFM code follows the new frequency level."""
-        if not population.partner_ids:
+        n = len(population.partner_ids)
+        if not n:
             return [[] for _key in ENGINE_KEYS]
         if columns is None:
             columns = cls._mlm_score_model_columns(population, days)
+        scorer = cls._mlm_score_model_scorer(population, score_columns, model, columns)
+        # A slice at a time: each slice's intermediate columns (P(alive),
+        # expected purchases and value, margin rates...) are let go before
+        # the next, and only the results are kept (the model's three as
+        # typed arrays).
+        values = [[], [], [], [], [], [], array("q"), array("d"), array("q")]
+        for low in range(0, n, SCORE_MODEL_SLICE):
+            part = scorer(range(low, min(low + SCORE_MODEL_SLICE, n)))
+            for column, values_part in zip(values, part, strict=True):
+                column.extend(values_part)
+        return values
+
+    @classmethod
+    def _mlm_score_model_scorer(cls, population, score_columns, model, columns):
+        """A function of population indices (a range, or a list) returning
+        the ENGINE_KEYS columns of those customers (see
+        _mlm_score_model_values): the model's tables are built once, here,
+        for every customer; each call scores only its customers, so that a
+        caller can score and write a block at a time."""
         frequency, recency, age, means = columns
         settings = ModelSettings(
             churn_horizon_days=model["churn_horizon_days"],
@@ -802,62 +891,68 @@ class LoyaltyMlmPartnerScore(models.Model):
         )
         bgnbd = BgNbdParams(*model["bgnbd"])
         gamma_gamma = GammaGammaParams(*model["gamma_gamma"])
-        # The model's tables over every customer once, then the customers a
-        # slice at a time: each slice's intermediate columns (P(alive),
-        # expected purchases and value, margin rates...) are let go before
-        # the next, and only the three results are kept, as typed arrays.
         tables = model_tables(bgnbd, frequency, age, settings)
-        risk, clv, rise = array("q"), array("d"), array("q")
-        n = len(population.partner_ids)
-        for low in range(0, n, SCORE_MODEL_SLICE):
-            part = slice(low, low + SCORE_MODEL_SLICE)
-            result = score_model(
-                bgnbd,
-                gamma_gamma,
-                frequency[part],
-                recency[part],
-                age[part],
-                population.orders_total[part],
-                means[part],
-                population.margin_12m[part],
-                population.revenue_12m[part],
-                settings,
-                tables=tables,
-            )
-            risk.extend(result.churn_risk)
-            clv.extend(result.clv)
-            rise.extend(
-                churn_rise(
-                    bgnbd,
-                    frequency[part],
-                    recency[part],
-                    result.churn_probability,
-                    settings.churn_horizon_days,
-                )
-            )
-            del result
         cuts = model["frequency_cuts"]
         # One frequency level per distinct order count (a few hundred).
         level = {o12: frequency_score(o12, cuts) for o12 in set(population.orders_12m)}
         recency_scores, _f, monetary_scores, _c, segments, quadrants = score_columns[:6]
-        frequency_scores = [level[o12] for o12 in population.orders_12m]
-        codes = [
-            RFM_CODES[key]
-            for key in zip(
-                recency_scores, frequency_scores, monetary_scores, strict=True
+        inputs = (
+            frequency,
+            recency,
+            age,
+            population.orders_total,
+            means,
+            population.margin_12m,
+            population.revenue_12m,
+        )
+
+        def values(indices):
+            if isinstance(indices, range) and indices.step == 1:
+                part = slice(indices.start, indices.stop)
+
+                def take(column):
+                    return column[part]
+
+            else:
+
+                def take(column):
+                    return [column[i] for i in indices]
+
+            x, t_x, t, orders, mean, margins, revenues = map(take, inputs)
+            result = score_model(
+                bgnbd,
+                gamma_gamma,
+                x,
+                t_x,
+                t,
+                orders,
+                mean,
+                margins,
+                revenues,
+                settings,
+                tables=tables,
             )
-        ]
-        return [
-            recency_scores,
-            frequency_scores,
-            monetary_scores,
-            codes,
-            segments,
-            quadrants,
-            risk,
-            clv,
-            rise,
-        ]
+            rise = churn_rise(
+                bgnbd, x, t_x, result.churn_probability, settings.churn_horizon_days
+            )
+            r_scores, m_scores = take(recency_scores), take(monetary_scores)
+            f_scores = [level[o12] for o12 in take(population.orders_12m)]
+            codes = [
+                RFM_CODES[key] for key in zip(r_scores, f_scores, m_scores, strict=True)
+            ]
+            return [
+                r_scores,
+                f_scores,
+                m_scores,
+                codes,
+                take(segments),
+                take(quadrants),
+                result.churn_risk,
+                result.clv,
+                rise,
+            ]
+
+        return values
 
     @api.model
     def _mlm_score_params(self, company, interval):
@@ -1479,34 +1574,41 @@ class LoyaltyMlmPartnerScore(models.Model):
         # selection keys and digit codes: nothing to escape but NULL.
         fixed = [str(company.id), str(day)]
         line = "\t".join(["%s", *fixed] + ["%s"] * len(ENGINE_KEYS)) + "\n"
-        text = "".join(
-            [
-                line % (pid, *values)
-                if None not in values
-                else line % (pid, *(r"\N" if v is None else v for v in values))
-                for pid, values in scores.items()
-            ]
+        # Formatted a block at a time while COPY sends: PostgreSQL stores
+        # the rows already sent while the next ones are formatted.
+        pieces = (
+            "".join(
+                [
+                    line % (pid, *values)
+                    if None not in values
+                    else line % (pid, *(r"\N" if v is None else v for v in values))
+                    for pid, values in block
+                ]
+            )
+            for block in split_every(SCORE_COPY_LINES, scores.items())
         )
         self._mlm_copy(
             "loyalty_mlm_partner_score",
             ["partner_id", "company_id", "score_date", *ENGINE_COLUMNS],
-            text,
+            pieces,
         )
         self._mlm_scores_invalidate()
         return len(scores)
 
     @api.model
     def _mlm_copy(self, table, columns, text):
-        """COPY `text` (COPY's text format, a line per row) into `columns` of
-        `table`: one statement, counted as one like those of cr.execute (the
-        query budgets of the tests and the benchmark see it)."""
+        """COPY `text` (COPY's text format, a line per row; or an iterable of
+        such texts, consumed as they are sent) into `columns` of `table`: one
+        statement, counted as one like those of cr.execute (the query
+        budgets of the tests and the benchmark see it)."""
+        source = io.StringIO(text) if isinstance(text, str) else CopyStream(text)
         cr = self.env.cr
         # As Odoo does for its own COPY (models.py, _ensure_xml_id): psycopg2
         # cannot COPY under an asynchronous wait callback (gevent).
         callback = psycopg2.extensions.get_wait_callback()
         psycopg2.extensions.set_wait_callback(None)
         try:
-            cr.copy_from(io.StringIO(text), table=table, columns=columns)
+            cr.copy_from(source, table=table, columns=columns, size=COPY_READ_SIZE)
         finally:
             psycopg2.extensions.set_wait_callback(callback)
         cr.sql_log_count += 1

@@ -1,3 +1,4 @@
+from dataclasses import astuple
 from datetime import timedelta
 from unittest.mock import patch
 
@@ -6,6 +7,7 @@ from odoo.tests import new_test_user, tagged
 from odoo.tools import SQL
 
 from odoo.addons.loyalty_mlm.models.loyalty_mlm_partner_score import (
+    ENGINE_COLUMNS,
     LoyaltyMlmPartnerScore,
 )
 from odoo.addons.loyalty_mlm.tools.clv_model import (
@@ -349,6 +351,7 @@ class TestScores(LoyaltyMlmScoresCommon):
             patch(f"{module}.SCORE_READ_CHUNK", 1),
             patch(f"{module}.SCORE_FETCH_ROWS", 1),
             patch(f"{module}.SCORE_MODEL_SLICE", 1),
+            patch(f"{module}.SCORE_COPY_LINES", 1),
         ):
             self.assertEqual(self.refresh(), 0)
             for column in columns:
@@ -360,6 +363,42 @@ class TestScores(LoyaltyMlmScoresCommon):
             self.assertEqual(self.refresh(), 0)
             run = Run.search([("company_id", "=", self.env.company.id)], limit=1)
             self.assertEqual((run.done_count, run.cleared_count), (0, 0))
+
+    def test_full_run_scores_the_same_in_any_order(self):
+        """The aggregation hands the customers on in id order, and the full
+        run then scores each chunk as it writes it; in any other order it
+        scores them all first and takes them in id order: the same scores."""
+        self.make_story()
+        self.refresh()
+        everybody = self.anna | self.bram | self.chloe | self.daan
+        columns = ENGINE_COLUMNS
+        expected = {column: self.stored(everybody, column) for column in columns}
+        self.assertTrue(all(expected["rfm_code"].values()))
+        self.env.cr.execute(
+            "DELETE FROM loyalty_mlm_partner_score WHERE company_id = %s",
+            (self.env.company.id,),
+        )
+        self.env.invalidate_all()
+        original = LoyaltyMlmPartnerScore._mlm_score_population
+        reversed_too = []
+
+        def reversed_population(score_model, company, today, until=None):
+            population, days = original(score_model, company, today, until)
+            reversed_too.append(True)
+            return (
+                type(population)(
+                    *(list(column)[::-1] for column in astuple(population))
+                ),
+                list(days)[::-1],
+            )
+
+        with patch.object(
+            LoyaltyMlmPartnerScore, "_mlm_score_population", reversed_population
+        ):
+            self.assertEqual(self.refresh(), 0)
+        self.assertTrue(reversed_too)
+        for column in columns:
+            self.assertEqual(self.stored(everybody, column), expected[column], column)
 
     def test_credit_note_nets_revenue_and_margin(self):
         order = self.sell(self.anna, self.beans, 3, 30)

@@ -22,3 +22,40 @@ def gc_paused():
     finally:
         if enabled:
             gc.enable()
+
+
+class CopyStream:
+    """A read-only text file over an iterable of texts, for COPY ... FROM
+    STDIN (psycopg2's cursor.copy_from reads it `size` characters at a time
+    and sends each piece at once).
+
+    The texts are produced only as they are read: the client formats the
+    next rows while PostgreSQL parses and stores the ones already sent,
+    where a whole text built first leaves the server idle until it is
+    complete, then the client idle until the server is done.
+    """
+
+    def __init__(self, texts):
+        self._texts = iter(texts)
+        self._rest = ""
+
+    def read(self, size=-1):  # pylint: disable=method-required-super
+        if size is None or size < 0:
+            text, self._rest = self._rest + "".join(self._texts), ""
+            return text
+        parts, length = [self._rest], len(self._rest)
+        while length < size:
+            text = next(self._texts, None)
+            if text is None:
+                break
+            parts.append(text)
+            length += len(text)
+        text = "".join(parts)
+        self._rest = text[size:]
+        return text[:size]
+
+    def readline(self, size=-1):
+        # COPY reads with read(); a file-like object offers both.
+        line, sep, rest = self.read().partition("\n")
+        self._rest = rest
+        return line + sep
