@@ -55,6 +55,18 @@ registry.category("web_tour.tours").add("loyalty_mlm_demo_sales", {
             trigger:
                 ".o_kanban_group:not(.o_column_folded) .o_column_title:contains('Terugwinnen')",
         },
+        {
+            content: "Every member in a stage: no column of contacts without one",
+            trigger: ".o_kanban_group .o_column_title:contains('Acquisitie')",
+            run() {
+                const titles = [...document.querySelectorAll(".o_kanban_group")].map(
+                    (group) => group.textContent
+                );
+                if (titles.some((title) => /^\s*(Geen|None)\b/.test(title))) {
+                    throw new Error(`A column without a stage: ${titles.join(" | ")}`);
+                }
+            },
+        },
         ...screenshot("sales_members", ".o_kanban_record:contains('Anna de Vries')"),
         {
             content: "Open Anna",
