@@ -56,7 +56,21 @@ def parse_args():
         action="store_true",
         help="commit the generated data before measuring (throwaway database!)",
     )
+    parser.add_argument(
+        "--generate-only",
+        action="store_true",
+        help="generate and commit the data, measure nothing (with --commit): a"
+        " template to copy with createdb -T for --reuse runs",
+    )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="measure on the data a --generate-only run left (nothing measured"
+        " on it yet): no generation",
+    )
     args = parser.parse_args()
+    if args.generate_only and not args.commit:
+        parser.error("--generate-only needs --commit")
     if args.orders < args.customers:
         parser.error("--orders must be at least --customers (one order each)")
     return args
@@ -212,6 +226,30 @@ def generate(env, company, customers, orders, pos_share):
     return [row[0] for row in cr.fetchall()], product
 
 
+def generated(env):
+    """(company, customer ids, product) of the one --generate-only run whose
+    data this database holds."""
+    company = env["res.company"].search([("name", "=like", "MLM Bench %")])
+    if len(company) != 1:
+        sys.exit(f"--reuse: {len(company)} bench companies here, not one")
+    if env["loyalty.mlm.partner.score"].search_count([("company_id", "=", company.id)]):
+        sys.exit("--reuse: measured already; copy the template again")
+    env.cr.execute(
+        """
+        SELECT partner_id FROM sale_order WHERE company_id = %(company)s
+         UNION
+        SELECT partner_id FROM pos_order WHERE company_id = %(company)s
+         ORDER BY 1
+        """,
+        {"company": company.id},
+    )
+    partner_ids = [row[0] for row in env.cr.fetchall()]
+    product = env["product.product"].search(
+        [("name", "=", "Bench Beans")], order="id desc", limit=1
+    )
+    return company, partner_ids, product
+
+
 def floor(env, company):
     """One aggregation over the same orders: the least any refresh must read.
 
@@ -304,12 +342,17 @@ def main():
     rows = []
     try:
         env = api.Environment(cr, SUPERUSER_ID, {})
-        company = env["res.company"].create({"name": f"MLM Bench {os.getpid()}"})
-        env = env(context={"allowed_company_ids": [company.id]})
-        (partner_ids, product), gen_time, _q = timed(
-            generate, env, company, args.customers, args.orders, args.pos_share
-        )
-        if args.commit:
+        if args.reuse:
+            company, partner_ids, product = generated(env)
+            env = env(context={"allowed_company_ids": [company.id]})
+            gen_time = 0.0
+        else:
+            company = env["res.company"].create({"name": f"MLM Bench {os.getpid()}"})
+            env = env(context={"allowed_company_ids": [company.id]})
+            (partner_ids, product), gen_time, _q = timed(
+                generate, env, company, args.customers, args.orders, args.pos_share
+            )
+        if args.commit and not args.reuse:
             cr.commit()
             with registry.cursor() as vacuum_cr:
                 vacuum_cr._cnx.autocommit = True
@@ -328,6 +371,8 @@ def main():
             f"in {gen_time:.1f} s",
             flush=True,
         )
+        if args.generate_only:
+            return
         floor(env, company)  # warm the cache: both measures read warm pages
         count, floor_time, floor_queries = timed(floor, env, company)
         rows.append(("floor: one SQL aggregation", floor_time, floor_queries, None))
