@@ -20,6 +20,10 @@ function memberCart() {
         {
             trigger: ".o_mlm_cart_preview_total:contains('225.00')",
         },
+        {
+            content: "Odoo's reward box says its points include this order's",
+            trigger: ".o_mlm_reward_points:contains('With this order: 140')",
+        },
     ];
 }
 
