@@ -187,15 +187,17 @@ class LoyaltyMlmTreatmentLog(models.Model):
             return ""
 
     @api.model
-    def _mlm_summary_vals(self, lines):
+    def _mlm_summary_vals(self, lines, existing=None):
         """{summary_lines, summary} to store for `lines` ([(code, values)]):
-        the codes and values, and the English text."""
+        the codes and values, and the English text. `existing`: see
+        _mlm_render_line (a batch knows the records its lines name)."""
         lines = [[code, values] for code, values in lines]
         env = self.with_context(lang="en_US").env
         return {
             "summary_lines": lines,
             "summary": "\n".join(
-                self._mlm_render_line(env, code, values) for code, values in lines
+                self._mlm_render_line(env, code, values, existing)
+                for code, values in lines
             ),
         }
 
