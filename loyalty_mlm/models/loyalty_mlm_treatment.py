@@ -1,6 +1,8 @@
 import logging
 import time
 from datetime import timedelta
+from itertools import groupby
+from operator import itemgetter
 
 from odoo import Command, _, api, fields, models
 from odoo.exceptions import UserError, ValidationError
@@ -550,25 +552,29 @@ class LoyaltyMlmTreatment(models.Model):
         given; at most `limit` customers). Returns (done, failed, left).
 
         Batch-wise: the due customers of each rule are claimed and treated
-        together (_mlm_fire_batch), `batch_size` at a time (default: all of
-        a rule's at once), a few queries per batch rather than per
-        customer; no new batch once time.monotonic() passed `deadline` (at
-        least one batch)."""
+        together (_mlm_fire_batch), `batch_size` customers at a time
+        (default: all at once), a few queries per rule and batch rather than
+        per customer; no new batch once time.monotonic() passed `deadline`
+        (at least one batch)."""
         plan = self._mlm_plan(company, partner_ids, triggers)
         total = sum(len(due) for _rule, due in plan)
+        # The plan's customers in its order, `batch_size` at a time; within
+        # a batch, each rule's customers are fired together.
+        queue = [(rule, pid, due[pid]) for rule, due in plan for pid in sorted(due)]
+        if limit is not None:
+            queue = queue[:limit]
         done = failed = 0
-        for rule, due in plan:
-            pids = sorted(due)
-            if limit is not None:
-                pids = pids[: max(limit - done - failed, 0)]
-            for batch in split_every(batch_size or len(pids) or 1, pids):
-                if (
-                    deadline is not None
-                    and (done or failed)
-                    and time.monotonic() > deadline
-                ):
-                    return done, failed, total - done - failed
-                ok, ko = rule._mlm_fire_batch(company, {pid: due[pid] for pid in batch})
+        for batch in split_every(batch_size or len(queue) or 1, queue):
+            if (
+                deadline is not None
+                and (done or failed)
+                and time.monotonic() > deadline
+            ):
+                break
+            for rule, items in groupby(batch, key=itemgetter(0)):
+                ok, ko = rule._mlm_fire_batch(
+                    company, {pid: occasion for _rule, pid, occasion in items}
+                )
                 done, failed = done + ok, failed + ko
         return done, failed, total - done - failed
 
@@ -623,14 +629,6 @@ class LoyaltyMlmTreatment(models.Model):
             self.env.invalidate_all()
             return False
         return True
-
-    def _mlm_claim(self, company, partner, occasion):
-        """The new log row of this occasion, or an empty recordset when a
-        previous (or concurrent) run already claimed it."""
-        claimed = self._mlm_claim_batch(company, {partner.id: occasion})
-        return self.env["loyalty.mlm.treatment.log"].union(
-            *(log for _partner, log in claimed)
-        )
 
     def _mlm_claim_batch(self, company, due):
         """Claim the occasions `due` ({partner id: occasion}) in the log, one
@@ -687,10 +685,6 @@ class LoyaltyMlmTreatment(models.Model):
         return [
             (partners.browse(pid), by_partner[pid]) for pid in pids if pid in by_partner
         ]
-
-    def _mlm_execute(self, company, partner, log):
-        """The rule's actions for one customer, written down on `log`."""
-        self._mlm_execute_batch(company, [(partner, log)])
 
     def _mlm_execute_batch(self, company, claimed):
         """The rule's actions for the customers `claimed` ([(partner, log)]),
@@ -853,10 +847,6 @@ class LoyaltyMlmTreatment(models.Model):
                 digits=digits,
             )
 
-    def _mlm_issue_coupon(self, partner):
-        """A coupon of the rule's programme for `partner`."""
-        return self._mlm_issue_coupons(partner)
-
     def _mlm_issue_coupons(self, partners):
         """A coupon of the rule's programme for each of `partners` (in their
         order), as Odoo's coupon generation wizard makes them (one point buys
@@ -908,10 +898,6 @@ class LoyaltyMlmTreatment(models.Model):
             mails.update(zip(pids, sent.ids, strict=True))
         return mails
 
-    def _mlm_send_survey(self, partner):
-        """Invite `partner` to the rule's survey (see _mlm_send_surveys)."""
-        return self._mlm_send_surveys(partner)
-
     def _mlm_send_surveys(self, partners):
         """Invite `partners` to the rule's survey, as the survey's Share
         wizard does: one answer record per invitation, linked to its
@@ -946,11 +932,6 @@ class LoyaltyMlmTreatment(models.Model):
                 invite._send_mail(answer)
                 answers |= answer
         return answers
-
-    def _mlm_schedule_activity(self, partner):
-        return self._mlm_schedule_activities(partner).get(
-            partner.id, self.env["mail.activity"]
-        )
 
     def _mlm_schedule_activities(self, partners):
         """The rule's activity for the salesperson of each of `partners` (or

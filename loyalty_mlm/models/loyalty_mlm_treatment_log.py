@@ -41,7 +41,7 @@ class LoyaltyMlmTreatmentLog(models.Model):
     The row is also the claim of its occasion: UNIQUE (treatment, customer,
     occasion) means a rerun, a resumed job or a concurrent run can never
     treat a customer twice for the same stage entry or day. Written by the
-    system only (see LoyaltyMlmTreatment._mlm_claim).
+    system only (see LoyaltyMlmTreatment._mlm_claim_batch).
     """
 
     _name = "loyalty.mlm.treatment.log"
@@ -250,7 +250,7 @@ class LoyaltyMlmTreatmentLog(models.Model):
 
     @api.model
     def _mlm_backfill_values(self, code, values):
-        """(code, values) as _mlm_execute stores them, from values read back
+        """(code, values) as _mlm_execute_batch stores them, from values read back
         out of a text (names as names: no id to find them by again), or None
         when a number or date cannot be read back."""
         values = dict(values)
