@@ -119,6 +119,12 @@ def parse_args():
         "the table shows what was left",
     )
     parser.add_argument(
+        "--treatment-budget",
+        type=float,
+        help="time budget (s) of a treatment call (default: the cron's); "
+        "0: one batch of 500 customers per call",
+    )
+    parser.add_argument(
         "--commit",
         action="store_true",
         help="commit the generated data and after each call (throwaway database!)",
@@ -432,6 +438,9 @@ def chain_steps(env, company, args):
     expiry_kwargs = {}
     if args.expiry_batch:
         expiry_kwargs["batch_size"] = args.expiry_batch
+    treatment_kwargs = {}
+    if args.treatment_budget is not None:
+        treatment_kwargs["time_budget"] = args.treatment_budget
 
     def scores(on_commit):
         return run_cron(
@@ -483,6 +492,7 @@ def chain_steps(env, company, args):
             "loyalty.mlm.treatment",
             "_cron_mlm_treatments",
             max_calls=args.treatment_calls,
+            **treatment_kwargs,
         ),
         "kpi": cron(
             "loyalty_mlm.ir_cron_kpi_snapshots",
@@ -625,6 +635,8 @@ def chain_command(args, database, trace=False):
         command += ["--expiry-batch", str(args.expiry_batch)]
     if args.treatment_calls:
         command += ["--treatment-calls", str(args.treatment_calls)]
+    if args.treatment_budget is not None:
+        command += ["--treatment-budget", str(args.treatment_budget)]
     command += ["--steps", ",".join(args.steps)]
     if trace:
         command.append("--trace")

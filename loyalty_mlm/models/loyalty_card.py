@@ -456,6 +456,37 @@ class LoyaltyCard(models.Model):
         )
         card.with_context(mlm_ledger_source=context_source).sudo().points += points
 
+    @api.model
+    def _mlm_post_points_batch(self, postings):
+        """_mlm_post_points for many cards at once: `postings` is a list of
+        (card, points, kind, source, reason). The same native card changes
+        (one per posting, each with its own source document), but the cards
+        are locked by one query and the ledger entries inserted and allocated
+        together (_mlm_deferred_posting): a batch job's cost does not grow
+        by a few queries per card."""
+        if not postings:
+            return
+        cards = self.browse([card.id for card, *_rest in postings])
+        # Read together (one query), then followed one by one: merged cards
+        # are rare.
+        cards.mapped("mlm_merged_into_id")
+        surviving = [card._mlm_surviving_card() for card, *_rest in postings]
+        self.browse(sorted({card.id for card in surviving}))._mlm_lock()
+        with self.env["loyalty.mlm.ledger"]._mlm_deferred_posting():
+            for card, (_card, points, kind, source, reason) in zip(
+                surviving, postings, strict=True
+            ):
+                context_source = mlm_source(
+                    source._name if source else card._name,
+                    source.id if source else card.id,
+                    kind,
+                    kind,
+                    reason,
+                )
+                card.with_context(
+                    mlm_ledger_source=context_source
+                ).sudo().points += points
+
     def _mlm_adjust(self, points, reason):
         """Add (or remove) points by hand; the ledger gets an adjustment."""
         self._mlm_post_points(points, "adjustment", reason=reason)

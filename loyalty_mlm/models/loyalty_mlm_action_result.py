@@ -440,8 +440,7 @@ class LoyaltyMlmActionResult(models.Model):
         )
         occasion = f"{company.id}:day:{treated_at.date().isoformat()}"
         for rule in (call, newsletter):
-            for partner in partners:
-                rule._mlm_fire(company, partner.id, occasion)
+            rule._mlm_fire_batch(company, dict.fromkeys(partners.ids, occasion))
         self.env["loyalty.mlm.treatment.log"].search(
             [("treatment_id", "in", (call | newsletter).ids)]
         ).write({"date": treated_at})

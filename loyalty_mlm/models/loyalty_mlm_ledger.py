@@ -2,6 +2,7 @@ import json
 import logging
 import re
 from collections import defaultdict
+from contextlib import contextmanager
 
 from babel.numbers import format_decimal
 from dateutil.relativedelta import relativedelta
@@ -21,6 +22,9 @@ MAX_POINTS = 1e9
 # Bonus kinds an order carries (reversed with it, counted for the tiers).
 BONUS_KINDS = ("tier_bonus", "campaign_bonus")
 SPLITS_KEY = "loyalty_mlm.ledger_splits"
+# Entries of card changes made inside _mlm_deferred_posting, posted together
+# when it ends (kept on the transaction, as the splits).
+DEFERRED_KEY = "loyalty_mlm.ledger_deferred"
 
 # The reasons the add-on writes: stored as a code and its values, rendered in
 # the reader's language (the Points Statement: the member's), never frozen in
@@ -428,7 +432,31 @@ class LoyaltyMlmLedger(models.Model):
                         "company_id": (card.company_id or self.env.company).id,
                     }
                 )
+        deferred = self.env.cr.cache.get(DEFERRED_KEY)
+        if deferred is not None:
+            deferred.extend(vals_list)
+            return self.browse()
         return self._mlm_post(vals_list)
+
+    @contextmanager
+    def _mlm_deferred_posting(self):
+        """The entries of the card changes made meanwhile, posted (and
+        allocated) together when the block ends: one insert for a batch of
+        cards instead of one per card. Only for code that changes many cards
+        and reads no ledger meanwhile: the balances run ahead of the ledger
+        until the block ends. A block that raises posts nothing (the caller's
+        savepoint undoes the card changes too). Nested blocks post with the
+        outermost one."""
+        cache = self.env.cr.cache
+        if DEFERRED_KEY in cache:
+            yield
+            return
+        deferred = cache[DEFERRED_KEY] = []
+        try:
+            yield
+        finally:
+            cache.pop(DEFERRED_KEY, None)
+        self._mlm_post(deferred)
 
     @api.model
     def _mlm_post(self, vals_list):

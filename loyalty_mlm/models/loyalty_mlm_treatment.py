@@ -1,5 +1,8 @@
 import logging
+import time
 from datetime import timedelta
+from itertools import groupby
+from operator import itemgetter
 
 from odoo import Command, _, api, fields, models
 from odoo.exceptions import UserError, ValidationError
@@ -10,9 +13,14 @@ from .loyalty_mlm_partner_score import QUADRANT_SELECTION, USAGE_SEGMENT_SELECTI
 
 _logger = logging.getLogger(__name__)
 
-# Partners handled per call of the nightly job (ir.cron calls again while
-# some remain, committing in between).
+# Customers treated together by the nightly job (one claim, one create or
+# write per action, one savepoint).
 TREATMENT_BATCH_SIZE = 500
+# Seconds a call of the nightly job keeps treating batches of the plan it
+# made before it hands back to ir.cron (which commits and calls again while
+# some remain): the plan, which reads the whole company, is made once for
+# many batches.
+TREATMENT_TIME_BUDGET = 60.0
 # A stage move of at most this many contacts (a manual move, an order that
 # moves its customer) runs its stage-entry treatments at once; bigger moves
 # (the nightly refresh) leave them to the treatment job that follows it.
@@ -531,21 +539,75 @@ class LoyaltyMlmTreatment(models.Model):
     # ------------------------------------------------------------
 
     @api.model
-    def _mlm_apply(self, company, partner_ids=None, triggers=None, limit=None):
+    def _mlm_apply(
+        self,
+        company,
+        partner_ids=None,
+        triggers=None,
+        limit=None,
+        batch_size=None,
+        deadline=None,
+    ):
         """Run the due treatments of `company` (for `partner_ids` only if
-        given; at most `limit` customers). Returns (done, failed, left)."""
+        given; at most `limit` customers). Returns (done, failed, left).
+
+        Batch-wise: the due customers of each rule are claimed and treated
+        together (_mlm_fire_batch), `batch_size` customers at a time
+        (default: all at once), a few queries per rule and batch rather than
+        per customer; no new batch once time.monotonic() passed `deadline`
+        (at least one batch)."""
         plan = self._mlm_plan(company, partner_ids, triggers)
         total = sum(len(due) for _rule, due in plan)
+        # The plan's customers in its order, `batch_size` at a time; within
+        # a batch, each rule's customers are fired together.
+        queue = [(rule, pid, due[pid]) for rule, due in plan for pid in sorted(due)]
+        if limit is not None:
+            queue = queue[:limit]
         done = failed = 0
-        for rule, due in plan:
-            for pid in sorted(due):
-                if limit is not None and done + failed >= limit:
-                    return done, failed, total - done - failed
-                if rule._mlm_fire(company, pid, due[pid]):
-                    done += 1
-                else:
-                    failed += 1
-        return done, failed, 0
+        for batch in split_every(batch_size or len(queue) or 1, queue):
+            if (
+                deadline is not None
+                and (done or failed)
+                and time.monotonic() > deadline
+            ):
+                break
+            for rule, items in groupby(batch, key=itemgetter(0)):
+                ok, ko = rule._mlm_fire_batch(
+                    company, {pid: occasion for _rule, pid, occasion in items}
+                )
+                done, failed = done + ok, failed + ko
+        return done, failed, total - done - failed
+
+    def _mlm_fire_batch(self, company, due):
+        """Claim the occasions `due` ({partner id: occasion}) and execute the
+        actions for all of them, in one savepoint. If anything fails, the
+        savepoint undoes the whole batch and each customer is fired on his
+        own (_mlm_fire): one bad customer neither sinks the others nor is
+        left half-treated. Returns (done, failed)."""
+        self.ensure_one()
+        try:
+            with self.env.cr.savepoint():
+                claimed = self._mlm_claim_batch(company, due)
+                if claimed:
+                    self._mlm_execute_batch(company, claimed)
+        except Exception:
+            _logger.warning(
+                "Treatment %s failed for a batch of %s contacts: each is "
+                "tried on his own.",
+                self.id,
+                len(due),
+                exc_info=True,
+            )
+            self.env.invalidate_all()
+        else:
+            return len(due), 0
+        done = failed = 0
+        for pid in sorted(due):
+            if self._mlm_fire(company, pid, due[pid]):
+                done += 1
+            else:
+                failed += 1
+        return done, failed
 
     def _mlm_fire(self, company, partner_id, occasion):
         """Claim the occasion in the log, then execute the actions, all in one
@@ -553,13 +615,11 @@ class LoyaltyMlmTreatment(models.Model):
         neither half-treated nor skipped (the next run tries again); a claim
         already taken (a rerun) does nothing. Returns False on failure."""
         self.ensure_one()
-        # The stage the log keeps is the company's (company-dependent).
-        partner = self.env["res.partner"].with_company(company).browse(partner_id)
         try:
             with self.env.cr.savepoint():
-                log = self._mlm_claim(company, partner, occasion)
-                if log:
-                    self._mlm_execute(company, partner, log)
+                claimed = self._mlm_claim_batch(company, {partner_id: occasion})
+                if claimed:
+                    self._mlm_execute_batch(company, claimed)
         except Exception:
             _logger.exception(
                 "Treatment %s failed for contact %s: retried at the next run.",
@@ -570,216 +630,354 @@ class LoyaltyMlmTreatment(models.Model):
             return False
         return True
 
-    def _mlm_claim(self, company, partner, occasion):
-        """The new log row of this occasion, or an empty recordset when a
-        previous (or concurrent) run already claimed it."""
-        self.env.cr.execute(
+    def _mlm_claim_batch(self, company, due):
+        """Claim the occasions `due` ({partner id: occasion}) in the log, one
+        statement: [(partner, new log)] of those no previous (or concurrent)
+        run claimed already, by partner id. The partners are in `company`
+        (their stage, which the log keeps, is company-dependent)."""
+        self.ensure_one()
+        if not due:
+            return []
+        pids = sorted(due)
+        partners = self.env["res.partner"].with_company(company).browse(pids)
+        # One query for the stages of all of them (prefetch).
+        stages = {partner.id: partner.mlm_stage_id.id or None for partner in partners}
+        now = fields.Datetime.now()
+        rows = self.env.execute_query(
             SQL(
                 """
                 INSERT INTO loyalty_mlm_treatment_log
                        (treatment_id, partner_id, occasion, date, company_id,
                         stage_id, trigger, outcome, create_uid, create_date,
                         write_uid, write_date)
-                VALUES (%(rule)s, %(partner)s, %(occasion)s, %(now)s,
-                        %(company)s, %(stage)s, %(trigger)s, %(outcome)s,
-                        %(uid)s, %(now)s, %(uid)s, %(now)s)
+                SELECT %(rule)s, p.partner_id, p.occasion, %(now)s,
+                       %(company)s, p.stage_id, %(trigger)s, p.outcome,
+                       %(uid)s, %(now)s, %(uid)s, %(now)s
+                  FROM unnest(%(partners)s::int[], %(occasions)s::varchar[],
+                              %(stages)s::int[], %(outcomes)s::varchar[])
+                       AS p(partner_id, occasion, stage_id, outcome)
+              ORDER BY p.partner_id
            ON CONFLICT (treatment_id, partner_id, occasion) DO NOTHING
-             RETURNING id
+             RETURNING id, partner_id, outcome
                 """,
                 rule=self.id,
-                partner=partner.id,
-                occasion=occasion,
-                now=fields.Datetime.now(),
+                now=now,
                 company=company.id,
-                stage=partner.mlm_stage_id.id or None,
                 trigger=self.trigger,
+                uid=self.env.uid,
+                partners=pids,
+                occasions=[due[pid] for pid in pids],
+                stages=[stages[pid] for pid in pids],
                 # Held out or not is decided here, when the customer would be
                 # treated (a stable hash: the same answer on every run).
-                outcome="control" if self._mlm_in_control(partner) else "done",
-                uid=self.env.uid,
+                outcomes=[
+                    "control" if self._mlm_in_control(pid) else "done" for pid in pids
+                ],
             )
         )
-        row = self.env.cr.fetchone()
-        return self.env["loyalty.mlm.treatment.log"].browse(row[0] if row else [])
-
-    def _mlm_execute(self, company, partner, log):
-        """The rule's actions for one customer, written down on `log`.
-
-        Points and coupon first, so the mail can quote them."""
-        self.ensure_one()
-        partner = partner.with_company(company)
         Log = self.env["loyalty.mlm.treatment.log"]
-        if log.outcome == "control":
+        by_partner = {}
+        for log_id, partner_id, outcome in rows:
+            log = Log.browse(log_id)
+            # What the statement wrote, known without reading it back.
+            self.env.cache.insert_missing(log, Log._fields["outcome"], [outcome])
+            by_partner[partner_id] = log
+        return [
+            (partners.browse(pid), by_partner[pid]) for pid in pids if pid in by_partner
+        ]
+
+    def _mlm_execute_batch(self, company, claimed):
+        """The rule's actions for the customers `claimed` ([(partner, log)]),
+        each written down on his log; set-based: one create or write per
+        action for the whole batch (the mails: one batch rendering per
+        distinct mail context).
+
+        Points and coupons first, so the mails can quote them."""
+        self.ensure_one()
+        Log = self.env["loyalty.mlm.treatment.log"]
+        claimed = [(partner.with_company(company), log) for partner, log in claimed]
+        control = Log.union(*(log for _p, log in claimed if log.outcome == "control"))
+        if control:
             # Held out: the occasion is claimed (logged as control, with its
             # date: the start of his measurement window) and nothing is done.
-            log.write(Log._mlm_summary_vals([("control", {})]))
+            control.write(Log._mlm_summary_vals([("control", {})]))
+        treated = [(p, log) for p, log in claimed if log.outcome != "control"]
+        if not treated:
             return
+        partners = (
+            self.env["res.partner"]
+            .with_company(company)
+            .union(*(partner for partner, _log in treated))
+        )
+        log_of = {partner.id: log for partner, log in treated}
         # What was done, as codes and values (rendered in the reader's
         # language, see OUTCOMES); the mail's values in the customer's.
-        done, values = [], {}
-        mail_ctx = {}
+        done = {pid: [] for pid in log_of}
+        values = {pid: {} for pid in log_of}
+        mail_ctx = {pid: {} for pid in log_of}
         if self.bonus_points:
-            card = self.env["loyalty.card"].search(
-                [
-                    ("program_id", "=", company.mlm_program_id.id),
-                    ("partner_id", "=", partner.id),
-                ],
-                limit=1,
-            )
-            if card:
-                card._mlm_post_points(
-                    self.bonus_points, "treatment", source=log, reason=self.name
-                )
-                digits = card.program_id.mlm_points_digits
-                done.append(("points", {"points": self.bonus_points, "digits": digits}))
-                mail_ctx["mlm_bonus_points"] = formatLang(
-                    self.with_context(lang=partner.lang).env,
-                    self.bonus_points,
-                    digits=digits,
-                )
-            else:
-                done.append(("no_points", {}))
+            self._mlm_credit_points(company, partners, log_of, done, mail_ctx)
         if self.coupon_program_id and self.coupon_program_id.company_id not in (
             company,
             self.env["res.company"],
         ):
             # A rule shared by every company issues no coupon of another
             # company's programme: the customer could not use it here.
-            done.append(
-                (
-                    "no_coupon_company",
-                    {
-                        "program": self.coupon_program_id.id,
-                        "name": self.coupon_program_id.name,
-                    },
-                )
+            line = (
+                "no_coupon_company",
+                {
+                    "program": self.coupon_program_id.id,
+                    "name": self.coupon_program_id.name,
+                },
             )
+            for lines in done.values():
+                lines.append(line)
         elif self.coupon_program_id:
-            coupon = self._mlm_issue_coupon(partner)
-            values["coupon_id"] = coupon.id
-            mail_ctx["mlm_coupon_code"] = coupon.code
-            done.append(("coupon", {"code": coupon.code}))
+            coupons = self._mlm_issue_coupons(partners)
+            for partner, coupon in zip(partners, coupons, strict=True):
+                values[partner.id]["coupon_id"] = coupon.id
+                mail_ctx[partner.id]["mlm_coupon_code"] = coupon.code
+                done[partner.id].append(("coupon", {"code": coupon.code}))
         if self.tag_ids:
-            partner.write({"category_id": [Command.link(t.id) for t in self.tag_ids]})
-            done.append(
-                (
-                    "tags",
-                    {
-                        "tags": self.tag_ids.ids,
-                        "name": ", ".join(self.tag_ids.mapped("name")),
-                    },
-                )
+            partners.write({"category_id": [Command.link(t.id) for t in self.tag_ids]})
+            line = (
+                "tags",
+                {
+                    "tags": self.tag_ids.ids,
+                    "name": ", ".join(self.tag_ids.mapped("name")),
+                },
             )
+            for lines in done.values():
+                lines.append(line)
         if self.activity_type_id:
-            activity = self._mlm_schedule_activity(partner)
-            if activity:
-                values["activity_id"] = activity.id
-                done.append(
-                    (
-                        "activity",
-                        {
-                            "user": activity.user_id.name,
-                            "date": activity.date_deadline.isoformat(),
-                        },
+            activities = self._mlm_schedule_activities(partners)
+            for partner in partners:
+                activity = activities.get(partner.id)
+                if activity:
+                    values[partner.id]["activity_id"] = activity.id
+                    done[partner.id].append(
+                        (
+                            "activity",
+                            {
+                                "user": activity.user_id.name,
+                                "date": activity.date_deadline.isoformat(),
+                            },
+                        )
                     )
-                )
-            else:
-                done.append(("no_activity", {}))
+                else:
+                    done[partner.id].append(("no_activity", {}))
         if self.survey_id:
-            if partner.email:
-                self._mlm_send_survey(partner)
-                done.append(
-                    (
-                        "survey",
-                        {"survey": self.survey_id.id, "name": self.survey_id.title},
-                    )
+            invited = partners.filtered("email")
+            self._mlm_send_surveys(invited)
+            line = (
+                "survey",
+                {"survey": self.survey_id.id, "name": self.survey_id.title},
+            )
+            for partner in partners:
+                done[partner.id].append(
+                    line if partner in invited else ("no_survey", {})
                 )
-            else:
-                done.append(("no_survey", {}))
         if self.mail_template_id:
-            if partner.email:
-                if partner.mlm_member_since:
-                    self.env["loyalty.mlm.referral"]._mlm_ensure_referral_codes(partner)
-                mail_id = (
-                    self.mail_template_id.with_company(company)
-                    .with_context(**mail_ctx)
-                    .send_mail(partner.id)
-                )
-                values["mail_id"] = mail_id
-                done.append(
-                    (
-                        "mail",
-                        {
-                            "template": self.mail_template_id.id,
-                            "name": self.mail_template_id.name,
-                        },
-                    )
-                )
-            else:
-                done.append(("no_mail", {}))
-        values.update(Log._mlm_summary_vals(done))
-        log.write(values)
+            mails = self._mlm_send_mails(company, partners, mail_ctx)
+            line = (
+                "mail",
+                {
+                    "template": self.mail_template_id.id,
+                    "name": self.mail_template_id.name,
+                },
+            )
+            for partner in partners:
+                if partner.id in mails:
+                    values[partner.id]["mail_id"] = mails[partner.id]
+                    done[partner.id].append(line)
+                else:
+                    done[partner.id].append(("no_mail", {}))
+        # The records the lines name are the rule's own: they exist (no
+        # query per line to check it).
+        existing = {
+            "mail.template": set(self.mail_template_id.ids),
+            "survey.survey": set(self.survey_id.ids),
+            "res.partner.category": set(self.tag_ids.ids),
+            "loyalty.program": set(self.coupon_program_id.ids),
+        }
+        # One write each, flushed together (one UPDATE per set of fields).
+        for pid, log in log_of.items():
+            log.write(
+                {**values[pid], **Log._mlm_summary_vals(done[pid], existing=existing)}
+            )
 
-    def _mlm_issue_coupon(self, partner):
-        """A coupon of the rule's programme for `partner`, as Odoo's coupon
-        generation wizard makes one (one point buys the reward)."""
+    def _mlm_credit_points(self, company, partners, log_of, done, mail_ctx):
+        """The rule's bonus points on the member card of each of `partners`
+        (the log of each is the entry's source): one search, one batch
+        posting."""
+        cards = self.env["loyalty.card"].search(
+            [
+                ("program_id", "=", company.mlm_program_id.id),
+                ("partner_id", "in", partners.ids),
+            ],
+            order="id",
+        )
+        card_of = {}
+        for card in cards:
+            card_of.setdefault(card.partner_id.id, card)
+        self.env["loyalty.card"]._mlm_post_points_batch(
+            [
+                (
+                    card_of[partner.id],
+                    self.bonus_points,
+                    "treatment",
+                    log_of[partner.id],
+                    self.name,
+                )
+                for partner in partners
+                if partner.id in card_of
+            ]
+        )
+        digits = company.mlm_program_id.mlm_points_digits
+        for partner in partners:
+            if partner.id not in card_of:
+                done[partner.id].append(("no_points", {}))
+                continue
+            done[partner.id].append(
+                ("points", {"points": self.bonus_points, "digits": digits})
+            )
+            mail_ctx[partner.id]["mlm_bonus_points"] = formatLang(
+                self.with_context(lang=partner.lang).env,
+                self.bonus_points,
+                digits=digits,
+            )
+
+    def _mlm_issue_coupons(self, partners):
+        """A coupon of the rule's programme for each of `partners` (in their
+        order), as Odoo's coupon generation wizard makes them (one point buys
+        the reward): one create for the coupons, one for their history."""
         # The expiry date is a date the customer reads: count the validity
         # from the local date (context_today, as Odoo shows dates), not the
         # UTC one: east of UTC, the UTC date lags a day behind around midnight.
         today = fields.Date.context_today(self)
         validity = self.coupon_validity_days
-        coupon = self.env["loyalty.card"].create(
-            {
-                "program_id": self.coupon_program_id.id,
-                "partner_id": partner.id,
-                "points": 1,
-                "expiration_date": today + timedelta(days=validity)
-                if validity
-                else False,
-            }
+        expiration = today + timedelta(days=validity) if validity else False
+        coupons = self.env["loyalty.card"].create(
+            [
+                {
+                    "program_id": self.coupon_program_id.id,
+                    "partner_id": partner.id,
+                    "points": 1,
+                    "expiration_date": expiration,
+                }
+                for partner in partners
+            ]
         )
         self.env["loyalty.history"].create(
-            {"description": self.name, "card_id": coupon.id, "issued": 1}
+            [
+                {"description": self.name, "card_id": coupon.id, "issued": 1}
+                for coupon in coupons
+            ]
         )
-        return coupon
+        return coupons
 
-    def _mlm_send_survey(self, partner):
-        """Invite `partner` to the rule's survey, as the survey's Share
-        wizard does (one answer record per invitation, linked to him)."""
+    def _mlm_send_mails(self, company, partners, mail_ctx):
+        """The rule's mail to each of `partners` who has an email address:
+        {partner id: mail.mail id}. The template is rendered in batch for
+        the customers who share the same mail values (the points, in their
+        language): a coupon code is each customer's own, so a coupon rule's
+        mails render one by one (templates read the values from the context,
+        see mail_template_id)."""
+        with_email = partners.filtered("email")
+        members = with_email.filtered("mlm_member_since")
+        if members:
+            self.env["loyalty.mlm.referral"]._mlm_ensure_referral_codes(members)
+        groups = {}
+        for partner in with_email:
+            key = tuple(sorted(mail_ctx[partner.id].items()))
+            groups.setdefault(key, []).append(partner.id)
+        template = self.mail_template_id.with_company(company)
+        mails = {}
+        for key, pids in groups.items():
+            sent = template.with_context(**dict(key)).send_mail_batch(pids)
+            mails.update(zip(pids, sent.ids, strict=True))
+        return mails
+
+    def _mlm_send_surveys(self, partners):
+        """Invite `partners` to the rule's survey, as the survey's Share
+        wizard does: one answer record per invitation, linked to its
+        partner, and one invitation wizard per language (its texts are
+        rendered in it) for all the partners who read it. Returns the
+        answers."""
         survey = self.survey_id.sudo()
-        answer = survey._create_answer(partner=partner, check_attempts=False)
+        answers = self.env["survey.user_input"].sudo()
+        if not partners:
+            return answers
         template = self.env.ref(
             "survey.mail_template_user_input_invite", raise_if_not_found=False
         )
-        invite = (
-            self.env["survey.invite"]
-            .sudo()
-            .with_context(lang=partner.lang)
-            .create(
+        by_lang = {}
+        for partner in partners:
+            by_lang.setdefault(partner.lang, []).append(partner)
+        for lang, group in by_lang.items():
+            invite = (
+                self.env["survey.invite"]
+                .sudo()
+                .with_context(lang=lang)
+                .create(
+                    {
+                        "survey_id": survey.id,
+                        "partner_ids": [Command.link(p.id) for p in group],
+                        "template_id": template.id if template else False,
+                    }
+                )
+            )
+            for partner in group:
+                answer = survey._create_answer(partner=partner, check_attempts=False)
+                invite._send_mail(answer)
+                answers |= answer
+        return answers
+
+    def _mlm_schedule_activities(self, partners):
+        """The rule's activity for the salesperson of each of `partners` (or
+        the fallback user), as activity_schedule makes it, all in one create:
+        {partner id: activity}; none for a partner without anyone."""
+        if self.env.context.get("mail_activity_automation_skip"):
+            return {}
+        users = {
+            partner.id: partner.user_id or self.activity_user_id for partner in partners
+        }
+        targets = [partner for partner in partners if users[partner.id]]
+        if not targets:
+            return {}
+        activity_type = self.activity_type_id
+        deadline = fields.Date.context_today(self) + timedelta(
+            days=self.activity_deadline_days
+        )
+        model_id = self.env["ir.model"]._get(partners._name).id
+        texts = {}
+        vals_list = []
+        for partner in targets:
+            user = users[partner.id]
+            # The salesperson reads the summary and the rationale: in his
+            # language (read once per language).
+            lang = user.lang or self.env.lang
+            if lang not in texts:
+                rule = self.with_context(lang=lang)
+                texts[lang] = (
+                    rule.activity_summary or rule.activity_type_id.summary or "",
+                    rule.rationale or "",
+                )
+            summary, note = texts[lang]
+            vals_list.append(
                 {
-                    "survey_id": survey.id,
-                    "partner_ids": [Command.link(partner.id)],
-                    "template_id": template.id if template else False,
+                    "activity_type_id": activity_type.id,
+                    "summary": summary or activity_type.summary,
+                    "automated": True,
+                    "note": note or activity_type.default_note,
+                    "date_deadline": deadline,
+                    "res_model_id": model_id,
+                    "res_id": partner.id,
+                    "user_id": user.id,
                 }
             )
-        )
-        invite._send_mail(answer)
-        return answer
-
-    def _mlm_schedule_activity(self, partner):
-        user = partner.user_id or self.activity_user_id
-        if not user:
-            return self.env["mail.activity"]
-        # The salesperson reads the summary and the rationale: in his language.
-        rule = self.with_context(lang=user.lang or self.env.lang)
-        return partner.activity_schedule(
-            activity_type_id=self.activity_type_id.id,
-            summary=rule.activity_summary or rule.activity_type_id.summary or "",
-            note=rule.rationale or "",
-            date_deadline=fields.Date.context_today(self)
-            + timedelta(days=self.activity_deadline_days),
-            user_id=user.id,
-        )
+        activities = self.env["mail.activity"].create(vals_list)
+        return dict(zip([p.id for p in targets], activities, strict=True))
 
     # ------------------------------------------------------------
     # Results (loyalty.mlm.measured.mixin)
@@ -860,26 +1058,33 @@ class LoyaltyMlmTreatment(models.Model):
             marked["loyalty_mlm.treatments_triggered"] = True
 
     @api.model
-    def _cron_mlm_treatments(self, batch_size=TREATMENT_BATCH_SIZE):
+    def _cron_mlm_treatments(
+        self, batch_size=TREATMENT_BATCH_SIZE, time_budget=TREATMENT_TIME_BUDGET
+    ):
         """Nightly, after the stage refresh: every due treatment, resumably.
 
-        At most `batch_size` customers per call; ir.cron commits and calls
-        again while some remain. Each customer's occasion is claimed in the
-        log with his actions, so a rerun or a resumed run skips exactly the
-        customers already treated. A customer whose action fails is left for
-        the next night (when every customer of a call failed, the call
-        reports nothing left rather than spinning on them).
+        Each call plans a company once, then treats its due customers in
+        batches of `batch_size` until `time_budget` seconds have passed (at
+        least one batch); ir.cron commits and calls again while some remain.
+        Each customer's occasion is claimed in the log with his actions, so
+        a rerun or a resumed run skips exactly the customers already treated
+        (a killed call loses only its own uncommitted batches). A customer
+        whose action fails is left for the next night (when every customer
+        of a call failed, the call reports nothing left rather than spinning
+        on them).
         """
+        deadline = time.monotonic() + time_budget
         done = failed = left = 0
         companies = (
             self.env["res.company"].sudo().search([("mlm_program_id", "!=", False)])
         )
         for company in companies:
-            budget = max(batch_size - done - failed, 0)
-            if not budget:
+            if (done or failed) and time.monotonic() > deadline:
                 left += sum(len(due) for _r, due in self._mlm_plan(company))
                 continue
-            c_done, c_failed, c_left = self.sudo()._mlm_apply(company, limit=budget)
+            c_done, c_failed, c_left = self.sudo()._mlm_apply(
+                company, batch_size=batch_size, deadline=deadline
+            )
             done, failed, left = done + c_done, failed + c_failed, left + c_left
         if not done:
             left = 0

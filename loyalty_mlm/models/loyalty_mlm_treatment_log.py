@@ -41,7 +41,7 @@ class LoyaltyMlmTreatmentLog(models.Model):
     The row is also the claim of its occasion: UNIQUE (treatment, customer,
     occasion) means a rerun, a resumed job or a concurrent run can never
     treat a customer twice for the same stage entry or day. Written by the
-    system only (see LoyaltyMlmTreatment._mlm_claim).
+    system only (see LoyaltyMlmTreatment._mlm_claim_batch).
     """
 
     _name = "loyalty.mlm.treatment.log"
@@ -187,15 +187,17 @@ class LoyaltyMlmTreatmentLog(models.Model):
             return ""
 
     @api.model
-    def _mlm_summary_vals(self, lines):
+    def _mlm_summary_vals(self, lines, existing=None):
         """{summary_lines, summary} to store for `lines` ([(code, values)]):
-        the codes and values, and the English text."""
+        the codes and values, and the English text. `existing`: see
+        _mlm_render_line (a batch knows the records its lines name)."""
         lines = [[code, values] for code, values in lines]
         env = self.with_context(lang="en_US").env
         return {
             "summary_lines": lines,
             "summary": "\n".join(
-                self._mlm_render_line(env, code, values) for code, values in lines
+                self._mlm_render_line(env, code, values, existing)
+                for code, values in lines
             ),
         }
 
@@ -248,7 +250,7 @@ class LoyaltyMlmTreatmentLog(models.Model):
 
     @api.model
     def _mlm_backfill_values(self, code, values):
-        """(code, values) as _mlm_execute stores them, from values read back
+        """(code, values) as _mlm_execute_batch stores them, from values read back
         out of a text (names as names: no id to find them by again), or None
         when a number or date cannot be read back."""
         values = dict(values)

@@ -13,6 +13,7 @@ from . import test_campaigns
 from . import test_bonuses
 from . import test_donations
 from . import test_treatments
+from . import test_treatment_batch
 from . import test_expiry_reminder
 from . import test_targeted_programs
 from . import test_pos_performance

@@ -504,15 +504,16 @@ class TestTreatmentRobustness(OwnRulesCase):
             self.customer(name, "growth") for name in ("First", "Broken", "Last")
         )
         Treatment = type(self.Treatment)
-        execute = Treatment._mlm_execute
+        execute = Treatment._mlm_execute_batch
 
-        def failing(rule, company, partner, log):
-            execute(rule, company, partner, log)
-            if partner == broken:
+        def failing(rule, company, claimed):
+            execute(rule, company, claimed)
+            if broken in [partner for partner, _log in claimed]:
                 raise RuntimeError("mail server exploded")
 
+        # The batch fails as a whole, then each customer is tried alone.
         with (
-            patch.object(Treatment, "_mlm_execute", failing),
+            patch.object(Treatment, "_mlm_execute_batch", failing),
             self.assertLogs(
                 "odoo.addons.loyalty_mlm.models.loyalty_mlm_treatment", "ERROR"
             ),
@@ -534,10 +535,10 @@ class TestTreatmentRobustness(OwnRulesCase):
     def test_batches_resume(self):
         self.rule()
         partners = [self.customer(f"Batch {i}", "growth") for i in range(5)]
-        self.assertEqual(self.run_job(batch_size=2), 2)
-        self.assertEqual(self.run_job(batch_size=2), 2)
-        self.assertEqual(self.run_job(batch_size=2), 1)
-        self.assertEqual(self.run_job(batch_size=2), 0)
+        self.assertEqual(self.run_job(batch_size=2, time_budget=0), 2)
+        self.assertEqual(self.run_job(batch_size=2, time_budget=0), 2)
+        self.assertEqual(self.run_job(batch_size=2, time_budget=0), 1)
+        self.assertEqual(self.run_job(batch_size=2, time_budget=0), 0)
         self.assertEqual(
             [len(self.logs(partner)) for partner in partners], [1, 1, 1, 1, 1]
         )
