@@ -483,19 +483,44 @@ class LoyaltyMlmTier(models.Model):
 
     @api.model
     def _mlm_programme_member_ids(self, company):
-        """Ids of the contacts with a card in `company`'s member programme."""
-        groups = (
-            self.env["loyalty.card"]
-            .sudo()
-            ._read_group(
-                [
-                    ("program_id", "=", company.mlm_program_id.id),
-                    ("partner_id", "!=", False),
-                ],
-                ["partner_id"],
+        """Ids of the contacts with a card in `company`'s member programme
+        (all at once: the nightly review reads them by batch)."""
+        return [
+            partner_id
+            for batch in self._mlm_programme_member_batches(company, 100000)
+            for partner_id in batch
+        ]
+
+    @api.model
+    def _mlm_programme_member_batches(self, company, batch_size):
+        """Ids of the contacts with a card in `company`'s member programme,
+        `batch_size` at a time in id order, each batch read when needed (one
+        query each, after the previous one's last id): the job never holds
+        the ids, let alone the records, of every member."""
+        self.env["loyalty.card"].flush_model(["partner_id", "program_id", "active"])
+        last = 0
+        while True:
+            self.env.cr.execute(
+                SQL(
+                    """
+                    SELECT DISTINCT partner_id
+                      FROM loyalty_card
+                     WHERE program_id = %(program)s AND active
+                       AND partner_id > %(last)s
+                     ORDER BY partner_id
+                     LIMIT %(limit)s
+                    """,
+                    program=company.mlm_program_id.id,
+                    last=last,
+                    limit=batch_size,
+                )
             )
-        )
-        return sorted(partner.id for (partner,) in groups)
+            ids = [row[0] for row in self.env.cr.fetchall()]
+            if ids:
+                yield ids
+            if len(ids) < batch_size:
+                return
+            last = ids[-1]
 
     @api.model
     def _cron_review(self, batch_size=5000):
@@ -515,11 +540,8 @@ class LoyaltyMlmTier(models.Model):
         Bonus = self.env["loyalty.mlm.bonus"]
         for company in companies:
             ladder = self._mlm_ladder(company)
-            for batch in split_every(
-                batch_size,
-                self._mlm_programme_member_ids(company),
-                self.env["res.partner"].browse,
-            ):
+            for ids in self._mlm_programme_member_batches(company, batch_size):
+                batch = self.env["res.partner"].browse(ids)
                 if ladder:
                     due = self._mlm_tier_review(batch, company, ladder, today)
                 else:
