@@ -297,7 +297,14 @@ class LoyaltyMlmTier(models.Model):
             value = values.get(partner_id, 0.0)
             target, target_rank = None, -1
             for rank, (tier_id, threshold) in enumerate(rungs):
-                if float_compare(value, threshold, precision_digits=2) >= 0:
+                # float_compare(value, threshold, 2) >= 0 (as
+                # _mlm_qualifying), called only where rounding can decide:
+                # three calls per member were half the time of a review.
+                delta = value - threshold
+                if delta >= 0.01 or (
+                    delta > -0.01
+                    and float_compare(value, threshold, precision_digits=2) >= 0
+                ):
                     target, target_rank = tier_id, rank
             current, below_since = states.get(partner_id, (None, None))
             current_rank = ranks.get(current, -1)
