@@ -352,6 +352,33 @@ class TestTiers(TierMixin, LoyaltyMlmCommon):
         # The tier fields are not tracked: the history says it, no chatter.
         self.assertEqual(self.env["mail.message"].search_count([]), messages)
 
+    def test_review_thresholds_round_as_qualifying(self):
+        """The review reaches a threshold exactly as _mlm_qualifying does
+        (float_compare to the cent), values near a threshold included."""
+        Tier = self.env["loyalty.mlm.tier"]
+        values = [-0.01, -0.004, 0.0, 499.99, 499.994, 499.995, 499.996, 500.004]
+        values += [1499.999, 1500.0, 2000.0]
+        partners = self.env["res.partner"].create(
+            [{"name": f"Member {value}"} for value in values]
+        )
+        partners._mlm_enroll(self.company)
+        self.clear_tiers()
+        by_partner = dict(zip(partners.ids, values, strict=True))
+        with patch.object(
+            type(Tier),
+            "_mlm_tier_values",
+            lambda self, company, partner_ids, today=None: {
+                pid: by_partner.get(pid, 0.0) for pid in partner_ids
+            },
+        ):
+            Tier._cron_review()
+        ladder = Tier._mlm_ladder(self.company)
+        self.assertEqual(
+            [self.tier_of(partner).name for partner in partners],
+            [ladder._mlm_qualifying(value).name for value in values],
+        )
+        self.assertIn(False, [self.tier_of(partner).name for partner in partners])
+
     def test_review_catches_up_members_only_when_due(self):
         """The catch-up (referral code, welcome bonus) gets the members it has
         work for, and only them."""
