@@ -41,6 +41,39 @@ class LoyaltyMlmBonus(models.AbstractModel):
         self._mlm_grant_welcome_bonus(members, company)
 
     @api.model
+    def _mlm_catch_up_due(self, company, alias):
+        """SQL condition on the contact row `alias` (res_partner): the
+        new-member catch-up (_mlm_on_member) may have work for that member in
+        `company` (a referral code or a welcome bonus missing).
+
+        Lets the nightly review hand only those to the ORM (usually none)
+        instead of reading every member; _mlm_on_member still decides. The
+        caller flushes the contacts' fields."""
+        partner = SQL.identifier(alias)
+        self.env["loyalty.mlm.ledger"].flush_model(["partner_id", "kind", "company_id"])
+        start = company.mlm_welcome_bonus_start
+        welcome = SQL("FALSE")
+        if company.mlm_welcome_bonus > 0 and start and company.mlm_program_id:
+            welcome = SQL(
+                """%(partner)s.mlm_member_since >= %(start)s
+                   AND NOT EXISTS (
+                       SELECT 1 FROM loyalty_mlm_ledger l
+                        WHERE l.partner_id = %(partner)s.id AND l.kind = 'welcome'
+                          AND l.company_id = %(company)s
+                   )""",
+                partner=partner,
+                start=start,
+                company=company.id,
+            )
+        return SQL(
+            """(%(partner)s.mlm_member_since IS NOT NULL
+                AND (COALESCE(%(partner)s.mlm_referral_code, '') = ''
+                     OR (%(welcome)s)))""",
+            partner=partner,
+            welcome=welcome,
+        )
+
+    @api.model
     def _mlm_grant_welcome_bonus(self, partners, company):
         """Welcome bonus for members of `partners` who joined since the bonus was
         switched on and never had one in `company` (once per member, ever)."""

@@ -1,7 +1,9 @@
+from datetime import timedelta
 from unittest.mock import patch
 
 from freezegun import freeze_time
 
+from odoo import fields
 from odoo.tests import new_test_user, tagged
 
 from .common import LoyaltyMlmCommon, LoyaltyMlmPosCommon
@@ -201,6 +203,212 @@ class TestTiers(TierMixin, LoyaltyMlmCommon):
         with self.assertQueryCount(4):
             self.env["loyalty.mlm.tier"]._cron_review()
         self.assertEqual({self.tier_of(partner) for partner in partners}, {self.bronze})
+
+    def clear_tiers(self):
+        """Forget every tier of the company (as before any review)."""
+        self.env.flush_all()
+        key = str(self.company.id)
+        self.env.cr.execute(
+            """UPDATE res_partner
+                  SET mlm_tier_id = mlm_tier_id - %(key)s,
+                      mlm_tier_below_since = mlm_tier_below_since - %(key)s""",
+            {"key": key},
+        )
+        self.env.cr.execute(
+            "DELETE FROM loyalty_mlm_tier_history WHERE company_id = %s",
+            (self.company.id,),
+        )
+        self.env["res.partner"].invalidate_model(
+            ["mlm_tier_id", "mlm_tier_below_since", "mlm_tier_history_ids"]
+        )
+
+    def test_review_queries_per_batch(self):
+        """A review costs a fixed number of queries per batch, whatever the
+        batch size: the first review, where every member moves, in batches
+        of 4 and in one batch."""
+        partners = self.env["res.partner"].create(
+            [{"name": f"Member {i}"} for i in range(11)]
+        )
+        partners._mlm_enroll(self.company)
+        Tier = self.env["loyalty.mlm.tier"]
+        members = len(Tier._mlm_programme_member_ids(self.company))
+        self.assertGreaterEqual(members, 11)
+        Tier._cron_review()  # the ladder and the company in the caches
+        for batch_size in (4, members):
+            self.clear_tiers()
+            batches = -(-members // batch_size)
+            # companies; per batch: its members (one more read finds no
+            # more when the last batch is full), qualification, current
+            # tiers (and whom the catch-up must see), one statement for all
+            # the moves
+            pages = members // batch_size + 1
+            with self.assertQueryCount(1 + pages + 3 * batches):
+                Tier._cron_review(batch_size=batch_size)
+            self.assertEqual({self.tier_of(p) for p in partners}, {self.bronze})
+            self.assertEqual(
+                self.env["loyalty.mlm.tier.history"].search_count(
+                    [("company_id", "=", self.company.id)]
+                ),
+                members,
+            )
+
+    def test_review_moves_in_one_batch(self):
+        """Every decision of the review in one batch, written in bulk: first
+        tier, upgrade, back above (grace stopped), below (grace starts),
+        downgrade after the grace, kept during the grace, archived tier."""
+        Tier = self.env["loyalty.mlm.tier"]
+        old = Tier.create({"name": "Old", "threshold": 300.0, "multiplier": 1.1})
+        names = ["new", "up", "back", "below", "down", "grace", "archived"]
+        members = {
+            name: self.env["res.partner"].create({"name": f"Member {name}"})
+            for name in names
+        }
+        for partner in members.values():
+            partner._mlm_enroll(self.company)
+        self.clear_tiers()
+        today = fields.Date.context_today(Tier)
+        for name, tier, below_days in (
+            ("up", self.bronze, None),
+            ("back", self.silver, 10),
+            ("below", self.gold, None),
+            ("down", self.gold, 40),
+            ("grace", self.silver, 5),
+            ("archived", old, None),
+        ):
+            self.set_tier(members[name], tier)
+            if below_days:
+                members[name].with_company(self.company).sudo().write(
+                    {"mlm_tier_below_since": today - timedelta(days=below_days)}
+                )
+        old.active = False
+        values = {
+            members["new"].id: 600.0,
+            members["up"].id: 1600.0,
+            members["back"].id: 600.0,
+            members["below"].id: 100.0,
+            members["down"].id: 600.0,
+            members["grace"].id: 0.0,
+            members["archived"].id: 0.0,
+        }
+        self.env.cr.execute(
+            "DELETE FROM loyalty_mlm_tier_history WHERE company_id = %s",
+            (self.company.id,),
+        )
+        messages = self.env["mail.message"].search_count([])
+        with patch.object(
+            type(Tier),
+            "_mlm_tier_values",
+            lambda self, company, partner_ids, today=None: {
+                pid: values.get(pid, 0.0) for pid in partner_ids
+            },
+        ):
+            Tier._cron_review()
+        # No invalidation here: the review's bulk write keeps the cache right.
+        state = {
+            name: (
+                partner.with_company(self.company).mlm_tier_id.name,
+                partner.with_company(self.company).mlm_tier_below_since,
+            )
+            for name, partner in members.items()
+        }
+        self.assertEqual(
+            state,
+            {
+                "new": ("Silver", False),
+                "up": ("Gold", False),
+                "back": ("Silver", False),
+                "below": ("Gold", today),
+                "down": ("Silver", False),
+                "grace": ("Silver", today - timedelta(days=5)),
+                "archived": ("Bronze", False),
+            },
+        )
+        rows = self.env["loyalty.mlm.tier.history"].search(
+            [("partner_id", "in", [p.id for p in members.values()])]
+        )
+        history = {
+            h.partner_id.name.split()[-1]: (
+                h.from_tier_id.name or False,
+                h.to_tier_id.name,
+                h.reason_code,
+                h.metric,
+            )
+            for h in rows
+        }
+        self.assertEqual(
+            history,
+            {
+                "new": (False, "Silver", "start", 600.0),
+                "up": ("Bronze", "Gold", "upgrade", 1600.0),
+                "down": ("Gold", "Silver", "downgrade", 600.0),
+                "archived": ("Old", "Bronze", "start", 0.0),
+            },
+        )
+        self.assertEqual((rows.user_id, rows.company_id), (self.env.user, self.company))
+        self.assertEqual(
+            [p.mlm_tier_history_ids.to_tier_id.name for p in members.values()][:2],
+            ["Silver", "Gold"],
+        )
+        # The tier fields are not tracked: the history says it, no chatter.
+        self.assertEqual(self.env["mail.message"].search_count([]), messages)
+
+    def test_review_thresholds_round_as_qualifying(self):
+        """The review reaches a threshold exactly as _mlm_qualifying does
+        (float_compare to the cent), values near a threshold included."""
+        Tier = self.env["loyalty.mlm.tier"]
+        values = [-0.01, -0.004, 0.0, 499.99, 499.994, 499.995, 499.996, 500.004]
+        values += [1499.999, 1500.0, 2000.0]
+        partners = self.env["res.partner"].create(
+            [{"name": f"Member {value}"} for value in values]
+        )
+        partners._mlm_enroll(self.company)
+        self.clear_tiers()
+        by_partner = dict(zip(partners.ids, values, strict=True))
+        with patch.object(
+            type(Tier),
+            "_mlm_tier_values",
+            lambda self, company, partner_ids, today=None: {
+                pid: by_partner.get(pid, 0.0) for pid in partner_ids
+            },
+        ):
+            Tier._cron_review()
+        ladder = Tier._mlm_ladder(self.company)
+        self.assertEqual(
+            [self.tier_of(partner).name for partner in partners],
+            [ladder._mlm_qualifying(value).name for value in values],
+        )
+        self.assertIn(False, [self.tier_of(partner).name for partner in partners])
+
+    def test_review_catches_up_members_only_when_due(self):
+        """The catch-up (referral code, welcome bonus) gets the members it has
+        work for, and only them."""
+        self.company.mlm_welcome_bonus = 50.0
+        partners = self.env["res.partner"].create(
+            [{"name": f"Member {i}"} for i in range(3)]
+        )
+        partners._mlm_enroll(self.company)
+        self.assertTrue(all(partners.mapped("mlm_referral_code")))
+        self.env["loyalty.mlm.tier"]._cron_review()
+        # A code lost (an import, a direct write): given back at night.
+        partners[0].sudo().mlm_referral_code = False
+        Bonus = type(self.env["loyalty.mlm.bonus"])
+        seen = []
+        on_member = Bonus._mlm_on_member
+
+        def spy(self, members, company):
+            seen.append(set(members.ids))
+            return on_member(self, members, company)
+
+        with patch.object(Bonus, "_mlm_on_member", spy):
+            self.env["loyalty.mlm.tier"]._cron_review()
+        self.assertEqual(seen, [{partners[0].id}])
+        self.assertTrue(partners[0].mlm_referral_code)
+        self.assertEqual(
+            self.env["loyalty.mlm.ledger"].search_count(
+                [("partner_id", "in", partners.ids), ("kind", "=", "welcome")]
+            ),
+            3,
+        )
 
     def test_salesperson_confirms(self):
         salesman = new_test_user(
