@@ -37,7 +37,12 @@ def parse_args():
     parser.add_argument("--cards", type=int, default=10000)
     parser.add_argument("--lots", type=int, default=10, help="earned lots per card")
     parser.add_argument("--expired-share", type=float, default=0.4)
-    parser.add_argument("--batch", type=int, default=10000, help="cards per call")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=10000,
+        help="per call, the cards of this many oldest expired lots",
+    )
     parser.add_argument("-d", "--database", required=True)
     parser.add_argument("-c", "--config", default=str(ROOT / ".run" / "odoo.cfg"))
     parser.add_argument(
@@ -217,7 +222,9 @@ def main():
         messages = cr.fetchone()[0]
         cr.execute("SELECT COUNT(*) FROM mail_tracking_value")
         trackings = cr.fetchone()[0]
+        load_before = os.getloadavg()[0]
         calls, expiry_time, queries = timed(expire_all, env, args.batch)
+        load_after = os.getloadavg()[0]
         cr.execute("SELECT COUNT(*) FROM mail_message")
         messages = cr.fetchone()[0] - messages
         cr.execute("SELECT COUNT(*) FROM mail_tracking_value")
@@ -252,6 +259,10 @@ def main():
         print(f"| cards where card != ledger | {mismatches} |")
         print(f"| chatter messages / tracking values made | {messages} / {trackings} |")
         print(f"| second run: entries posted, time | {again}, {again_time:.3f} s |")
+        print(
+            f"| load average (1 min) before / after the job | {load_before:.2f} / "
+            f"{load_after:.2f} |"
+        )
         if args.commit:
             cr.commit()
     finally:
