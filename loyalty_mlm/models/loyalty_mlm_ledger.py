@@ -754,6 +754,9 @@ class LoyaltyMlmLedger(models.Model):
                        SELECT 1 FROM loyalty_mlm_ledger
                         WHERE remaining > 0 AND expiry_date < %(today)s
                           AND card_id IS NOT NULL
+                        -- ordered: the front of the open-expiry index, not a
+                        -- scan of the table to find the last lots left
+                        ORDER BY expiry_date
                         LIMIT %(limit)s) next_batch
                 """,
                 today=today,
@@ -799,10 +802,11 @@ class LoyaltyMlmLedger(models.Model):
                     SELECT expired_lot_id, id, -points
                       FROM expired
                 ), closed AS (
+                    -- the lots by id: a join would hash the whole ledger on
+                    -- every call, a cost that grows with the table
                     UPDATE loyalty_mlm_ledger lot
                        SET remaining = 0, write_uid = %(uid)s, write_date = %(now)s
-                      FROM lots
-                     WHERE lot.id = lots.id
+                     WHERE lot.id = ANY(ARRAY(SELECT id FROM lots))
                 ), totals AS (
                     SELECT card_id, SUM(points) AS points
                       FROM expired
