@@ -175,8 +175,9 @@ class LoyaltyMlmLedger(models.Model):
         # The ledger takes an entry per order line and per expired lot, and
         # every lot the expiry job closes is a new row version with an entry
         # in each index whose predicate it meets (not a HOT update: remaining
-        # is in the open-lot predicate). So no index serves one query alone,
-        # and the others are partial to leave those rows out (issue 22,
+        # is in the open-lot predicate). So the ledger has no index that no
+        # query uses (none on company_id, kind or res_model alone), and
+        # these are partial, to leave those rows out (issue 22,
         # bench/README.md "Points expiry"):
         # - expiry dates of open lots only: the expiry job, the expiry
         #   reminders and the points expiring soon all ask for remaining > 0;
