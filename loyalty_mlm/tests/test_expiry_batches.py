@@ -107,6 +107,42 @@ class TestExpiryBatches(LoyaltyMlmCommon):
         self.assertEqual(newer_card.points, 0.0)
         self.assertLedgerInvariant()
 
+    def test_a_call_killed_midway_leaves_nothing_and_resumes(self):
+        """A call is one unit: killed after its statement (here: at its
+        progress report), nothing of it stays; the next run does it all."""
+        cards = self.members(2, "Killed")
+        balances = cards.mapped("points")
+
+        class Killed(Exception):
+            pass
+
+        def killed(cron, **kwargs):
+            raise Killed()
+
+        ledger = self.env["loyalty.mlm.ledger"]
+        with freeze_time("2026-02-01"):
+            self.patch(type(self.env["ir.cron"]), "_notify_progress", killed)
+            with self.assertRaises(Killed), self.env.cr.savepoint():
+                ledger._cron_expire_points()
+            self.env.invalidate_all()
+            self.assertFalse(self.expired(cards))
+            self.assertEqual(cards.mapped("points"), balances)
+            self.assertEqual(
+                len(
+                    self.ledger(kind="earn").filtered(
+                        lambda e: e.card_id in cards and e.remaining > 0
+                    )
+                ),
+                6,
+            )
+            self.patch(
+                type(self.env["ir.cron"]), "_notify_progress", lambda *a, **k: None
+            )
+            ledger._cron_expire_points()
+        self.assertEqual(len(self.expired(cards)), 4)
+        self.assertEqual(set(cards.mapped("points")), {10.0})
+        self.assertLedgerInvariant()
+
     def test_expire_entries_reference_their_lot(self):
         cards = self.members(2)
         with freeze_time("2026-02-01"):
