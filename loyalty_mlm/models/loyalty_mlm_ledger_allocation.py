@@ -12,6 +12,11 @@ class LoyaltyMlmLedgerAllocation(models.Model):
     _name = "loyalty.mlm.ledger.allocation"
     _description = "Member Point Lot Consumption"
     _order = "id"
+    # Never written after its creation, and made with its entry: the entry
+    # says who and when. Without the four log columns an allocation is
+    # narrower and checks two foreign keys, not four (the expiry job makes
+    # one per expired lot; issue 22).
+    _log_access = False
 
     lot_id = fields.Many2one(
         "loyalty.mlm.ledger", required=True, index=True, ondelete="restrict"

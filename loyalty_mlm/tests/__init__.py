@@ -42,3 +42,4 @@ from . import test_multi_company
 from . import test_portal_loyalty
 from . import test_score_search
 from . import test_member_indexes
+from . import test_expiry_batches
