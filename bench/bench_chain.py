@@ -154,6 +154,14 @@ def parse_args():
         help="generate (and commit) the data set, print its time, stop",
     )
     parser.add_argument(
+        "--reuse",
+        type=int,
+        metavar="COMPANY_ID",
+        help="with --commit: run the chain on the data a --generate-only run"
+        " left in this database (a copy of it: the chain changes it), for the"
+        " company it printed",
+    )
+    parser.add_argument(
         "--compare",
         type=int,
         metavar="COMPANY_ID",
@@ -1002,7 +1010,8 @@ def generate_in(args):
     company, cards, seconds = generate(env, args)
     print(
         f"generated {args.customers} customers, {args.orders} orders and "
-        f"{cards} member cards with {cards * args.lots} lots in {seconds:.1f} s",
+        f"{cards} member cards with {cards * args.lots} lots in {seconds:.1f} s"
+        f" (company {company.id})",
         flush=True,
     )
     if not args.commit:
@@ -1038,7 +1047,11 @@ def main_in_transaction(args):
 
 
 def main_committed(args):
-    args.company_id, _cards, _cr = generate_in(args)
+    if args.reuse:
+        # A copy of a --generate-only database (createdb -T): no generation.
+        args.company_id = args.reuse
+    else:
+        args.company_id, _cards, _cr = generate_in(args)
     if args.generate_only:
         return
     log_path = ROOT / ".run" / "logs" / f"bench-chain-{args.database}.log"
