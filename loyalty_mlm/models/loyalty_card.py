@@ -447,14 +447,20 @@ class LoyaltyCard(models.Model):
         # the surviving card now.
         card = self._mlm_surviving_card()
         card._mlm_lock()
+        card._mlm_change_points(points, kind, source, reason)
+
+    def _mlm_change_points(self, points, kind, source, reason):
+        """Change the native points of the (locked) card `self`: the ledger
+        writes the entry from the context's source (the card itself when
+        there is no `source`)."""
         context_source = mlm_source(
-            source._name if source else card._name,
-            source.id if source else card.id,
+            source._name if source else self._name,
+            source.id if source else self.id,
             kind,
             kind,
             reason,
         )
-        card.with_context(mlm_ledger_source=context_source).sudo().points += points
+        self.with_context(mlm_ledger_source=context_source).sudo().points += points
 
     @api.model
     def _mlm_post_points_batch(self, postings):
@@ -476,16 +482,7 @@ class LoyaltyCard(models.Model):
             for card, (_card, points, kind, source, reason) in zip(
                 surviving, postings, strict=True
             ):
-                context_source = mlm_source(
-                    source._name if source else card._name,
-                    source.id if source else card.id,
-                    kind,
-                    kind,
-                    reason,
-                )
-                card.with_context(
-                    mlm_ledger_source=context_source
-                ).sudo().points += points
+                card._mlm_change_points(points, kind, source, reason)
 
     def _mlm_adjust(self, points, reason):
         """Add (or remove) points by hand; the ledger gets an adjustment."""
