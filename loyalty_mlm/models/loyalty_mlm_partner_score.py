@@ -74,8 +74,10 @@ ENGINE_COLUMNS = [*(SCORE_FIELDS[key] for key in SCORE_KEYS), "churn_rise"]
 CLV_INDEX = ENGINE_KEYS.index("mlm_clv")
 # Customers written per statement.
 SCORE_BATCH_SIZE = 5000
-# Lines of a COPY formatted at a time, and characters sent at a time.
-SCORE_COPY_LINES = 1000
+# Customers scored and formatted at a time while a COPY sends the lines
+# before them, and characters sent at a time. Small blocks: PostgreSQL
+# waits for a statement's first block and Python for its last one.
+SCORE_COPY_LINES = 250
 COPY_READ_SIZE = 65536
 # Customers of a full run compared with their stored scores at a time (one
 # read of the stored scores each): bounds the memory the comparison takes.
