@@ -937,49 +937,33 @@ class LoyaltyMlmTreatment(models.Model):
 
     def _mlm_schedule_activities(self, partners):
         """The rule's activity for the salesperson of each of `partners` (or
-        the fallback user), as activity_schedule makes it, all in one create:
-        {partner id: activity}; none for a partner without anyone."""
-        if self.env.context.get("mail_activity_automation_skip"):
-            return {}
-        users = {
-            partner.id: partner.user_id or self.activity_user_id for partner in partners
-        }
-        targets = [partner for partner in partners if users[partner.id]]
-        if not targets:
-            return {}
-        activity_type = self.activity_type_id
+        the fallback user), with Odoo's activity_schedule: one create per
+        salesperson: {partner id: activity}; none for a partner without
+        anyone."""
+        by_user = {}
+        for partner in partners:
+            user = partner.user_id or self.activity_user_id
+            if user:
+                by_user.setdefault(user, []).append(partner.id)
         deadline = fields.Date.context_today(self) + timedelta(
             days=self.activity_deadline_days
         )
-        model_id = self.env["ir.model"]._get(partners._name).id
-        texts = {}
-        vals_list = []
-        for partner in targets:
-            user = users[partner.id]
+        activities = {}
+        for user, pids in by_user.items():
             # The salesperson reads the summary and the rationale: in his
-            # language (read once per language).
-            lang = user.lang or self.env.lang
-            if lang not in texts:
-                rule = self.with_context(lang=lang)
-                texts[lang] = (
-                    rule.activity_summary or rule.activity_type_id.summary or "",
-                    rule.rationale or "",
-                )
-            summary, note = texts[lang]
-            vals_list.append(
-                {
-                    "activity_type_id": activity_type.id,
-                    "summary": summary or activity_type.summary,
-                    "automated": True,
-                    "note": note or activity_type.default_note,
-                    "date_deadline": deadline,
-                    "res_model_id": model_id,
-                    "res_id": partner.id,
-                    "user_id": user.id,
-                }
+            # language.
+            rule = self.with_context(lang=user.lang or self.env.lang)
+            scheduled = partners.browse(pids).activity_schedule(
+                activity_type_id=self.activity_type_id.id,
+                summary=rule.activity_summary or rule.activity_type_id.summary or "",
+                note=rule.rationale or "",
+                date_deadline=deadline,
+                user_id=user.id,
             )
-        activities = self.env["mail.activity"].create(vals_list)
-        return dict(zip([p.id for p in targets], activities, strict=True))
+            if not scheduled:  # mail_activity_automation_skip
+                return {}
+            activities.update(zip(pids, scheduled, strict=True))
+        return activities
 
     # ------------------------------------------------------------
     # Results (loyalty.mlm.measured.mixin)
