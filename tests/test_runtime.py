@@ -59,11 +59,6 @@ def test_copy_stream_reads_pieces_lazily_in_sizes():
     assert stream.read(1000) == ""
 
 
-def test_copy_stream_reads_everything_and_lines():
+def test_copy_stream_reads_everything():
     assert CopyStream(["a\n", "b\n"]).read() == "a\nb\n"
-    stream = CopyStream(["a\nb", "\nc\n"])
-    assert stream.readline() == "a\n"
-    assert stream.read(2) == "b\n"
-    assert stream.readline() == "c\n"
-    assert stream.readline() == ""
     assert CopyStream([]).read(8192) == ""

@@ -53,9 +53,3 @@ class CopyStream:
         text = "".join(parts)
         self._rest = text[size:]
         return text[:size]
-
-    def readline(self, size=-1):
-        # COPY reads with read(); a file-like object offers both.
-        line, sep, rest = self.read().partition("\n")
-        self._rest = rest
-        return line + sep
