@@ -204,6 +204,19 @@ class TestTiers(TierMixin, LoyaltyMlmCommon):
             self.env["loyalty.mlm.tier"]._cron_review()
         self.assertEqual({self.tier_of(partner) for partner in partners}, {self.bronze})
 
+    def review_with_values(self, values):
+        """The nightly review, with `values` ({partner id: qualification
+        value}; 0 for the others) as the members' 12-month figures."""
+        Tier = self.env["loyalty.mlm.tier"]
+        with patch.object(
+            type(Tier),
+            "_mlm_tier_values",
+            lambda self, company, partner_ids, today=None: {
+                pid: values.get(pid, 0.0) for pid in partner_ids
+            },
+        ):
+            Tier._cron_review()
+
     def clear_tiers(self):
         """Forget every tier of the company (as before any review)."""
         self.env.flush_all()
@@ -295,14 +308,7 @@ class TestTiers(TierMixin, LoyaltyMlmCommon):
             (self.company.id,),
         )
         messages = self.env["mail.message"].search_count([])
-        with patch.object(
-            type(Tier),
-            "_mlm_tier_values",
-            lambda self, company, partner_ids, today=None: {
-                pid: values.get(pid, 0.0) for pid in partner_ids
-            },
-        ):
-            Tier._cron_review()
+        self.review_with_values(values)
         # No invalidation here: the review's bulk write keeps the cache right.
         state = {
             name: (
@@ -364,14 +370,7 @@ class TestTiers(TierMixin, LoyaltyMlmCommon):
         partners._mlm_enroll(self.company)
         self.clear_tiers()
         by_partner = dict(zip(partners.ids, values, strict=True))
-        with patch.object(
-            type(Tier),
-            "_mlm_tier_values",
-            lambda self, company, partner_ids, today=None: {
-                pid: by_partner.get(pid, 0.0) for pid in partner_ids
-            },
-        ):
-            Tier._cron_review()
+        self.review_with_values(by_partner)
         ladder = Tier._mlm_ladder(self.company)
         self.assertEqual(
             [self.tier_of(partner).name for partner in partners],
