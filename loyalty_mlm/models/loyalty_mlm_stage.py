@@ -245,12 +245,10 @@ class LoyaltyMlmStage(models.Model):
                     )
                     INSERT INTO loyalty_mlm_stage_history (
                         partner_id, from_stage_id, to_stage_id, date,
-                        reason_code, reason, automatic, user_id, company_id,
-                        create_uid, create_date, write_uid, write_date
+                        reason_code, reason, automatic, user_id, company_id
                     )
                     SELECT partner_id, from_id, to_id, date, code, %(reason)s,
-                           %(automatic)s, %(uid)s, %(company)s,
-                           %(uid)s, %(now)s, %(uid)s, %(now)s
+                           %(automatic)s, %(uid)s, %(company)s
                       FROM moves
                     """,
                     partners=list(partner_ids),

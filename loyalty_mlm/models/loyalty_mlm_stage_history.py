@@ -9,6 +9,10 @@ class LoyaltyMlmStageHistory(models.Model):
     _name = "loyalty.mlm.stage.history"
     _description = "Member Lifecycle Stage History"
     _order = "date desc, id desc"
+    # A move is never edited, and its date and user say when and by whom:
+    # the log columns would repeat them and cost two foreign-key checks a
+    # row, a quarter of a first assignment's history insert (issue #22).
+    _log_access = False
 
     partner_id = fields.Many2one(
         "res.partner", required=True, index=True, ondelete="cascade"

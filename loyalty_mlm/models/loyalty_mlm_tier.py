@@ -438,12 +438,10 @@ class LoyaltyMlmTier(models.Model):
                     )
                     INSERT INTO loyalty_mlm_tier_history (
                         partner_id, company_id, from_tier_id, to_tier_id, date,
-                        reason_code, metric, user_id,
-                        create_uid, create_date, write_uid, write_date
+                        reason_code, metric, user_id
                     )
                     SELECT partner_id, %(company)s, from_id, to_id, %(date)s,
-                           code, metric, %(uid)s,
-                           %(uid)s, %(now)s, %(uid)s, %(now)s
+                           code, metric, %(uid)s
                       FROM changes
                      WHERE moved
                     """,

@@ -8,6 +8,9 @@ class LoyaltyMlmTierHistory(models.Model):
     _name = "loyalty.mlm.tier.history"
     _description = "Member Tier History"
     _order = "date desc, id desc"
+    # Never edited; the date and user say when and by whom (see the stage
+    # history: two foreign-key checks fewer per row, issue #22).
+    _log_access = False
 
     partner_id = fields.Many2one(
         "res.partner", string="Member", required=True, index=True, ondelete="cascade"
