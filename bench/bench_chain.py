@@ -159,7 +159,8 @@ def parse_args():
         metavar="COMPANY_ID",
         help="with --commit: run the chain on the data a --generate-only run"
         " left in this database (a copy of it: the chain changes it), for the"
-        " company it printed",
+        " company it printed; with --kill-resume: copy that database to A and"
+        " B (it is left unchanged)",
     )
     parser.add_argument(
         "--compare",
@@ -1084,7 +1085,11 @@ def print_header(args):
 
 
 def main_kill_resume(args):
-    args.company_id, _cards, _cr = generate_in(args)
+    if args.reuse:
+        # A --generate-only database: copied to A and B, left as it is.
+        args.company_id = args.reuse
+    else:
+        args.company_id, _cards, _cr = generate_in(args)
     copy_a, copy_b = f"{args.database}_a", f"{args.database}_b"
     for copy in (copy_a, copy_b):
         seconds = copy_database(args.database, copy)

@@ -1,5 +1,7 @@
+import importlib.util
 from contextlib import contextmanager
 from datetime import datetime, time, timedelta
+from pathlib import Path
 
 import pytz
 from freezegun import freeze_time
@@ -17,6 +19,15 @@ LATE_EVENING = ("Europe/Brussels", time(23, 30))  # past midnight there
 MORNING = ("Europe/Brussels", time(8, 0))  # 09:00 (10:00 in summer) there
 BEHIND_UTC = ("America/New_York", time(3, 30))  # before midnight there
 CLOCKS = (LATE_EVENING, MORNING, BEHIND_UTC)
+
+
+def post_migrate(version):
+    """The post-migrate module of `version` (its folder is no package)."""
+    path = Path(__file__).parents[1] / "migrations" / version / "post-migrate.py"
+    spec = importlib.util.spec_from_file_location(f"mlm_post_migrate_{version}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 class LoyaltyMlmCommon(TransactionCase):

@@ -1,22 +1,10 @@
-import importlib.util
-from pathlib import Path
-
 from freezegun import freeze_time
 
 from odoo.tests import tagged
 from odoo.tools import SQL, create_index, index_exists
 from odoo.tools.sql import column_exists
 
-from .common import LoyaltyMlmCommon
-
-
-def _post_migrate_1_5():
-    """The 18.0.1.5.0 post-migrate module (its folder is no package)."""
-    path = Path(__file__).parents[1] / "migrations" / "18.0.1.5.0" / "post-migrate.py"
-    spec = importlib.util.spec_from_file_location("mlm_post_migrate_1_5", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from .common import LoyaltyMlmCommon, post_migrate
 
 
 @tagged("post_install", "-at_install")
@@ -222,7 +210,7 @@ class TestExpiryBatches(LoyaltyMlmCommon):
             f"ALTER TABLE {table} ADD COLUMN create_uid int4, "
             "ADD COLUMN write_date timestamp"
         )
-        _post_migrate_1_5().migrate(cr, "18.0.1.4.0")
+        post_migrate("18.0.1.5.0").migrate(cr, "18.0.1.4.0")
         for name in ("company_id", "kind"):
             self.assertFalse(index_exists(cr, f"loyalty_mlm_ledger__{name}_index"))
         self.assertFalse(column_exists(cr, table, "create_uid"))

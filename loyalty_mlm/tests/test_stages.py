@@ -4,9 +4,10 @@ from unittest.mock import patch
 from odoo import fields
 from odoo.exceptions import UserError
 from odoo.tests import tagged
+from odoo.tools.sql import column_exists
 
 from ..models import loyalty_mlm_stage as stage_model
-from .common import CLOCKS, LoyaltyMlmCommon, LoyaltyMlmPosCommon
+from .common import CLOCKS, LoyaltyMlmCommon, LoyaltyMlmPosCommon, post_migrate
 
 
 class StageCase:
@@ -417,6 +418,23 @@ class TestStageBulkMoves(StageCase, LoyaltyMlmCommon):
                 },
             )
         self.assertEqual(Stage._mlm_refresh_all_stages(company), 0)
+
+    def test_upgrade_drops_the_history_log_columns(self):
+        """A move says when and by whom in its date and user: the stage and
+        tier histories keep no log columns (two foreign-key checks fewer per
+        row, issue #22); the 18.0.1.6.0 upgrade drops the old ones."""
+        cr = self.env.cr
+        tables = ("loyalty_mlm_stage_history", "loyalty_mlm_tier_history")
+        for table in tables:
+            self.assertFalse(column_exists(cr, table, "create_uid"))
+            cr.execute(
+                f"ALTER TABLE {table} ADD COLUMN create_uid int4"
+                " REFERENCES res_users(id), ADD COLUMN write_date timestamp"
+            )
+        post_migrate("18.0.1.6.0").migrate(cr, "18.0.1.5.0")
+        for table in tables:
+            self.assertFalse(column_exists(cr, table, "create_uid"))
+            self.assertFalse(column_exists(cr, table, "write_date"))
 
     def test_first_assignment_is_dated_by_the_order_history(self):
         """On install (backfill), a move is dated by the last order it stands
