@@ -3,9 +3,11 @@ from datetime import timedelta
 
 from odoo import _, api, fields, models
 from odoo.exceptions import AccessError, UserError
+from odoo.osv import expression
 from odoo.tools import SQL, create_index, index_exists
 from odoo.tools.query import Query
 
+from ..tools.domains import merge_or_leaves
 from .loyalty_mlm_partner_score import (
     QUADRANT_SELECTION,
     SCORE_FIELDS,
@@ -524,10 +526,16 @@ class ResPartner(models.Model):
             for fname, value in zip(SCORE_FIELDS, values, strict=True):
                 partner[fname] = value if value is not None else False
 
-    def _mlm_search_score(self, fname, operator, value):
-        """Domain of the contacts whose score `fname` (in the current company)
-        satisfies (operator, value), with a stored field's semantics: a contact
-        without scores has them all empty (numbers: 0)."""
+    @api.model
+    def _search(self, domain, offset=0, limit=None, order=None):
+        # Score filters ORed together read the score table once: under an
+        # OR, PostgreSQL checks each subquery row by row (tools/domains.py).
+        domain = merge_or_leaves(
+            domain, self._mlm_is_score_row_leaf, self._mlm_score_rows_leaf
+        )
+        return super()._search(domain, offset=offset, limit=limit, order=order)
+
+    def _mlm_check_score_search(self):
         # A search method bypasses the field's groups: searching by score
         # would read it. Cashiers may search (a targeted programme's domain,
         # checked at the register, can test scores); they never read them.
@@ -535,28 +543,55 @@ class ResPartner(models.Model):
             raise AccessError(
                 _("Only Loyalty Users can find contacts by their scores.")
             )
-        if _mlm_score_condition_needs_row(operator, value):
-            # Only contacts with a score row can match: look in the narrow
-            # score table alone. "heavy", "churn risk >= 70" and the like
-            # then cost a scan of the current company's rows (or its churn
-            # index) instead of a join of every contact to its scores, which
-            # PostgreSQL ran in full even to check one contact (the contact
-            # form tests the treatment rules' score conditions on the
-            # member: 0.12 to 0.37 s a rule at 100,000 customers on a loaded
-            # machine; bench/README.md, "Interactive paths at scale").
-            # sudo: the rights were checked above (cashiers search by score
-            # without reading the score model); the company is in the domain.
-            scores = (
-                self.env["loyalty.mlm.partner.score"]
-                .sudo()
-                ._search(
+
+    @api.model
+    def _mlm_is_score_row_leaf(self, leaf):
+        """Whether the domain leaf is a score condition only contacts with a
+        score row can meet (see _mlm_score_rows_leaf)."""
+        fname, operator, value = leaf
+        return fname in SCORE_FIELDS and _mlm_score_condition_needs_row(operator, value)
+
+    @api.model
+    def _mlm_score_rows_leaf(self, leaves):
+        """One domain leaf for the contacts whose current company's score row
+        meets any of `leaves` (score conditions that need a row)."""
+        self._mlm_check_score_search()
+        # Only contacts with a score row can match: look in the narrow score
+        # table alone. "heavy", "churn risk >= 70" and the like then cost a
+        # scan of the current company's rows (or its churn index) instead of
+        # a join of every contact to its scores, which PostgreSQL ran in
+        # full even to check one contact (the contact form tests the
+        # treatment rules' score conditions on the member: 0.12 to 0.37 s a
+        # rule at 100,000 customers on a loaded machine; bench/README.md,
+        # "Interactive paths at scale").
+        # sudo: the rights were checked above (cashiers search by score
+        # without reading the score model); the company is in the domain.
+        scores = (
+            self.env["loyalty.mlm.partner.score"]
+            .sudo()
+            ._search(
+                expression.AND(
                     [
-                        ("company_id", "=", self.env.company.id),
-                        (SCORE_FIELDS[fname], operator, value),
+                        [("company_id", "=", self.env.company.id)],
+                        expression.OR(
+                            [
+                                [(SCORE_FIELDS[fname], operator, value)]
+                                for fname, operator, value in leaves
+                            ]
+                        ),
                     ]
                 )
             )
-            return [("id", "in", scores.subselect("partner_id"))]
+        )
+        return ("id", "in", scores.subselect("partner_id"))
+
+    def _mlm_search_score(self, fname, operator, value):
+        """Domain of the contacts whose score `fname` (in the current company)
+        satisfies (operator, value), with a stored field's semantics: a contact
+        without scores has them all empty (numbers: 0)."""
+        if self._mlm_is_score_row_leaf((fname, operator, value)):
+            return [self._mlm_score_rows_leaf([(fname, operator, value)])]
+        self._mlm_check_score_search()
         query = Query(self.env, self._table, self._table_sql)
         query.add_where(
             self._condition_to_sql(self._table, fname, operator, value, query)

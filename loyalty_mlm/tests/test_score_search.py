@@ -1,6 +1,7 @@
 from unittest.mock import patch
 
 from odoo import fields
+from odoo.exceptions import AccessError
 from odoo.tests import tagged
 
 from odoo.addons.loyalty_mlm.models.res_partner import _mlm_score_condition_needs_row
@@ -118,3 +119,32 @@ class TestScoreSearch(LoyaltyMlmCommon):
                 ),
                 self.heavy,
             )
+
+    def test_ored_score_filters_read_the_score_table_once(self):
+        """Two filters of a group ("Heavy users" or "Low users"; a treatment
+        rule's segment or quadrant) are ORed: PostgreSQL checks a subquery
+        under an OR contact by contact, and reads it again for each one when
+        it expects it not to fit in memory (hours at 1,000,000 customers,
+        issue #22). They become one look-up of the score table, with the same
+        contacts as each condition apart."""
+        heavy = ("mlm_usage_segment", "=", "heavy")
+        low = ("mlm_usage_segment", "=", "low")
+        friend = ("mlm_quadrant", "=", "butterfly")
+        risk = ("mlm_churn_risk", ">=", 70)
+        name = ("name", "=", "Search none")
+        cases = [
+            (["|", heavy, low], self.heavy | self.low),
+            (["|", "|", heavy, friend, risk], self.heavy | self.medium),
+            (["|", "|", low, name, friend], self.low | self.none | self.medium),
+            (["!", "|", heavy, low], self.medium | self.none),
+            (["|", heavy, "&", low, name], self.heavy),
+        ]
+        for domain, expected in cases:
+            with self.subTest(domain=domain):
+                self.assertEqual(self._found(domain), expected)
+        sql = self.env["res.partner"]._search(["|", heavy, low]).select().code
+        self.assertEqual(sql.count('FROM "loyalty_mlm_partner_score"'), 1)
+        self.assertNotIn(" OR ", sql.split('FROM "loyalty_mlm_partner_score"')[0])
+        # A user outside the loyalty groups still cannot search by score.
+        with self.assertRaises(AccessError):
+            self.env["res.partner"].with_user(self.user_plain).search(["|", heavy, low])
