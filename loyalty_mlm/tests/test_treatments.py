@@ -532,6 +532,27 @@ class TestTreatmentRobustness(OwnRulesCase):
             self.assertEqual(self.card_of(partner).points, 30.0)
         self.assertLedgerInvariant()
 
+    def test_the_time_budget_starts_after_the_plan(self):
+        """The budget bounds how long a call holds the cards it credits; the
+        plan locks nothing: a plan longer than the budget (18 s at 1,000,000
+        customers) still leaves the call its budget of batches."""
+        self.rule()
+        for i in range(3):
+            self.customer(f"Slow plan {i}", "growth")
+        clock = [1000.0]
+        plan = type(self.Treatment)._mlm_plan
+
+        def slow_plan(treatment, *args, **kwargs):
+            clock[0] += 60.0  # a plan of a minute; the batches take no time
+            return plan(treatment, *args, **kwargs)
+
+        module = "odoo.addons.loyalty_mlm.models.loyalty_mlm_treatment"
+        with (
+            patch(f"{module}.time.monotonic", side_effect=lambda: clock[0]),
+            patch.object(type(self.Treatment), "_mlm_plan", slow_plan),
+        ):
+            self.assertEqual(self.run_job(batch_size=1, time_budget=10), 3)
+
     def test_batches_resume(self):
         self.rule()
         partners = [self.customer(f"Batch {i}", "growth") for i in range(5)]
