@@ -582,7 +582,7 @@ class LoyaltyMlmStage(models.Model):
                 ),
                 -- members of the company's programme
                 members AS (
-                    SELECT cp.commercial_partner_id AS id
+                    SELECT DISTINCT cp.commercial_partner_id AS id
                       FROM loyalty_card c
                       JOIN res_partner cp ON cp.id = c.partner_id
                      WHERE c.program_id = %(program)s
@@ -617,10 +617,16 @@ class LoyaltyMlmStage(models.Model):
              LEFT JOIN loyalty_mlm_partner_score s
                     ON s.partner_id = p.id AND s.company_id = %(company)s
              LEFT JOIN referrals r ON r.id = p.id
+             -- joined, not tested with IN: under an OR, PostgreSQL reads a
+             -- subquery it expects not to fit in work_mem again for every
+             -- contact (300,000 members: hours for the contacts without
+             -- orders at 1,000,000 customers, issue #22)
+             LEFT JOIN members m ON m.id = p.id
+             LEFT JOIN elsewhere e ON e.id = p.id
                  WHERE %(customer)s
                     -- no longer ours: a prospect who became another's customer
                     OR ((p.mlm_stage_id ->> %(key)s) IS NOT NULL
-                        AND p.id IN (SELECT id FROM elsewhere))
+                        AND e.id IS NOT NULL)
                 """,
             customer=SQL(
                 """(o.partner_id IS NOT NULL
@@ -628,8 +634,7 @@ class LoyaltyMlmStage(models.Model):
                         AND (p.customer_rank > 0 OR p.mlm_member_since IS NOT NULL)
                         AND (p.company_id = %(company)s
                              OR (p.company_id IS NULL
-                                 AND (p.id IN (SELECT id FROM members)
-                                      OR p.id NOT IN (SELECT id FROM elsewhere))))))""",
+                                 AND (m.id IS NOT NULL OR e.id IS NULL)))))""",
                 company=company.id,
             ),
             orders=self._mlm_stage_order_stats_query(company, today),
