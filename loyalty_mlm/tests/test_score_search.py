@@ -1,5 +1,7 @@
 from unittest.mock import patch
 
+from lxml import etree
+
 from odoo import fields
 from odoo.exceptions import AccessError
 from odoo.tests import tagged
@@ -148,3 +150,23 @@ class TestScoreSearch(LoyaltyMlmCommon):
         # A user outside the loyalty groups still cannot search by score.
         with self.assertRaises(AccessError):
             self.env["res.partner"].with_user(self.user_plain).search(["|", heavy, low])
+
+    def test_kanban_badge_averages_nothing(self):
+        """The Members kanban's "Heavy user at risk" badge reads one boolean:
+        a field of the view with an aggregator (the churn risk) makes the web
+        client average it over every column, a join of every member to his
+        scores that no column shows (issue #22)."""
+        self.assertEqual(
+            self.contacts.mapped("mlm_heavy_at_risk"), [True, False, False, False]
+        )
+        Partner = self.env["res.partner"]
+        view = self.env.ref("loyalty_mlm.res_partner_view_kanban_member")
+        arch = Partner.get_views([(view.id, "kanban")])["views"]["kanban"]["arch"]
+        names = {node.get("name") for node in etree.fromstring(arch).iter("field")}
+        self.assertIn("mlm_heavy_at_risk", names)
+        # What the web client sees (fields_get): a computed field has an
+        # aggregator only when it can be aggregated in SQL.
+        described = Partner.fields_get(list(names), ["aggregator"])
+        self.assertEqual(
+            [name for name, info in described.items() if info.get("aggregator")], []
+        )

@@ -4,6 +4,9 @@
   is never edited; its date and user say when and by whom). Odoo leaves
   the columns of a model that no longer logs access, with their foreign
   keys, so they are dropped here.
+- The members' stage index of each company now follows the Members views'
+  order (res.partner._mlm_create_stage_indexes, made by the update before
+  this script): the former ones are dropped.
 """
 
 import logging
@@ -29,4 +32,10 @@ def migrate(cr, version):
                         SQL.identifier(column),
                     )
                 )
+    cr.execute(
+        "SELECT indexname FROM pg_indexes WHERE tablename = 'res_partner'"
+        " AND indexname ~ '^res_partner_mlm_stage_[0-9]+_index$'"
+    )
+    for (name,) in cr.fetchall():
+        cr.execute(SQL("DROP INDEX IF EXISTS %s", SQL.identifier(name)))
     _logger.info("loyalty_mlm 18.0.1.6.0: log columns of %s dropped", ", ".join(TABLES))
