@@ -362,14 +362,20 @@ class LoyaltyMlmPartnerScore(models.Model):
             # One nightly action: the stages are decided from fresh scores.
             # (mlm_scores_only: the benchmark times the two steps apart.)
             # The treatments follow in their own job, in batches, rather than
-            # inside the bulk stage moves.
-            done += (
+            # inside the bulk stage moves. What the call's budget leaves of
+            # the stages (a first assignment on a large database) the stage
+            # job finishes, which then starts the treatments.
+            moved, finished = (
                 self.env["loyalty.mlm.stage"]
                 .with_context(mlm_defer_treatments=True)
-                ._mlm_refresh_all_stages(companies)
+                ._mlm_refresh_stages_until(companies, deadline=deadline)
             )
-            self.env["loyalty.mlm.treatment"]._mlm_trigger_run()
-            self.env["loyalty.mlm.kpi.snapshot"]._mlm_trigger_snapshots()
+            done += moved
+            if finished:
+                self.env["loyalty.mlm.treatment"]._mlm_trigger_run()
+                self.env["loyalty.mlm.kpi.snapshot"]._mlm_trigger_snapshots()
+            else:
+                self.env.ref("loyalty_mlm.ir_cron_stages").sudo()._trigger()
         self.env["ir.cron"]._notify_progress(done=done, remaining=remaining)
         return remaining
 

@@ -1,3 +1,4 @@
+import time
 from collections import defaultdict
 from datetime import timedelta
 
@@ -16,6 +17,8 @@ from ..tools.runtime import gc_paused
 MOVE_BATCH_SIZE = 5000
 # Customers the nightly stage step reads, decides and moves at a time.
 STAGE_READ_CHUNK = 20000
+# Seconds of stage moves per call of the stage job (as the score job's).
+STAGE_TIME_BUDGET = 60.0
 
 
 class LoyaltyMlmStage(models.Model):
@@ -534,11 +537,24 @@ class LoyaltyMlmStage(models.Model):
         cr = self.env.cr
         # Scores are written through the contact's fields: flush everything.
         self.env.flush_all()
+        # The order figures first, analyzed: PostgreSQL guesses 200 groups
+        # for an aggregate over a union, and joined to 1,000,000 customers
+        # such a guess once kept a parallel hash join building for minutes
+        # (issue #22). With the table's real size it plans the joins well.
+        cr.execute(
+            SQL(
+                "CREATE TEMPORARY TABLE mlm_lifecycle_orders ON COMMIT DROP AS %s",
+                self._mlm_stage_order_stats_query(company, today),
+            )
+        )
+        cr.execute("ANALYZE mlm_lifecycle_orders")
         cr.execute(
             SQL(
                 "CREATE TEMPORARY TABLE mlm_lifecycle ON COMMIT DROP AS"
                 " SELECT * FROM (%s) AS row_values(%s)",
-                self._mlm_lifecycle_query(company, today),
+                self._mlm_lifecycle_query(
+                    company, today, orders=SQL("SELECT * FROM mlm_lifecycle_orders")
+                ),
                 SQL(", ").join(SQL.identifier(f"c{i}") for i in range(15)),
             )
         )
@@ -552,9 +568,17 @@ class LoyaltyMlmStage(models.Model):
             if not rows:
                 break
             yield rows
-        cr.execute("CLOSE mlm_lifecycle_rows; DROP TABLE mlm_lifecycle")
+        self._mlm_lifecycle_close()
 
-    def _mlm_lifecycle_query(self, company, today):
+    @api.model
+    def _mlm_lifecycle_close(self):
+        """Drop what _mlm_lifecycle_chunks made (also when its caller stops
+        early: the next company makes its own in the same transaction)."""
+        self.env.cr.execute(
+            "CLOSE mlm_lifecycle_rows; DROP TABLE mlm_lifecycle, mlm_lifecycle_orders"
+        )
+
+    def _mlm_lifecycle_query(self, company, today, orders=None):
         """Every customer contact of the company (commercial partners only),
         each with what decides his stage in the company, in one query: id,
         stage id, kept until, churn, segment, quadrant, scored on, the five
@@ -568,7 +592,8 @@ class LoyaltyMlmStage(models.Model):
         contacts who are nobody's customer yet (prospects of every company).
         A customer of another company only has no stage here: company B's
         rules and treatments do not reach company A's customers. With one
-        company, this is every customer, as before."""
+        company, this is every customer, as before. `orders`: the order
+        figures' query, if not _mlm_stage_order_stats_query."""
         return SQL(
             """
                 WITH orders AS (%(orders)s),
@@ -637,7 +662,7 @@ class LoyaltyMlmStage(models.Model):
                                  AND (m.id IS NOT NULL OR e.id IS NULL)))))""",
                 company=company.id,
             ),
-            orders=self._mlm_stage_order_stats_query(company, today),
+            orders=orders or self._mlm_stage_order_stats_query(company, today),
             company=company.id,
             key=str(company.id),
             program=company.mlm_program_id.id or 0,
@@ -648,22 +673,60 @@ class LoyaltyMlmStage(models.Model):
         """Every customer's stage from the rules; run by the nightly score job
         once the scores are fresh. Resumable by construction: contacts already
         in their stage are skipped. Returns the number of contacts moved."""
+        return self._mlm_refresh_stages_until(companies)[0]
+
+    @api.model
+    def _mlm_refresh_stages_until(self, companies=None, deadline=None):
+        """_mlm_refresh_all_stages, a chunk of customers at a time, with no
+        new chunk once time.monotonic() passed `deadline` and the call moved
+        someone (chunks of contacts already in their stage cost no budget:
+        every call moves some or finishes). Returns (contacts moved, whether
+        every company is done)."""
         moved = 0
         for company in companies or self.env["res.company"].search([]):
-            # Every customer's row and inputs are built in memory at once.
+            if moved and deadline is not None and time.monotonic() > deadline:
+                return moved, False
+            # A chunk's rows and inputs are built in memory at once.
             with gc_paused():
-                moved += self._mlm_refresh_company_stages(company)
+                company_moved, finished = self._mlm_refresh_company_stages(
+                    company, deadline=deadline, moved=moved
+                )
+            moved += company_moved
+            if not finished:
+                return moved, False
+        return moved, True
+
+    @api.model
+    def _cron_refresh_stages(self, time_budget=STAGE_TIME_BUDGET):
+        """Finish the stage step the nightly score job left for lack of time
+        (a first assignment at 1,000,000 customers takes minutes: in the score
+        job's last call alone it would outlast limit_time_real_cron, and,
+        killed, start over every night). Chunks of customers until
+        `time_budget` seconds have passed; ir.cron commits and calls again
+        while some remain; the treatments and KPI snapshots follow."""
+        deadline = time.monotonic() + time_budget
+        moved, finished = self.with_context(
+            mlm_defer_treatments=True
+        )._mlm_refresh_stages_until(deadline=deadline)
+        if finished:
+            self.env["loyalty.mlm.treatment"]._mlm_trigger_run()
+            self.env["loyalty.mlm.kpi.snapshot"]._mlm_trigger_snapshots()
+        self.env["ir.cron"]._notify_progress(done=moved, remaining=0 if finished else 1)
         return moved
 
     @api.model
-    def _mlm_refresh_company_stages(self, company):
+    def _mlm_refresh_company_stages(self, company, deadline=None, moved=0):
         """_mlm_refresh_stages of every customer of `company` (see
-        _mlm_lifecycle_rows), from one query rather than one per input."""
+        _mlm_lifecycle_rows), from one query rather than one per input; no
+        new chunk once time.monotonic() passed `deadline` and someone moved
+        (`moved`: the call's moves before this company). Returns (contacts
+        moved, whether every customer was decided)."""
+        before = moved
         today = fields.Date.context_today(self)
         stage_input = self._mlm_stage_input
-        moved = 0
         # A chunk of customers at a time (see _mlm_lifecycle_chunks).
-        for chunk in self._mlm_lifecycle_chunks(company, today):
+        chunks = self._mlm_lifecycle_chunks(company, today)
+        for chunk in chunks:
             rows, inputs, stale = {}, {}, []
             for row in chunk:
                 # id | stage, kept until | 4 scores | 5 order figures |
@@ -677,7 +740,12 @@ class LoyaltyMlmStage(models.Model):
                 inputs[row[0]] = stage_input(row[7:12], (*row[3:7], row[13]), row[12])
             self._mlm_clear_stages(company, stale)
             moved += self._mlm_apply_stages(company, today, inputs, rows)
-        return moved
+            if moved and deadline is not None and time.monotonic() > deadline:
+                # The rest next call: its contacts are not in their stage yet.
+                chunks.close()
+                self._mlm_lifecycle_close()
+                return moved - before, False
+        return moved - before, True
 
     @api.model
     def _mlm_clear_stages(self, company, partner_ids):

@@ -247,11 +247,12 @@ class TestStageRules(StageCase, LoyaltyMlmCommon):
                 self.customer(f"Q{count}-{i}", (40, 20, 10))
             Stage._mlm_refresh_all_stages(company)  # moves them, warms caches
             self.env.invalidate_all()
-            # The customers with what decides their stage (5: into a
-            # temporary table, a cursor on it, one chunk, the end of it,
-            # closed); the rest reads the company's thresholds, the stages
-            # and the user's timezone.
-            with self.assertQueryCount(9):
+            # The customers with what decides their stage (7: their order
+            # figures into a temporary table, analyzed, the rest into
+            # another, a cursor on it, one chunk, the end of it, closed); the
+            # rest reads the company's thresholds, the stages and the user's
+            # timezone.
+            with self.assertQueryCount(11):
                 self.assertEqual(Stage._mlm_refresh_all_stages(company), 0)
 
     def test_backfill_on_install(self):
@@ -307,11 +308,11 @@ class TestStageBulkMoves(StageCase, LoyaltyMlmCommon):
             self.prospects(count, prefix=f"Q{count}")
             self.env.flush_all()
             self.env.invalidate_all()
-            # The customers (5), the company's thresholds, the stages and the
+            # The customers (7), the company's thresholds, the stages and the
             # user's time zone (as an unchanged night), one statement for the
             # stages and their history, and the treatment job asked to run
             # (3: a bulk move leaves the stage-entry treatments to it).
-            with self.assertQueryCount(13):
+            with self.assertQueryCount(15):
                 self.assertEqual(Stage._mlm_refresh_all_stages(company), count)
 
     def test_nightly_step_reads_customers_a_chunk_at_a_time(self):
@@ -346,7 +347,7 @@ class TestStageBulkMoves(StageCase, LoyaltyMlmCommon):
         self.env.flush_all()
         self.env.invalidate_all()
         with patch.object(stage_model, "MOVE_BATCH_SIZE", 20):
-            with self.assertQueryCount(15):  # 2 more batches
+            with self.assertQueryCount(17):  # 2 more batches
                 self.assertEqual(Stage._mlm_refresh_all_stages(company), 50)
         self.assertEqual(
             self.env["loyalty.mlm.stage.history"].search_count(
@@ -354,6 +355,48 @@ class TestStageBulkMoves(StageCase, LoyaltyMlmCommon):
             ),
             50,
         )
+
+    def test_a_long_stage_step_is_finished_by_its_job(self):
+        """A stage step longer than the score job's budget (a first
+        assignment on a large database) stops after a chunk of customers and
+        the stage job finishes it, a chunk per call when time is short: the
+        same stages as in one go, each contact moved once."""
+        company = self.env.company
+        Stage = self.env["loyalty.mlm.stage"]
+        self.prospects(5, "Warm-up")
+        Stage._mlm_refresh_all_stages(company)
+        prospects = self.prospects(30)
+        cron = self.env.ref("loyalty_mlm.ir_cron_stages")
+        triggers = self.env["ir.cron.trigger"].search([("cron_id", "=", cron.id)])
+        with patch.object(stage_model, "STAGE_READ_CHUNK", 10):
+            # The score job's last call, its time spent: one chunk.
+            self.env["loyalty.mlm.partner.score"]._cron_refresh_scores(
+                companies=company, time_budget=0
+            )
+            self.assertLess(len(prospects.filtered("mlm_stage_id")), 30)
+            self.assertTrue(
+                self.env["ir.cron.trigger"].search([("cron_id", "=", cron.id)])
+                - triggers
+            )
+            # The stage job: a chunk per call, until every contact is done.
+            calls = 0
+            while calls < 50:
+                calls += 1
+                Stage._cron_refresh_stages(time_budget=0)
+                self.env.invalidate_all()
+                if len(prospects.filtered("mlm_stage_id")) == len(prospects):
+                    break
+        self.assertGreater(calls, 1)
+        self.assertEqual(set(prospects.mapped("mlm_stage_code")), {"acquisition"})
+        # Shared prospects: every company's (each moved once in each).
+        for each in self.env["res.company"].search([]):
+            self.assertEqual(
+                self.env["loyalty.mlm.stage.history"].search_count(
+                    [("partner_id", "in", prospects.ids), ("company_id", "=", each.id)]
+                ),
+                30,
+            )
+        self.assertEqual(Stage._cron_refresh_stages(), 0)
 
     def test_bulk_move_history_and_fields(self):
         """Each contact gets his history row (from, to, date, reason,
