@@ -537,24 +537,11 @@ class LoyaltyMlmStage(models.Model):
         cr = self.env.cr
         # Scores are written through the contact's fields: flush everything.
         self.env.flush_all()
-        # The order figures first, analyzed: PostgreSQL guesses 200 groups
-        # for an aggregate over a union, and joined to 1,000,000 customers
-        # such a guess once kept a parallel hash join building for minutes
-        # (issue #22). With the table's real size it plans the joins well.
-        cr.execute(
-            SQL(
-                "CREATE TEMPORARY TABLE mlm_lifecycle_orders ON COMMIT DROP AS %s",
-                self._mlm_stage_order_stats_query(company, today),
-            )
-        )
-        cr.execute("ANALYZE mlm_lifecycle_orders")
         cr.execute(
             SQL(
                 "CREATE TEMPORARY TABLE mlm_lifecycle ON COMMIT DROP AS"
                 " SELECT * FROM (%s) AS row_values(%s)",
-                self._mlm_lifecycle_query(
-                    company, today, orders=SQL("SELECT * FROM mlm_lifecycle_orders")
-                ),
+                self._mlm_lifecycle_query(company, today),
                 SQL(", ").join(SQL.identifier(f"c{i}") for i in range(15)),
             )
         )
@@ -574,11 +561,9 @@ class LoyaltyMlmStage(models.Model):
     def _mlm_lifecycle_close(self):
         """Drop what _mlm_lifecycle_chunks made (also when its caller stops
         early: the next company makes its own in the same transaction)."""
-        self.env.cr.execute(
-            "CLOSE mlm_lifecycle_rows; DROP TABLE mlm_lifecycle, mlm_lifecycle_orders"
-        )
+        self.env.cr.execute("CLOSE mlm_lifecycle_rows; DROP TABLE mlm_lifecycle")
 
-    def _mlm_lifecycle_query(self, company, today, orders=None):
+    def _mlm_lifecycle_query(self, company, today):
         """Every customer contact of the company (commercial partners only),
         each with what decides his stage in the company, in one query: id,
         stage id, kept until, churn, segment, quadrant, scored on, the five
@@ -592,8 +577,7 @@ class LoyaltyMlmStage(models.Model):
         contacts who are nobody's customer yet (prospects of every company).
         A customer of another company only has no stage here: company B's
         rules and treatments do not reach company A's customers. With one
-        company, this is every customer, as before. `orders`: the order
-        figures' query, if not _mlm_stage_order_stats_query."""
+        company, this is every customer, as before."""
         return SQL(
             """
                 WITH orders AS (%(orders)s),
@@ -604,32 +588,6 @@ class LoyaltyMlmStage(models.Model):
                      WHERE mlm_referrer_id IS NOT NULL
                        AND mlm_referral_date IS NOT NULL
                   GROUP BY mlm_referrer_id
-                ),
-                -- members of the company's programme
-                members AS (
-                    SELECT DISTINCT cp.commercial_partner_id AS id
-                      FROM loyalty_card c
-                      JOIN res_partner cp ON cp.id = c.partner_id
-                     WHERE c.program_id = %(program)s
-                ),
-                -- customers (orders, member cards) of the other companies
-                elsewhere AS (
-                    SELECT cp.commercial_partner_id AS id
-                      FROM sale_order so
-                      JOIN res_partner cp ON cp.id = so.partner_id
-                     WHERE so.state = 'sale' AND so.company_id != %(company)s
-                     UNION
-                    SELECT cp.commercial_partner_id
-                      FROM pos_order po
-                      JOIN res_partner cp ON cp.id = po.partner_id
-                     WHERE po.state IN ('paid', 'done', 'invoiced')
-                       AND po.company_id != %(company)s
-                     UNION
-                    SELECT cp.commercial_partner_id
-                      FROM loyalty_card c
-                      JOIN res_company rc
-                        ON rc.mlm_program_id = c.program_id AND rc.id != %(company)s
-                      JOIN res_partner cp ON cp.id = c.partner_id
                 )
                 SELECT p.id, (p.mlm_stage_id ->> %(key)s)::int,
                        (p.mlm_stage_locked_until ->> %(key)s)::date,
@@ -642,30 +600,64 @@ class LoyaltyMlmStage(models.Model):
              LEFT JOIN loyalty_mlm_partner_score s
                     ON s.partner_id = p.id AND s.company_id = %(company)s
              LEFT JOIN referrals r ON r.id = p.id
-             -- joined, not tested with IN: under an OR, PostgreSQL reads a
-             -- subquery it expects not to fit in work_mem again for every
-             -- contact (300,000 members: hours for the contacts without
-             -- orders at 1,000,000 customers, issue #22)
-             LEFT JOIN members m ON m.id = p.id
-             LEFT JOIN elsewhere e ON e.id = p.id
                  WHERE %(customer)s
                     -- no longer ours: a prospect who became another's customer
-                    OR ((p.mlm_stage_id ->> %(key)s) IS NOT NULL
-                        AND e.id IS NOT NULL)
+                    OR ((p.mlm_stage_id ->> %(key)s) IS NOT NULL AND %(elsewhere)s)
                 """,
+            # Member of the programme, customer of another company: looked
+            # up per contact (indexes), and only for the contacts without
+            # orders here. As `id IN (SELECT ...)` under an OR, PostgreSQL
+            # reads the whole list again for every contact once it expects
+            # it not to fit in work_mem (300,000 members at 1,000,000
+            # customers: hours; issue #22).
             customer=SQL(
                 """(o.partner_id IS NOT NULL
                     OR (p.active AND p.id = p.commercial_partner_id
                         AND (p.customer_rank > 0 OR p.mlm_member_since IS NOT NULL)
                         AND (p.company_id = %(company)s
                              OR (p.company_id IS NULL
-                                 AND (m.id IS NOT NULL OR e.id IS NULL)))))""",
+                                 AND (EXISTS (SELECT 1
+                                                FROM res_partner mp
+                                                JOIN loyalty_card c
+                                                  ON c.partner_id = mp.id
+                                               WHERE mp.commercial_partner_id = p.id
+                                                 AND c.program_id = %(program)s)
+                                      OR NOT %(elsewhere)s)))))""",
                 company=company.id,
+                program=company.mlm_program_id.id or 0,
+                elsewhere=self._mlm_customer_elsewhere(company),
             ),
-            orders=orders or self._mlm_stage_order_stats_query(company, today),
+            elsewhere=self._mlm_customer_elsewhere(company),
+            orders=self._mlm_stage_order_stats_query(company, today),
             company=company.id,
             key=str(company.id),
             program=company.mlm_program_id.id or 0,
+        )
+
+    @api.model
+    def _mlm_customer_elsewhere(self, company):
+        """SQL: the contact `p` (a commercial partner) is a customer of
+        another company (an order there, or its member card)."""
+        return SQL(
+            """(EXISTS (SELECT 1
+                          FROM res_partner cp
+                          JOIN sale_order so ON so.partner_id = cp.id
+                         WHERE cp.commercial_partner_id = p.id
+                           AND so.state = 'sale' AND so.company_id != %(company)s)
+                OR EXISTS (SELECT 1
+                             FROM res_partner cp
+                             JOIN pos_order po ON po.partner_id = cp.id
+                            WHERE cp.commercial_partner_id = p.id
+                              AND po.state IN ('paid', 'done', 'invoiced')
+                              AND po.company_id != %(company)s)
+                OR EXISTS (SELECT 1
+                             FROM res_partner cp
+                             JOIN loyalty_card c ON c.partner_id = cp.id
+                             JOIN res_company rc
+                               ON rc.mlm_program_id = c.program_id
+                              AND rc.id != %(company)s
+                            WHERE cp.commercial_partner_id = p.id))""",
+            company=company.id,
         )
 
     @api.model

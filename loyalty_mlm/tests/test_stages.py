@@ -247,12 +247,11 @@ class TestStageRules(StageCase, LoyaltyMlmCommon):
                 self.customer(f"Q{count}-{i}", (40, 20, 10))
             Stage._mlm_refresh_all_stages(company)  # moves them, warms caches
             self.env.invalidate_all()
-            # The customers with what decides their stage (7: their order
-            # figures into a temporary table, analyzed, the rest into
-            # another, a cursor on it, one chunk, the end of it, closed); the
-            # rest reads the company's thresholds, the stages and the user's
-            # timezone.
-            with self.assertQueryCount(11):
+            # The customers with what decides their stage (5: into a
+            # temporary table, a cursor on it, one chunk, the end of it,
+            # closed); the rest reads the company's thresholds, the stages
+            # and the user's timezone.
+            with self.assertQueryCount(9):
                 self.assertEqual(Stage._mlm_refresh_all_stages(company), 0)
 
     def test_backfill_on_install(self):
@@ -308,11 +307,11 @@ class TestStageBulkMoves(StageCase, LoyaltyMlmCommon):
             self.prospects(count, prefix=f"Q{count}")
             self.env.flush_all()
             self.env.invalidate_all()
-            # The customers (7), the company's thresholds, the stages and the
+            # The customers (5), the company's thresholds, the stages and the
             # user's time zone (as an unchanged night), one statement for the
             # stages and their history, and the treatment job asked to run
             # (3: a bulk move leaves the stage-entry treatments to it).
-            with self.assertQueryCount(15):
+            with self.assertQueryCount(13):
                 self.assertEqual(Stage._mlm_refresh_all_stages(company), count)
 
     def test_nightly_step_reads_customers_a_chunk_at_a_time(self):
@@ -347,7 +346,7 @@ class TestStageBulkMoves(StageCase, LoyaltyMlmCommon):
         self.env.flush_all()
         self.env.invalidate_all()
         with patch.object(stage_model, "MOVE_BATCH_SIZE", 20):
-            with self.assertQueryCount(17):  # 2 more batches
+            with self.assertQueryCount(15):  # 2 more batches
                 self.assertEqual(Stage._mlm_refresh_all_stages(company), 50)
         self.assertEqual(
             self.env["loyalty.mlm.stage.history"].search_count(
