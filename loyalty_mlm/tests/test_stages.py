@@ -296,6 +296,13 @@ class TestStageBulkMoves(StageCase, LoyaltyMlmCommon):
             [{"name": f"{prefix} {i}", "customer_rank": 1} for i in range(count)]
         )
 
+    def new_prospects(self, count):
+        """`count` prospects without a stage yet, everyone else in his stage
+        (and the caches a bulk move reads warm)."""
+        self.prospects(25, "Warm-up")
+        self.env["loyalty.mlm.stage"]._mlm_refresh_all_stages(self.env.company)
+        return self.prospects(count)
+
     def test_first_assignment_queries_do_not_grow_with_customers(self):
         """The same number of queries to move 50 contacts as 500."""
         company = self.env.company
@@ -321,9 +328,7 @@ class TestStageBulkMoves(StageCase, LoyaltyMlmCommon):
         chunk."""
         company = self.env.company
         Stage = self.env["loyalty.mlm.stage"]
-        self.prospects(25, "Warm-up")
-        Stage._mlm_refresh_all_stages(company)
-        prospects = self.prospects(30)
+        prospects = self.new_prospects(30)
         winback = self.env.ref("loyalty_mlm.stage_winback")
         prospects[:10].write({"mlm_stage_id": winback.id})
         self.env.flush_all()
@@ -338,9 +343,7 @@ class TestStageBulkMoves(StageCase, LoyaltyMlmCommon):
         memory and statement size are bounded by the batch."""
         company = self.env.company
         Stage = self.env["loyalty.mlm.stage"]
-        self.prospects(25, "Warm-up")
-        Stage._mlm_refresh_all_stages(company)
-        prospects = self.prospects(50)
+        prospects = self.new_prospects(50)
         winback = self.env.ref("loyalty_mlm.stage_winback")
         prospects[:25].write({"mlm_stage_id": winback.id})  # won back: 2 groups
         self.env.flush_all()
@@ -362,9 +365,7 @@ class TestStageBulkMoves(StageCase, LoyaltyMlmCommon):
         same stages as in one go, each contact moved once."""
         company = self.env.company
         Stage = self.env["loyalty.mlm.stage"]
-        self.prospects(5, "Warm-up")
-        Stage._mlm_refresh_all_stages(company)
-        prospects = self.prospects(30)
+        prospects = self.new_prospects(30)
         cron = self.env.ref("loyalty_mlm.ir_cron_stages")
         triggers = self.env["ir.cron.trigger"].search([("cron_id", "=", cron.id)])
         with patch.object(stage_model, "STAGE_READ_CHUNK", 10):
