@@ -537,10 +537,16 @@ class LoyaltyMlmStage(models.Model):
         cr = self.env.cr
         # Scores are written through the contact's fields: flush everything.
         self.env.flush_all()
+        # No JIT: the per-contact look-ups of _mlm_lifecycle_query raise the
+        # estimated cost above PostgreSQL's JIT thresholds, and compiling
+        # the query (in every parallel worker) cost more than it ran: 11 s
+        # instead of 1.7 s for an unchanged night at 100,000 customers.
         cr.execute(
             SQL(
-                "CREATE TEMPORARY TABLE mlm_lifecycle ON COMMIT DROP AS"
-                " SELECT * FROM (%s) AS row_values(%s)",
+                "SET LOCAL jit = off;"
+                " CREATE TEMPORARY TABLE mlm_lifecycle ON COMMIT DROP AS"
+                " SELECT * FROM (%s) AS row_values(%s);"
+                " RESET jit",
                 self._mlm_lifecycle_query(company, today),
                 SQL(", ").join(SQL.identifier(f"c{i}") for i in range(15)),
             )
