@@ -706,7 +706,9 @@ class LoyaltyMlmStage(models.Model):
         moved, finished = self.with_context(
             mlm_defer_treatments=True
         )._mlm_refresh_stages_until(deadline=deadline)
-        if finished:
+        if finished and moved:
+            # (Its nightly run, a safety net, finds nothing to move: the
+            # score job started them already.)
             self.env["loyalty.mlm.treatment"]._mlm_trigger_run()
             self.env["loyalty.mlm.kpi.snapshot"]._mlm_trigger_snapshots()
         self.env["ir.cron"]._notify_progress(done=moved, remaining=0 if finished else 1)

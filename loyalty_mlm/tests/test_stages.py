@@ -396,7 +396,16 @@ class TestStageBulkMoves(StageCase, LoyaltyMlmCommon):
                 ),
                 30,
             )
+        # Its nightly run (a safety net, its own transaction) finds nothing:
+        # it starts nothing.
+        self.env.cr.precommit.data.pop("loyalty_mlm.treatments_triggered", None)
+        treatments = self.env.ref("loyalty_mlm.ir_cron_treatments")
+        Trigger = self.env["ir.cron.trigger"]
+        before = Trigger.search_count([("cron_id", "=", treatments.id)])
         self.assertEqual(Stage._cron_refresh_stages(), 0)
+        self.assertEqual(
+            Trigger.search_count([("cron_id", "=", treatments.id)]), before
+        )
 
     def test_bulk_move_history_and_fields(self):
         """Each contact gets his history row (from, to, date, reason,
