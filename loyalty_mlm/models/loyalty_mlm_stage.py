@@ -584,6 +584,7 @@ class LoyaltyMlmStage(models.Model):
         A customer of another company only has no stage here: company B's
         rules and treatments do not reach company A's customers. With one
         company, this is every customer, as before."""
+        elsewhere = self._mlm_customer_elsewhere(company)
         return SQL(
             """
                 WITH orders AS (%(orders)s),
@@ -631,9 +632,9 @@ class LoyaltyMlmStage(models.Model):
                                       OR NOT %(elsewhere)s)))))""",
                 company=company.id,
                 program=company.mlm_program_id.id or 0,
-                elsewhere=self._mlm_customer_elsewhere(company),
+                elsewhere=elsewhere,
             ),
-            elsewhere=self._mlm_customer_elsewhere(company),
+            elsewhere=elsewhere,
             orders=self._mlm_stage_order_stats_query(company, today),
             company=company.id,
             key=str(company.id),
