@@ -340,10 +340,16 @@ class ResPartner(models.Model):
 
     # Stage, stage date and lock are per company (company-dependent, like the
     # tier): each company's nightly run decides its own customers' stages.
+    # No index of their own (index=False; Odoo gives a company-dependent
+    # field one on "set in any company" by default): that says nothing about
+    # one company, which every query of ours names, while each index costs a
+    # new entry in every row the nightly jobs rewrite. A company's stage
+    # column is served by its stage index (_mlm_create_stage_indexes).
     mlm_stage_id = fields.Many2one(
         "loyalty.mlm.stage",
         string="Lifecycle Stage",
         company_dependent=True,
+        index=False,
         tracking=True,
         copy=False,
         ondelete="restrict",
@@ -372,6 +378,7 @@ class ResPartner(models.Model):
     mlm_stage_date = fields.Datetime(
         string="In Stage Since",
         company_dependent=True,
+        index=False,
         copy=False,
         readonly=True,
         groups=MEMBER_GROUPS,
@@ -382,6 +389,7 @@ class ResPartner(models.Model):
     mlm_stage_locked_until = fields.Date(
         string="Stage Kept Until",
         company_dependent=True,
+        index=False,
         copy=False,
         readonly=True,
         help="Set with a manual stage: the automatic rules leave the contact "
@@ -657,10 +665,14 @@ class ResPartner(models.Model):
     # loyalty.mlm.tier moves members; referrals are loyalty.mlm.referral's,
     # bonuses loyalty.mlm.bonus's (docs/ARCHITECTURE.md).
 
+    # index=False, like the stage: with no index on the tier fields, a tier
+    # move rewrites no index entry of the contact when his page has room
+    # (a heap-only update).
     mlm_tier_id = fields.Many2one(
         "loyalty.mlm.tier",
         string="Tier",
         company_dependent=True,
+        index=False,
         readonly=True,
         copy=False,
         help="Reached on the order that qualifies; lost at the nightly review "
@@ -681,6 +693,7 @@ class ResPartner(models.Model):
     mlm_tier_below_since = fields.Date(
         string="Below Tier Since",
         company_dependent=True,
+        index=False,
         readonly=True,
         copy=False,
         help="First nightly review that found the member below their tier's "
@@ -710,7 +723,8 @@ class ResPartner(models.Model):
         string="Referral Code",
         readonly=True,
         copy=False,
-        index="btree_not_null",
+        # Looked up through the index of its UNIQUE constraint
+        # (mlm_referral_code_unique): a second one only cost every write.
         help="Given to every member: new customers quote it to be linked to them.",
     )
     mlm_referrer_id = fields.Many2one(

@@ -70,3 +70,76 @@ class TestMemberIndexes(LoyaltyMlmCommon):
             off=("seqscan", "bitmapscan", "sort"),
         )
         self.assertIn("res_partner_mlm_member_order_index", plan)
+
+    def _indexed_columns(self):
+        """{index name: its definition} of res_partner's indexes."""
+        self.env.cr.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'res_partner'"
+        )
+        return dict(self.env.cr.fetchall())
+
+    def test_the_nightly_writes_touch_few_indexes(self):
+        """A tier move writes only columns no index names (it can be a
+        heap-only update), a stage move only the stage index's, and no
+        index of ours duplicates another."""
+        indexes = self._indexed_columns()
+        tier_columns = (
+            "mlm_tier_id",
+            "mlm_tier_below_since",
+            "write_uid",
+            "write_date",
+        )
+        for name, definition in indexes.items():
+            for column in tier_columns:
+                self.assertNotIn(column, definition, name)
+        stage_columns = ("mlm_stage_id", "mlm_stage_date", "mlm_stage_locked_until")
+        naming_stage = sorted(
+            name
+            for name, definition in indexes.items()
+            if any(column in definition for column in stage_columns)
+        )
+        self.assertTrue(naming_stage)
+        for name in naming_stage:
+            self.assertRegex(name, r"^res_partner_mlm_stage_order_\d+_index$")
+        referral = [
+            name
+            for name, definition in indexes.items()
+            if "(mlm_referral_code)" in definition
+        ]
+        self.assertEqual(referral, ["res_partner_mlm_referral_code_unique"])
+
+    def test_a_tier_move_is_a_heap_only_update(self):
+        """With room on its page, a tier move rewrites no index entry."""
+        cr = self.env.cr
+        # The contact on a page with room for a second version of it
+        # (rolled back with the test).
+        cr.execute("ALTER TABLE res_partner SET (fillfactor = 50)")
+        partner = self.env["res.partner"].create({"name": "Heap Only"})
+        self.env.flush_all()
+        tier = self.env["loyalty.mlm.tier"].search(
+            [("company_id", "in", [False, self.env.company.id])], limit=1
+        )
+        query = (
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables"
+            " WHERE relname = 'res_partner'"
+        )
+        cr.execute(query)
+        updates, hot = cr.fetchone()
+        self.env["loyalty.mlm.tier"]._mlm_write_tier_changes(
+            self.env.company, [(partner.id, True, None, tier.id, "start", 10.0, None)]
+        )
+        cr.execute(query)
+        self.assertEqual(cr.fetchone(), (updates + 1, hot + 1))
+
+    def test_upgrade_drops_the_unused_member_indexes(self):
+        cr = self.env.cr
+        name = "res_partner__mlm_tier_id_index"
+        cr.execute(
+            SQL(
+                "CREATE INDEX IF NOT EXISTS %s ON res_partner (id)",
+                SQL.identifier(name),
+            )
+        )
+        post_migrate("18.0.1.7.0").migrate(cr, "18.0.1.6.0")
+        self.assertFalse(index_exists(cr, name))
+        self.assertTrue(index_exists(cr, "res_partner_mlm_referral_code_unique"))
