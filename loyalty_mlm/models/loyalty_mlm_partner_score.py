@@ -458,6 +458,13 @@ class LoyaltyMlmPartnerScore(models.Model):
         # so that every stored customer falls in one.
         starts = [ids[chunk[0]] for chunk in chunks[1:]]
         bounds = pairwise([None, *starts, None]) if chunks else [(None, None)]
+        # Above the highest id stored when the call starts, a range has no
+        # stored scores (this call's own writes stay in the ranges already
+        # done): not read. On the first night that is every range, whose
+        # look-ups otherwise went through the company's rows written so far
+        # (the table's statistics still say it is empty): quadratic, 18 s of
+        # 50 at 1,000,000 customers.
+        stored_max = self._mlm_stored_max(company)
         written = cleared = left = 0
         for chunk, (low, high) in zip(chunks or [[]], bounds, strict=True):
             if left or ((written or cleared) and time.monotonic() > deadline):
@@ -466,7 +473,15 @@ class LoyaltyMlmPartnerScore(models.Model):
                 left += max(1, len(chunk))
                 continue
             (done, gone), rest = self._mlm_full_run_chunk(
-                company, today, chunk, ids, scores_of, (low, high), batch_size, deadline
+                company,
+                today,
+                chunk,
+                ids,
+                scores_of,
+                (low, high),
+                batch_size,
+                deadline,
+                stored=stored_max is not None and (low is None or low <= stored_max),
             )
             written += done
             cleared += gone
@@ -475,16 +490,26 @@ class LoyaltyMlmPartnerScore(models.Model):
         return written + cleared, left
 
     def _mlm_full_run_chunk(
-        self, company, today, chunk, ids, scores_of, bounds, batch_size, deadline
+        self,
+        company,
+        today,
+        chunk,
+        ids,
+        scores_of,
+        bounds,
+        batch_size,
+        deadline,
+        stored=True,
     ):
         """Compare and write one chunk of a full run: the customers `ids[i]`
         for i in `chunk` (ascending ids), whose scores are the ENGINE_KEYS
         columns `scores_of(indices)` (see _mlm_score_model_scorer), against
         the stored scores of the id range `bounds` ((low, high): from low up
         to, not including, high; None is open), whose stored customers not
-        among them are cleared. Writes until `deadline` (at least one
-        batch). Returns ((written, cleared), left)."""
-        stored = self._mlm_stored_scores(company, id_range=bounds)
+        among them are cleared (`stored`: False when the range is known to
+        have none). Writes until `deadline` (at least one batch). Returns
+        ((written, cleared), left)."""
+        stored = stored and self._mlm_stored_scores(company, id_range=bounds)
         if not stored:
             # Nobody of this range has scores yet (the first night): nothing
             # to compare or clear; scored while they are written.
@@ -1515,6 +1540,19 @@ class LoyaltyMlmPartnerScore(models.Model):
             )
         )
         return {row[0]: row[1:] for row in self.env.cr.fetchall()}
+
+    @api.model
+    def _mlm_stored_max(self, company):
+        """The highest partner id with scores in `company`, or None."""
+        self.flush_model(["partner_id", "company_id"])
+        self.env.cr.execute(
+            SQL(
+                "SELECT MAX(partner_id) FROM loyalty_mlm_partner_score"
+                " WHERE company_id = %s",
+                company.id,
+            )
+        )
+        return self.env.cr.fetchone()[0]
 
     @api.model
     def _mlm_scores_lock(self, company):

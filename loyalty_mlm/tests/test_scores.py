@@ -364,6 +364,54 @@ class TestScores(LoyaltyMlmScoresCommon):
             run = Run.search([("company_id", "=", self.env.company.id)], limit=1)
             self.assertEqual((run.done_count, run.cleared_count), (0, 0))
 
+    def test_ranges_above_the_stored_scores_are_not_read(self):
+        """A full run reads the stored scores of a chunk's id range only up
+        to the highest id stored when the call starts (issue 22: on the
+        first night those look-ups went through the rows written so far,
+        quadratic at 1,000,000 customers): none on a first night, the lower
+        ranges on a resumed one, and the same scores either way."""
+        self.make_story()
+        self.refresh()
+        everybody = self.anna | self.bram | self.chloe | self.daan
+        columns = ENGINE_COLUMNS
+        expected = {column: self.stored(everybody, column) for column in columns}
+        company = self.env.company
+        original = LoyaltyMlmPartnerScore._mlm_stored_scores
+        reads = []
+
+        def spy(score_model, company, partner_ids=None, id_range=None):
+            reads.append(id_range)
+            return original(score_model, company, partner_ids, id_range)
+
+        module = "odoo.addons.loyalty_mlm.models.loyalty_mlm_partner_score"
+        # A first night, then a night resumed after the call that wrote up to
+        # Anna (every customer of a lower id stored, none above).
+        for kept_up_to in (0, self.anna.id):
+            self.env.cr.execute(
+                "DELETE FROM loyalty_mlm_partner_score"
+                " WHERE company_id = %s AND partner_id > %s",
+                (company.id, kept_up_to),
+            )
+            self.env.invalidate_all()
+            reads.clear()
+            with (
+                patch(f"{module}.SCORE_READ_CHUNK", 1),
+                patch.object(LoyaltyMlmPartnerScore, "_mlm_stored_scores", spy),
+            ):
+                self.assertEqual(self.refresh(), 0)
+            for column in columns:
+                self.assertEqual(
+                    self.stored(everybody, column), expected[column], column
+                )
+            lows = [low for low, _high in reads]
+            if not kept_up_to:
+                self.assertEqual(reads, [])
+            else:
+                self.assertTrue(reads)
+                self.assertTrue(all(low is None or low <= kept_up_to for low in lows))
+                # Up to the range holding Anna, the last one stored.
+                self.assertGreater(reads[-1][1], kept_up_to)
+
     def test_full_run_scores_the_same_in_any_order(self):
         """The aggregation hands the customers on in id order, and the full
         run then scores each chunk as it writes it; in any other order it
