@@ -1,4 +1,5 @@
 from odoo.tests import tagged
+from odoo.tools import SQL
 
 from .common import LoyaltyMlmPosCommon
 
@@ -92,3 +93,14 @@ class TestPosSyncPerformance(LoyaltyMlmPosCommon):
     def test_sync_cost_long_history(self):
         self.make_history(orders=30, adjustments=200)
         self.measure()
+
+    def test_combo_children_lookup_uses_an_index(self):
+        """The order sync's look-up of a line's combo children (Odoo's own)
+        reads an index, not every register line (issue 22)."""
+        lines = self.env["pos.order.line"]
+        query = lines._search([("combo_parent_id", "in", [1])], order="id")
+        self.env.cr.execute("SET LOCAL enable_seqscan = off")
+        self.env.cr.execute(SQL("EXPLAIN %s", query.select()))
+        plan = "\n".join(row[0] for row in self.env.cr.fetchall())
+        self.env.cr.execute("RESET enable_seqscan")
+        self.assertIn("pos_order_line_mlm_combo_parent_index", plan)
