@@ -51,7 +51,7 @@ class PosOrder(models.Model):
     ]
 
     def init(self):
-        super().init()
+        res = super().init()
         # Odoo's order sync looks up the combo children of each order line
         # it saves (pos.order.line.combo_parent_id) with no index: a scan of
         # every register line, 70 to 100 ms an order at 1,000,000 POS orders
@@ -64,6 +64,7 @@ class PosOrder(models.Model):
             ["combo_parent_id"],
             where="combo_parent_id IS NOT NULL",
         )
+        return res
 
     mlm_points_confirmed = fields.Boolean(
         string="Points Applied",
