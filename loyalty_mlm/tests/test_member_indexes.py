@@ -48,19 +48,27 @@ class TestMemberIndexes(LoyaltyMlmCommon):
         self.assertIn(name, plan)
         self.assertNotIn("Sort", plan)
 
-    def test_upgrade_drops_the_former_stage_indexes(self):
+    def _assert_upgrade_drops(self, name, version, previous, kept):
+        """The `version` upgrade from `previous` drops the contact index
+        `name` (made here) and leaves `kept`."""
         cr = self.env.cr
-        name = f"res_partner_mlm_stage_{self.env.company.id}_index"
         cr.execute(
             SQL(
                 "CREATE INDEX IF NOT EXISTS %s ON res_partner (id)",
                 SQL.identifier(name),
             )
         )
-        post_migrate("18.0.1.6.0").migrate(cr, "18.0.1.5.0")
+        post_migrate(version).migrate(cr, previous)
         self.assertFalse(index_exists(cr, name))
-        self.assertTrue(
-            index_exists(cr, f"res_partner_mlm_stage_order_{self.env.company.id}_index")
+        self.assertTrue(index_exists(cr, kept))
+
+    def test_upgrade_drops_the_former_stage_indexes(self):
+        company_id = self.env.company.id
+        self._assert_upgrade_drops(
+            f"res_partner_mlm_stage_{company_id}_index",
+            "18.0.1.6.0",
+            "18.0.1.5.0",
+            f"res_partner_mlm_stage_order_{company_id}_index",
         )
 
     def test_the_members_list_uses_the_member_order_index(self):
@@ -132,14 +140,9 @@ class TestMemberIndexes(LoyaltyMlmCommon):
         self.assertEqual(cr.fetchone(), (updates + 1, hot + 1))
 
     def test_upgrade_drops_the_unused_member_indexes(self):
-        cr = self.env.cr
-        name = "res_partner__mlm_tier_id_index"
-        cr.execute(
-            SQL(
-                "CREATE INDEX IF NOT EXISTS %s ON res_partner (id)",
-                SQL.identifier(name),
-            )
+        self._assert_upgrade_drops(
+            "res_partner__mlm_tier_id_index",
+            "18.0.1.7.0",
+            "18.0.1.6.0",
+            "res_partner_mlm_referral_code_unique",
         )
-        post_migrate("18.0.1.7.0").migrate(cr, "18.0.1.6.0")
-        self.assertFalse(index_exists(cr, name))
-        self.assertTrue(index_exists(cr, "res_partner_mlm_referral_code_unique"))
