@@ -188,7 +188,9 @@ class TestMultiCompanyStages(MultiCompanyCase):
         self.Stage._mlm_refresh_all_stages(self.companies)
         growth = self.env.ref("loyalty_mlm.stage_growth")
         growth.with_user(self.user_b).with_company(self.company_b)._mlm_set_manually(
-            shared, "By hand in B", locked_until=fields.Date.today()
+            shared,
+            "By hand in B",
+            locked_until=fields.Date.context_today(self.Stage),
         )
         self.assertEqual(self.stage_in(self.company_b, shared), "growth")
         self.assertEqual(self.stage_in(self.company, shared), "winback")
