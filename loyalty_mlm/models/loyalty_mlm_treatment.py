@@ -16,13 +16,16 @@ _logger = logging.getLogger(__name__)
 # Customers treated together by the nightly job (one claim, one create or
 # write per action, one savepoint).
 TREATMENT_BATCH_SIZE = 500
-# Seconds a call of the nightly job keeps treating batches of the plan it
-# made before it hands back to ir.cron (which commits and calls again while
-# some remain): the plan, which reads the whole company, is made once for
-# many batches. Not more: the member cards credited in a call stay locked
-# until its commit, and a till selling to one of them waits for it (the
-# per-customer job held them about as long per call of 500).
+# Seconds a call of the nightly job keeps treating batches before it hands
+# back to ir.cron (which commits and calls again while some remain). Not
+# more: the member cards credited in a call stay locked until its commit,
+# and a till selling to one of them waits for it (the per-customer job held
+# them about as long per call of 500).
 TREATMENT_TIME_BUDGET = 10.0
+# Contacts the nightly job plans at a time (in the order of their ids): a
+# call plans what it can treat, not the whole company (18 s at 1,000,000
+# customers, made again by every call of a first night, issue #22).
+TREATMENT_PLAN_RANGE = 20000
 # A stage move of at most this many contacts (a manual move, an order that
 # moves its customer) runs its stage-entry treatments at once; bigger moves
 # (the nightly refresh) leave them to the treatment job that follows it.
@@ -382,14 +385,21 @@ class LoyaltyMlmTreatment(models.Model):
             [("company_id", "in", (False, company.id))], order="sequence, id"
         )
 
-    def _mlm_match(self, company, partner_ids=None):
+    def _mlm_match(self, company, partner_ids=None, id_range=None):
         """{rule: set of partner ids} for the rules `self` of `company`: each
-        customer under the first rule he meets. One search per rule."""
+        customer under the first rule he meets (among `partner_ids`, and the
+        ids from `id_range`'s start up to its end, excluded, if given; an end
+        of None: the last contact). One search per rule."""
         now = fields.Datetime.now()
         Partner = self.env["res.partner"].with_company(company).sudo()
         company_domain = [("company_id", "in", (False, company.id))]
         if partner_ids is not None:
             company_domain.append(("id", "in", list(partner_ids)))
+        if id_range is not None:
+            start, end = id_range
+            company_domain.append(("id", ">=", start))
+            if end is not None:
+                company_domain.append(("id", "<", end))
         taken = set()
         matches = {}
         for rule in self:
@@ -465,12 +475,13 @@ class LoyaltyMlmTreatment(models.Model):
         return candidates
 
     @api.model
-    def _mlm_plan(self, company, partner_ids=None, triggers=None):
-        """[(rule, {partner id: occasion})] due now in `company`."""
+    def _mlm_plan(self, company, partner_ids=None, triggers=None, id_range=None):
+        """[(rule, {partner id: occasion})] due now in `company` (see
+        _mlm_match for `partner_ids` and `id_range`)."""
         now = fields.Datetime.now()
         plan = []
         rules = self._mlm_rules(company)
-        for rule, matched in rules._mlm_match(company, partner_ids).items():
+        for rule, matched in rules._mlm_match(company, partner_ids, id_range).items():
             if triggers and rule.trigger not in triggers:
                 continue
             due = rule._mlm_due(company, matched, now)
@@ -541,52 +552,119 @@ class LoyaltyMlmTreatment(models.Model):
     # ------------------------------------------------------------
 
     @api.model
-    def _mlm_apply(
-        self,
-        company,
-        partner_ids=None,
-        triggers=None,
-        limit=None,
-        batch_size=None,
-        deadline=None,
-    ):
+    def _mlm_apply(self, company, partner_ids=None, triggers=None):
         """Run the due treatments of `company` (for `partner_ids` only if
-        given; at most `limit` customers). Returns (done, failed, left).
-
-        Batch-wise: the due customers of each rule are claimed and treated
-        together (_mlm_fire_batch), `batch_size` customers at a time
-        (default: all at once), a few queries per rule and batch rather than
-        per customer; no new batch once time.monotonic() passed `deadline`
-        (at least one batch), not counting the time the plan took.
-
-        The budget bounds how long a call holds the member cards it credits
-        (locked until its commit); the plan reads and locks nothing. At
-        1,000,000 customers it takes about 18 s: counted in a 10 s budget,
-        every call treated a single batch (issue #22)."""
-        planned = time.monotonic()
+        given), all at once. Returns (done, failed, left)."""
         plan = self._mlm_plan(company, partner_ids, triggers)
-        if deadline is not None:
-            deadline += time.monotonic() - planned
         total = sum(len(due) for _rule, due in plan)
-        # The plan's customers in its order, `batch_size` at a time; within
-        # a batch, each rule's customers are fired together.
-        queue = [(rule, pid, due[pid]) for rule, due in plan for pid in sorted(due)]
-        if limit is not None:
-            queue = queue[:limit]
+        done, failed, _stopped_at = self._mlm_run_plan(company, plan)
+        return done, failed, total - done - failed
+
+    @api.model
+    def _mlm_run_plan(
+        self, company, plan, batch_size=None, deadline=None, worked=False
+    ):
+        """Fire `plan` ([(rule, {partner id: occasion})], _mlm_plan) in
+        `company`, in the order of the customers' ids, `batch_size` customers
+        at a time (default: all at once); within a batch, each rule's
+        customers are fired together (_mlm_fire_batch), a few queries per rule
+        and batch rather than per customer. No new batch once
+        time.monotonic() passed `deadline` and a batch was fired (or
+        `worked`: the caller fired some already).
+
+        Returns (done, failed, the id of the first customer the deadline left
+        out, else None): the customers before it are settled."""
+        order = {rule: index for index, (rule, _due) in enumerate(plan)}
+        queue = sorted(
+            (pid, order[rule], rule, occasion)
+            for rule, due in plan
+            for pid, occasion in due.items()
+        )
         done = failed = 0
         for batch in split_every(batch_size or len(queue) or 1, queue):
+            if (
+                deadline is not None
+                and (worked or done or failed)
+                and time.monotonic() > deadline
+            ):
+                return done, failed, batch[0][0]
+            by_rule = sorted(batch, key=itemgetter(1, 0))
+            for _index, items in groupby(by_rule, key=itemgetter(1)):
+                items = list(items)
+                ok, ko = items[0][2]._mlm_fire_batch(
+                    company, {pid: occasion for pid, _i, _rule, occasion in items}
+                )
+                done, failed = done + ok, failed + ko
+        return done, failed, None
+
+    @api.model
+    def _mlm_walk(self, company, batch_size=None, deadline=None):
+        """The nightly job in `company`: plan and fire the due treatments of
+        TREATMENT_PLAN_RANGE contacts at a time, in the order of their ids,
+        from the company's mlm_treatment_cursor, with no new batch once
+        time.monotonic() passed `deadline` (at least one batch; the time
+        spent planning does not count: the plan reads and locks nothing, the
+        budget bounds how long the cards credited stay locked).
+
+        The cursor, committed with the call, is where the next call goes on:
+        a call plans only the contacts it reaches, rather than the whole
+        company every call (18 s at 1,000,000 customers, for 10 s of
+        treatments). A walk over every contact sets it to -1; the job sets
+        it back to 0 once every company is walked. A contact who becomes due
+        behind the cursor waits for the next walk (the next night, or the
+        next run after this one): stage entries of a few contacts are
+        treated at once anyway (_mlm_on_stage_enter).
+
+        Returns (done, failed, whether the walk is over)."""
+        cursor = max(company.sudo().mlm_treatment_cursor, 0)
+        done = failed = 0
+        while True:
             if (
                 deadline is not None
                 and (done or failed)
                 and time.monotonic() > deadline
             ):
                 break
-            for rule, items in groupby(batch, key=itemgetter(0)):
-                ok, ko = rule._mlm_fire_batch(
-                    company, {pid: occasion for _rule, pid, occasion in items}
-                )
-                done, failed = done + ok, failed + ko
-        return done, failed, total - done - failed
+            end = self._mlm_range_end(cursor)
+            planned = time.monotonic()
+            plan = self._mlm_plan(company, id_range=(cursor, end))
+            if deadline is not None:
+                deadline += time.monotonic() - planned
+            r_done, r_failed, stopped_at = self._mlm_run_plan(
+                company,
+                plan,
+                batch_size=batch_size,
+                deadline=deadline,
+                worked=bool(done or failed),
+            )
+            done, failed = done + r_done, failed + r_failed
+            if stopped_at is not None:
+                cursor = stopped_at
+                break
+            if end is None:
+                cursor = -1
+                break
+            cursor = end
+        company.sudo().mlm_treatment_cursor = cursor
+        return done, failed, cursor < 0
+
+    @api.model
+    def _mlm_range_end(self, start):
+        """The id ending the range of TREATMENT_PLAN_RANGE contacts from
+        `start` (excluded from it), None if the range reaches the last
+        contact. One walk of the primary key over the range."""
+        self.env.cr.execute(
+            SQL(
+                """
+                SELECT id FROM res_partner WHERE id >= %s
+              ORDER BY id OFFSET %s LIMIT 1
+                """,
+                start,
+                TREATMENT_PLAN_RANGE,
+            )
+        )
+        row = self.env.cr.fetchone()
+        return row[0] if row else None
 
     def _mlm_fire_batch(self, company, due):
         """Claim the occasions `due` ({partner id: occasion}) and execute the
@@ -1057,32 +1135,39 @@ class LoyaltyMlmTreatment(models.Model):
     ):
         """Nightly, after the stage refresh: every due treatment, resumably.
 
-        Each call plans a company once, then treats its due customers in
-        batches of `batch_size` until `time_budget` seconds have passed (at
-        least one batch); ir.cron commits and calls again while some remain.
-        Each customer's occasion is claimed in the log with his actions, so
-        a rerun or a resumed run skips exactly the customers already treated
+        Each call walks the companies' contacts on from where the last call
+        stopped (_mlm_walk), planning and treating them in batches of
+        `batch_size` until `time_budget` seconds have passed (at least one
+        batch); ir.cron commits and calls again while some remain. Each
+        customer's occasion is claimed in the log with his actions, so a
+        rerun or a resumed run skips exactly the customers already treated
         (a killed call loses only its own uncommitted batches). A customer
-        whose action fails is left for the next night (when every customer
-        of a call failed, the call reports nothing left rather than spinning
-        on them).
+        whose action fails is left for the next walk.
         """
         deadline = time.monotonic() + time_budget
-        done = failed = left = 0
+        done = failed = 0
+        finished = True
         companies = (
             self.env["res.company"].sudo().search([("mlm_program_id", "!=", False)])
         )
         for company in companies:
+            if company.mlm_treatment_cursor < 0:
+                continue  # walked already in this round
             if (done or failed) and time.monotonic() > deadline:
-                left += sum(len(due) for _r, due in self._mlm_plan(company))
-                continue
-            c_done, c_failed, c_left = self.sudo()._mlm_apply(
+                finished = False
+                break
+            c_done, c_failed, finished = self.sudo()._mlm_walk(
                 company, batch_size=batch_size, deadline=deadline
             )
-            done, failed, left = done + c_done, failed + c_failed, left + c_left
-        if not done:
-            left = 0
-        self.env["ir.cron"]._notify_progress(done=done + failed, remaining=left)
+            done, failed = done + c_done, failed + c_failed
+            if not finished:
+                break
+        if finished:
+            # Every company walked: the next run starts a new round.
+            companies.filtered("mlm_treatment_cursor").mlm_treatment_cursor = 0
+        self.env["ir.cron"]._notify_progress(
+            done=done + failed, remaining=0 if finished else 1
+        )
         return done
 
     @api.model

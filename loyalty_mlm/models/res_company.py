@@ -238,6 +238,16 @@ class ResCompany(models.Model):
         help="A member below their tier's threshold keeps the tier this many days "
         "before the nightly review downgrades them.",
     )
+    # State of the treatment job (loyalty.mlm.treatment._mlm_walk), kept here
+    # so that it survives the job's commits and a killed worker.
+    mlm_treatment_cursor = fields.Integer(
+        string="Treatment Job Position",
+        readonly=True,
+        copy=False,
+        groups="base.group_system",
+        help="The contact id from which the running treatment job plans this "
+        "company next (0: the next run starts from the first contact).",
+    )
 
     @api.depends("mlm_welcome_bonus")
     def _compute_mlm_welcome_bonus_start(self):

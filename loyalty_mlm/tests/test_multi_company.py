@@ -1,3 +1,5 @@
+from unittest.mock import patch
+
 from odoo import Command, fields
 from odoo.exceptions import AccessError, UserError
 from odoo.tests import new_test_user, tagged
@@ -263,6 +265,61 @@ class TestMultiCompanyTreatments(MultiCompanyCase):
         self.assertEqual(
             shared.with_company(self.company_b).mlm_treatment_log_ids, log_b
         )
+
+    def test_the_job_walks_each_company_once_a_round(self):
+        """Calls of the treatment job go on with the company they stopped in,
+        and a company walked to its end is not walked again until every
+        company is (a round); then every cursor starts over."""
+        customers = self.env["res.partner"].create(
+            [{"name": f"Walked {i}", "customer_rank": 1} for i in range(3)]
+        )
+        self.rule.active = False  # no stage-entry treatment at the orders
+        for partner in customers:
+            self.order_in(self.company, partner, 0)
+            self.order_in(self.company_b, partner, 0)
+        Treatment = self.env["loyalty.mlm.treatment"]
+        Treatment.create(
+            {
+                "name": "Daily tag",
+                "trigger": "periodic",
+                "cooldown_days": 1,
+                "tag_ids": [Command.link(self.tag.id)],
+                "mlm_control_share": 0,
+            }
+        )
+        companies = (
+            self.env["res.company"].sudo().search([("mlm_program_id", "!=", False)])
+        )
+        self.assertLessEqual(self.companies, companies)
+        companies.mlm_treatment_cursor = 0
+        walk = type(Treatment)._mlm_walk
+        walks = []
+
+        def walking(model, company, **kwargs):
+            result = walk(model, company, **kwargs)
+            walks.append((len(calls), company, result[2]))
+            return result
+
+        calls = []
+        with patch.object(type(Treatment), "_mlm_walk", walking):
+            while True:
+                calls.append(
+                    Treatment._cron_mlm_treatments(batch_size=1, time_budget=0)
+                )
+                if not any(companies.mapped("mlm_treatment_cursor")):
+                    break
+                self.assertLess(len(calls), 50)
+        for company in companies:
+            mine = [(call, over) for call, walked, over in walks if walked == company]
+            # Walked in consecutive calls, the last of them to its end.
+            self.assertEqual([over for _call, over in mine][-1:], [True])
+            self.assertFalse(any(over for _call, over in mine[:-1]))
+        # (the demo customers with a stage are treated too)
+        self.assertGreaterEqual(sum(calls), 6)
+        for partner in customers:
+            logs = self.logs(partner)
+            self.assertEqual(len(logs), 2)
+            self.assertEqual(logs.company_id, self.companies)
 
 
 @tagged("post_install", "-at_install")
