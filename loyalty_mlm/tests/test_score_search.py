@@ -151,6 +151,39 @@ class TestScoreSearch(LoyaltyMlmCommon):
         with self.assertRaises(AccessError):
             self.env["res.partner"].with_user(self.user_plain).search(["|", heavy, low])
 
+    def test_a_range_of_contacts_reads_the_scores_of_that_range(self):
+        """The treatment walk searches a range of contact ids at a time
+        (mlm_partner_id_range in the context): the score look-up is bounded
+        by the same range, so that each range reads its own scores rather
+        than the company's whole segment (issue #22), and finds the same
+        contacts as without it."""
+        heavy = ("mlm_usage_segment", "=", "heavy")
+        low = ("mlm_usage_segment", "=", "low")
+        Partner = self.env["res.partner"]
+        for start, end in (
+            (self.heavy.id, self.low.id),
+            (self.medium.id, None),
+            (self.heavy.id, None),
+        ):
+            bounds = [("id", ">=", start)] + ([("id", "<", end)] if end else [])
+            ranged = Partner.with_context(mlm_partner_id_range=(start, end))
+            for domain in ([heavy], ["|", heavy, low]):
+                with self.subTest(start=start, end=end, domain=domain):
+                    self.assertEqual(
+                        ranged.search([*bounds, *domain]),
+                        Partner.search([*bounds, *domain]),
+                    )
+        # The bounds are in the score look-up itself, which alone finds
+        # nothing outside them.
+        ranged = Partner.with_context(mlm_partner_id_range=(self.medium.id, None))
+        leaf = ranged._mlm_score_rows_leaf([heavy, low])
+        sql = ranged._search([leaf]).select().code
+        score_sql = sql.split('FROM "loyalty_mlm_partner_score"')[1]
+        self.assertIn('"partner_id" >=', score_sql)
+        self.assertEqual(
+            ranged.search([leaf, ("id", "in", self.contacts.ids)]), self.low
+        )
+
     def test_kanban_badge_averages_nothing(self):
         """The Members kanban's "Heavy user at risk" badge reads one boolean:
         a field of the view with an aggregator (the churn risk) makes the web
