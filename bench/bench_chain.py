@@ -23,7 +23,9 @@ Against a database with loyalty_mlm installed: use a throwaway copy
    scores (`_cron_refresh_scores`, context mlm_scores_only so that the
    stages are timed apart), stages (`_mlm_refresh_all_stages`, the first
    assignment, then again: an unchanged night), tier review
-   (`_cron_review`), treatments (`_cron_mlm_treatments`), KPI snapshots
+   (`_cron_review`), treatment planning (the plans the treatment job's
+   walk makes over a round, range by range, without firing them),
+   treatments (`_cron_mlm_treatments`), KPI snapshots
    (`_cron_snapshots`), expiry (`_cron_expire_points`).
    Per step: calls, wall seconds, queries, peak RSS of the process during
    the step (VmHWM, reset through /proc/self/clear_refs) and the ratio of
@@ -74,6 +76,7 @@ STEPS = (
     ("stages", "stages, first assignment"),
     ("stages_again", "stages again (unchanged night)"),
     ("tiers", "tier review (_cron_review)"),
+    ("plan", "treatment planning (the walk's plans of every contact)"),
     ("treatments", "treatments (_cron_mlm_treatments)"),
     ("kpi", "KPI snapshots (_cron_snapshots)"),
     ("expiry", "expiry (_cron_expire_points)"),
@@ -476,6 +479,25 @@ def chain_steps(env, company, args):
             on_commit(1)
         return 1, 0
 
+    def plan(on_commit):
+        # What the treatment job's walk plans over a whole round, range by
+        # range as its calls do, without firing anything: the planning of
+        # the chain, apart from the treatments themselves (mails, coupons).
+        from odoo.addons.loyalty_mlm.models import (  # noqa: PLC0415
+            loyalty_mlm_treatment,
+        )
+
+        Treatment = env["loyalty.mlm.treatment"].sudo()
+        due, start, size = 0, 0, loyalty_mlm_treatment.TREATMENT_PLAN_RANGE
+        while True:
+            end = Treatment._mlm_range_end(start, size)
+            plan = Treatment._mlm_plan(company, id_range=(start, end))
+            due += sum(len(partners) for _rule, partners in plan)
+            size = Treatment._mlm_next_range_size(size, plan)
+            if end is None:
+                return 1, due
+            start = end
+
     def cron(xmlid, model, method, max_calls=None, **kwargs):
         def step(on_commit):
             return run_cron(
@@ -493,6 +515,7 @@ def chain_steps(env, company, args):
         "scores": scores,
         "stages": stages,
         "stages_again": stages,
+        "plan": plan,
         "tiers": cron(
             "loyalty_mlm.ir_cron_review_tiers", "loyalty.mlm.tier", "_cron_review"
         ),
@@ -951,6 +974,7 @@ def step_label(result):
         "stages": f"{made['stage_moves']} moves",
         "stages_again": f"{made['stage_moves']} moves",
         "tiers": f"{made['tier_moves']} moves",
+        "plan": f"{result['left']} customers due",
         "treatments": f"{made['treatments']} logs"
         + (f", {result['left']} customers left" if result.get("left") else ""),
         "kpi": f"{made['kpi']} new rows",
