@@ -2,7 +2,7 @@
     "name": "Loyalty MLM: Member Lifecycle",
     "summary": "Member lifecycle, segment scores and a trusted point ledger "
     "on top of Odoo's loyalty engine",
-    "version": "18.0.1.8.0",
+    "version": "18.0.1.9.0",
     "category": "Sales/Loyalty",
     "website": "https://github.com/loyalty-mlm/loyalty_mlm",
     "author": "loyalty_mlm contributors",
