@@ -14,6 +14,29 @@
 \timing on
 \set ON_ERROR_STOP off
 
+-- Each write below runs twice, with and without foreign-key checks.
+PREPARE expire_entries AS
+INSERT INTO loyalty_mlm_ledger (
+    date, partner_id, card_id, card_code, program_id, company_id, points,
+    kind, res_model, res_id, user_id, reason, reason_code, reason_values,
+    expired_lot_id, remaining, unallocated,
+    create_uid, create_date, write_uid, write_date)
+SELECT now(), partner_id, card_id, card_code, program_id, company_id,
+       -remaining, 'expire', 'loyalty.mlm.ledger', id, 1, 'expired',
+       'expired', jsonb_build_object('date', date::date::text), id, 0, 0,
+       1, now(), 1, now()
+  FROM loyalty_mlm_ledger
+ WHERE company_id = :company AND points > 0 AND remaining > 0
+   AND expiry_date < CURRENT_DATE AND card_id IS NOT NULL;
+PREPARE stage_history AS
+INSERT INTO loyalty_mlm_stage_history (
+    partner_id, from_stage_id, to_stage_id, date, reason_code, reason,
+    automatic, user_id, company_id)
+SELECT id, NULL, (SELECT MIN(id) FROM loyalty_mlm_stage), now(), 'manual',
+       NULL, TRUE, 1, :company
+  FROM res_partner
+ WHERE customer_rank > 0;
+
 \echo '== expiry: the read pass over the expired lots (the floor), twice'
 SELECT COUNT(*) AS cards, SUM(n) AS lots FROM (
     SELECT card_id, SUM(remaining), COUNT(*) AS n
@@ -21,44 +44,17 @@ SELECT COUNT(*) AS cards, SUM(n) AS lots FROM (
      WHERE company_id = :company AND points > 0 AND remaining > 0
        AND expiry_date < CURRENT_DATE AND card_id IS NOT NULL
   GROUP BY card_id) lots;
-SELECT COUNT(*) AS cards, SUM(n) AS lots FROM (
-    SELECT card_id, SUM(remaining), COUNT(*) AS n
-      FROM loyalty_mlm_ledger
-     WHERE company_id = :company AND points > 0 AND remaining > 0
-       AND expiry_date < CURRENT_DATE AND card_id IS NOT NULL
-  GROUP BY card_id) lots;
+\g
 
 \echo '== expiry: one expire entry per expired lot, nothing else'
 BEGIN;
-INSERT INTO loyalty_mlm_ledger (
-    date, partner_id, card_id, card_code, program_id, company_id, points,
-    kind, res_model, res_id, user_id, reason, reason_code, reason_values,
-    expired_lot_id, remaining, unallocated,
-    create_uid, create_date, write_uid, write_date)
-SELECT now(), partner_id, card_id, card_code, program_id, company_id,
-       -remaining, 'expire', 'loyalty.mlm.ledger', id, 1, 'expired',
-       'expired', jsonb_build_object('date', date::date::text), id, 0, 0,
-       1, now(), 1, now()
-  FROM loyalty_mlm_ledger
- WHERE company_id = :company AND points > 0 AND remaining > 0
-   AND expiry_date < CURRENT_DATE AND card_id IS NOT NULL;
+EXECUTE expire_entries;
 ROLLBACK;
 
 \echo '== expiry: the same entries without foreign-key checks (superuser)'
 BEGIN;
 SET LOCAL session_replication_role = replica;
-INSERT INTO loyalty_mlm_ledger (
-    date, partner_id, card_id, card_code, program_id, company_id, points,
-    kind, res_model, res_id, user_id, reason, reason_code, reason_values,
-    expired_lot_id, remaining, unallocated,
-    create_uid, create_date, write_uid, write_date)
-SELECT now(), partner_id, card_id, card_code, program_id, company_id,
-       -remaining, 'expire', 'loyalty.mlm.ledger', id, 1, 'expired',
-       'expired', jsonb_build_object('date', date::date::text), id, 0, 0,
-       1, now(), 1, now()
-  FROM loyalty_mlm_ledger
- WHERE company_id = :company AND points > 0 AND remaining > 0
-   AND expiry_date < CURRENT_DATE AND card_id IS NOT NULL;
+EXECUTE expire_entries;
 ROLLBACK;
 
 \echo '== expiry: closing the expired lots, nothing else'
@@ -81,24 +77,12 @@ ROLLBACK;
 
 \echo '== stages: one history row per customer, nothing else'
 BEGIN;
-INSERT INTO loyalty_mlm_stage_history (
-    partner_id, from_stage_id, to_stage_id, date, reason_code, reason,
-    automatic, user_id, company_id)
-SELECT id, NULL, (SELECT MIN(id) FROM loyalty_mlm_stage), now(), 'manual',
-       NULL, TRUE, 1, :company
-  FROM res_partner
- WHERE customer_rank > 0;
+EXECUTE stage_history;
 ROLLBACK;
 
 \echo '== stages: the same history rows without foreign-key checks (superuser)'
 BEGIN;
 SET LOCAL session_replication_role = replica;
-INSERT INTO loyalty_mlm_stage_history (
-    partner_id, from_stage_id, to_stage_id, date, reason_code, reason,
-    automatic, user_id, company_id)
-SELECT id, NULL, (SELECT MIN(id) FROM loyalty_mlm_stage), now(), 'manual',
-       NULL, TRUE, 1, :company
-  FROM res_partner
- WHERE customer_rank > 0;
+EXECUTE stage_history;
 ROLLBACK;
 
