@@ -1,6 +1,6 @@
 """DB-free tests of loyalty_mlm.tools.domains (ORed score filters merged)."""
 
-from loyalty_mlm.tools.domains import merge_or_leaves, normalize
+from loyalty_mlm.tools.domains import id_range_domain, merge_or_leaves, normalize
 
 HEAVY = ("mlm_usage_segment", "=", "heavy")
 LOW = ("mlm_usage_segment", "=", "low")
@@ -101,3 +101,14 @@ def test_the_rewrite_keeps_the_meaning():
                 merged,
                 truth,
             )
+
+
+def test_an_id_range_becomes_its_bounds():
+    assert id_range_domain("id", (10, 20)) == [("id", ">=", 10), ("id", "<", 20)]
+    assert id_range_domain("partner_id", [10, None]) == [("partner_id", ">=", 10)]
+
+
+def test_a_malformed_id_range_gives_no_condition():
+    # The range also comes from a context, which any client may fill.
+    for value in (None, 5, "1,2", (1,), (1, 2, 3), ("1", 2), (1, "2"), (True, 2)):
+        assert id_range_domain("id", value) == []

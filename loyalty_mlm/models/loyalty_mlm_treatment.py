@@ -9,6 +9,7 @@ from odoo.exceptions import UserError, ValidationError
 from odoo.osv import expression
 from odoo.tools import SQL, format_date, formatLang, split_every
 
+from ..tools.domains import id_range_domain
 from .loyalty_mlm_partner_score import QUADRANT_SELECTION, USAGE_SEGMENT_SELECTION
 
 _logger = logging.getLogger(__name__)
@@ -407,10 +408,7 @@ class LoyaltyMlmTreatment(models.Model):
             # (res.partner._mlm_score_rows_leaf), not every customer's for
             # each range of the walk.
             Partner = Partner.with_context(mlm_partner_id_range=id_range)
-            start, end = id_range
-            company_domain.append(("id", ">=", start))
-            if end is not None:
-                company_domain.append(("id", "<", end))
+            company_domain += id_range_domain("id", id_range)
         taken = set()
         matches = {}
         for rule in self:
@@ -672,10 +670,10 @@ class LoyaltyMlmTreatment(models.Model):
         return size
 
     @api.model
-    def _mlm_range_end(self, start, size=None):
-        """The id ending the range of `size` (default TREATMENT_PLAN_RANGE)
-        contacts from `start` (excluded from it), None if the range reaches
-        the last contact. One walk of the primary key over the range."""
+    def _mlm_range_end(self, start, size):
+        """The id ending the range of `size` contacts from `start` (excluded
+        from it), None if the range reaches the last contact. One walk of
+        the primary key over the range."""
         self.env.cr.execute(
             SQL(
                 """
@@ -683,7 +681,7 @@ class LoyaltyMlmTreatment(models.Model):
               ORDER BY id OFFSET %s LIMIT 1
                 """,
                 start,
-                size or TREATMENT_PLAN_RANGE,
+                size,
             )
         )
         row = self.env.cr.fetchone()

@@ -7,7 +7,7 @@ from odoo.osv import expression
 from odoo.tools import SQL, create_index, index_exists
 from odoo.tools.query import Query
 
-from ..tools.domains import merge_or_leaves
+from ..tools.domains import id_range_domain, merge_or_leaves
 from .loyalty_mlm_partner_score import (
     QUADRANT_SELECTION,
     SCORE_FIELDS,
@@ -597,17 +597,16 @@ class ResPartner(models.Model):
         # "Interactive paths at scale").
         # sudo: the rights were checked above (cashiers search by score
         # without reading the score model); the company is in the domain.
-        where = [("company_id", "=", self.env.company.id)]
         # The treatment walk searches a range of contact ids at a time
         # (loyalty.mlm.treatment._mlm_match): the scores of that range, found
         # by the (partner, company) index, rather than the company's scores
         # of one segment, read in full for every range.
-        id_range = self.env.context.get("mlm_partner_id_range")
-        if id_range:
-            start, end = id_range
-            where.append(("partner_id", ">=", start))
-            if end is not None:
-                where.append(("partner_id", "<", end))
+        where = [
+            ("company_id", "=", self.env.company.id),
+            *id_range_domain(
+                "partner_id", self.env.context.get("mlm_partner_id_range")
+            ),
+        ]
         scores = (
             self.env["loyalty.mlm.partner.score"]
             .sudo()

@@ -89,3 +89,20 @@ def merge_or_leaves(domain, mergeable, merge):
     merged = []
     node = _rewrite(node, mergeable, merge, merged)
     return _emit(node, []) if merged else domain
+
+
+def id_range_domain(fname, id_range):
+    """Domain of the ids `fname` from `id_range`'s start up to its end,
+    excluded ((start, end); an end of None: no upper bound). Anything else
+    than two integers (the end may be None) gives no condition: the range
+    also comes from a context, which any client may fill."""
+    if not isinstance(id_range, list | tuple) or len(id_range) != 2:
+        return []
+    start, end = id_range
+    if not _is_int(start) or not (end is None or _is_int(end)):
+        return []
+    return [(fname, ">=", start)] + ([(fname, "<", end)] if end is not None else [])
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
