@@ -483,20 +483,13 @@ def chain_steps(env, company, args):
         # What the treatment job's walk plans over a whole round, range by
         # range as its calls do, without firing anything: the planning of
         # the chain, apart from the treatments themselves (mails, coupons).
-        from odoo.addons.loyalty_mlm.models import (  # noqa: PLC0415
-            loyalty_mlm_treatment,
-        )
-
         Treatment = env["loyalty.mlm.treatment"].sudo()
-        due, start, size = 0, 0, loyalty_mlm_treatment.TREATMENT_PLAN_RANGE
-        while True:
-            end = Treatment._mlm_range_end(start, size)
-            plan = Treatment._mlm_plan(company, id_range=(start, end))
-            due += sum(len(partners) for _rule, partners in plan)
-            size = Treatment._mlm_next_range_size(size, plan)
-            if end is None:
-                return 1, due
-            start = end
+        due = sum(
+            len(partners)
+            for _end, walk_plan, _seconds in Treatment._mlm_range_plans(company, 0)
+            for _rule, partners in walk_plan
+        )
+        return 1, due
 
     def cron(xmlid, model, method, max_calls=None, **kwargs):
         def step(on_commit):

@@ -628,20 +628,9 @@ class LoyaltyMlmTreatment(models.Model):
         Returns (done, failed, whether the walk is over)."""
         cursor = max(company.sudo().mlm_treatment_cursor, 0)
         done = failed = 0
-        size = TREATMENT_PLAN_RANGE
-        while True:
-            if (
-                deadline is not None
-                and (done or failed)
-                and time.monotonic() > deadline
-            ):
-                break
-            end = self._mlm_range_end(cursor, size)
-            planned = time.monotonic()
-            plan = self._mlm_plan(company, id_range=(cursor, end))
+        for end, plan, seconds in self._mlm_range_plans(company, cursor):
             if deadline is not None:
-                deadline += time.monotonic() - planned
-            size = self._mlm_next_range_size(size, plan)
+                deadline += seconds
             r_done, r_failed, stopped_at = self._mlm_run_plan(
                 company,
                 plan,
@@ -657,8 +646,33 @@ class LoyaltyMlmTreatment(models.Model):
                 cursor = -1
                 break
             cursor = end
+            # Checked before the next range is planned (the generator plans
+            # it when asked for it).
+            if (
+                deadline is not None
+                and (done or failed)
+                and time.monotonic() > deadline
+            ):
+                break
         company.sudo().mlm_treatment_cursor = cursor
         return done, failed, cursor < 0
+
+    @api.model
+    def _mlm_range_plans(self, company, start):
+        """(end, plan, seconds spent planning) of each range of the walk
+        from the contact id `start`, planned when asked for: ranges of
+        TREATMENT_PLAN_RANGE contacts, bigger where few are due
+        (_mlm_next_range_size); the last one has an end of None."""
+        size = TREATMENT_PLAN_RANGE
+        while True:
+            end = self._mlm_range_end(start, size)
+            planned = time.monotonic()
+            plan = self._mlm_plan(company, id_range=(start, end))
+            yield end, plan, time.monotonic() - planned
+            if end is None:
+                return
+            size = self._mlm_next_range_size(size, plan)
+            start = end
 
     @api.model
     def _mlm_next_range_size(self, size, plan):
